@@ -1,0 +1,1 @@
+"""psconv-accel gateware package."""

@@ -1,0 +1,47 @@
+"""Signatures shared by the engine core, the link layer and the board tops."""
+
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.memory_map import SPACE_BITS, ADDR_BITS, WORD_BITS, COUNTERS
+
+__all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream"]
+
+#: One word written into the engine's memories (see :class:`hw.memory_map.Space`).
+LoadWord = data.StructLayout({"space": SPACE_BITS, "addr": ADDR_BITS, "data": WORD_BITS})
+
+#: One int8 output of the last layer; ``last`` marks the final byte of a frame's result.
+ResultByte = data.StructLayout({"data": 8, "last": 1})
+
+#: Performance counters of the last frame.
+Counters = data.StructLayout({name: 32 for name in COUNTERS})
+
+#: A byte stream (UART side of the link layer).
+ByteStream = stream.Signature(8)
+
+
+class CoreSignature(wiring.Signature):
+    """The engine core as seen by the link layer.
+
+    Members
+    -------
+    load : In(stream.Signature(LoadWord))
+        Words of the model image and of input frames.
+    start : In(1)
+        One-cycle pulse: run every layer on the loaded input frame.
+    busy : Out(1)
+        High from ``start`` until the last result byte has been accepted.
+    result : Out(stream.Signature(ResultByte))
+        The last layer's int8 outputs in C x H x W order.
+    counters : Out(Counters)
+        Counters of the most recent frame, stable while not busy.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "load": In(stream.Signature(LoadWord)),
+            "start": In(1),
+            "busy": Out(1),
+            "result": Out(stream.Signature(ResultByte)),
+            "counters": Out(Counters),
+        })
