@@ -35,6 +35,12 @@ class CoreSignature(wiring.Signature):
         The last layer's int8 outputs in C x H x W order.
     counters : Out(Counters)
         Counters of the most recent frame, stable while not busy.
+    input_len : Out(ADDR_BITS + 2)
+        Bytes in one input frame of the loaded model (from its first descriptor); the link layer
+        rejects frames of any other length.
+    config_id : Out(32)
+        Constant fingerprint of the generator parameters (``hw.array.ArrayConfig.config_id``);
+        an image carries the id it was packed for and the link layer refuses a mismatch.
     """
 
     def __init__(self):
@@ -44,4 +50,6 @@ class CoreSignature(wiring.Signature):
             "busy": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
+            "input_len": Out(ADDR_BITS + 2),
+            "config_id": Out(32),
         })
