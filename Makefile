@@ -24,10 +24,10 @@ demo: setup
 	$(PY) -m demo
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
 
 sweep: setup
-	$(PY) -m pytest -q sim_tests -m slow --run-sweep
+	$(PY) -m pytest -n $(JOBS) -q sim_tests -m slow
 
 bench: setup
 	$(PY) -m bench.engine

@@ -38,6 +38,9 @@ class CoreSignature(wiring.Signature):
     input_len : Out(ADDR_BITS + 2)
         Bytes in one input frame of the loaded model (from its first descriptor); the link layer
         rejects frames of any other length.
+    output_len : Out(ADDR_BITS + 2)
+        Bytes in the result of one frame (the last layer's C x H x W), so the link layer can send
+        the response length before the payload.
     config_id : Out(32)
         Constant fingerprint of the generator parameters (``hw.array.ArrayConfig.config_id``);
         an image carries the id it was packed for and the link layer refuses a mismatch.
@@ -51,5 +54,6 @@ class CoreSignature(wiring.Signature):
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
             "input_len": Out(ADDR_BITS + 2),
+            "output_len": Out(ADDR_BITS + 2),
             "config_id": Out(32),
         })
