@@ -18,7 +18,7 @@ from .patterns import kernel_masks, period_table, PeriodTable
 from .variants import Variant, split_model_name, VariantNameError
 
 __all__ = ["Conv", "Linear", "Network", "DATASETS", "NETWORKS", "build_network", "layer_masks",
-           "layer_period_tables"]
+           "layer_period_tables", "parse_model"]
 
 #: dataset -> (input channels, input height = width, classes)
 DATASETS = {
@@ -260,5 +260,3 @@ def parse_model(name: str, dataset: str | None = None) -> tuple[Network, Variant
     net, variant = split_model_name(name)
     return build_network(net, dataset), variant
 
-
-__all__.append("parse_model")
