@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: setup
-	$(PY) -m demo
+	$(PY) -m host.demo
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
