@@ -26,6 +26,11 @@ __all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "
 
 SIMULATORS = ("icarus", "verilator")
 
+#: Icarus in cocotb's default -g2012 mode runs declaration initialisers before ``always @*``
+#: blocks, leaving a combinational output whose inputs never change stuck at X; Verilog-2005
+#: semantics (what Amaranth emits) do not.
+ICARUS_ARGS = ("-g2005",)
+
 #: Amaranth's Verilog trips width lint warnings that are harmless here.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                   "--x-initial", "fast")
@@ -89,7 +94,8 @@ def build(component_or_verilog, *, sim: str, build_dir, toplevel: str = "top",
         source = Path(component_or_verilog).resolve()
     else:
         source = write_verilog(component_or_verilog, build_dir / f"{toplevel}.v", name=toplevel)
-    args = list(VERILATOR_ARGS if sim == "verilator" else ()) + list(extra_args)
+    args = list(VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS)
+    args += [a for a in extra_args if a not in args]
     if sim == "verilator" and waves:
         # Verilator 5.48 wants the trace format named for VM_TRACE to reach cocotb's main.
         args.append("--trace-vcd")  # FST would need liblz4-dev

@@ -1,0 +1,477 @@
+"""The link layer in hardware: frame parser, image loader and responder in front of the engine core.
+
+:class:`Link` implements :mod:`hw.link` (frames) and :mod:`hw.image` (the image container) byte by
+byte, with no frame buffer: words are routed to the core's load port while they stream in, and the
+checks that :func:`hw.image.parse_image` makes are made on the fly in the same order, so both report
+the same error code for the same bytes. Because nothing is buffered, the verdict on a frame comes
+after its CRC: an image is marked loaded, and an inference started, only once the frame CRC (and
+for an image every header check and the image CRC) passed. Only a length above
+:data:`hw.link.MAX_PAYLOAD` is refused before the payload (BAD_LENGTH), since the frame could not be
+consumed; the receiver then hunts for the next sync from the byte after the header.
+"""
+
+from enum import IntEnum
+
+from amaranth import *
+from amaranth.lib import crc, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.image import MAGIC, VERSION, HEADER_WORDS, SPACE_WORDS
+from hw.link import SYNC, NAK, MAX_PAYLOAD, RESPONSE_FLAG, Command, ErrorCode
+from hw.memory_map import ADDR_BITS, COUNTERS, Space
+from gateware.interfaces import ByteStream, CoreSignature
+
+__all__ = ["Link", "check_timeout"]
+
+
+class _Kind(IntEnum):
+    """Where a response's payload bytes come from."""
+    NONE = 0
+    NAK = 1
+    PING = 2
+    COUNTERS = 3
+    RESULT = 4
+
+
+class _Phase(IntEnum):
+    """Where the image parser is inside a LOAD_IMAGE payload."""
+    HEAD = 0   # the four header words
+    SECT = 1   # expecting a section header
+    DATA = 2   # inside a section's data words
+    CRC = 3    # expecting the image CRC word
+    DONE = 4   # image complete and good
+
+
+def check_timeout(timeout) -> int:
+    """Validate a mid-frame timeout (clock cycles) as :class:`Link` does."""
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise ValueError(f"Timeout must be a positive integer number of cycles, not {timeout!r}")
+    return timeout
+
+
+def _crc32():
+    # CRC-32/ISO-HDLC is zlib.crc32: the frame and image CRCs of hw.link and hw.image.
+    return crc.catalog.CRC32_ISO_HDLC(8).create()
+
+
+class Link(wiring.Component):
+    """Frame parser, image loader and responder of the engine.
+
+    Parameters
+    ----------
+    timeout : int
+        Clock cycles without a received byte, mid-frame, after which the frame is dropped with a
+        TIMEOUT NAK and the parser hunts for the next sync. Choose several byte times of the link.
+    capacity : dict of Space -> int, optional
+        Words each load space holds (default: its whole address range, ``2**ADDR_BITS``); an image
+        section with more words is refused (BAD_SECTION) before any of it is loaded.
+
+    Members
+    -------
+    rx : In(ByteStream)
+        Request bytes from the host.
+    tx : Out(ByteStream)
+        Response bytes to the host.
+    core : In(CoreSignature())
+        The engine core, driven by this component (the flipped side of the core's own signature).
+    image_loaded : Out(1)
+        A good image has been loaded (cleared when a LOAD_IMAGE frame begins).
+    nak : Out(1)
+        One-cycle pulse when a NAK response begins (for an error LED).
+    """
+
+    def __init__(self, *, timeout: int, capacity=None):
+        check_timeout(timeout)
+        caps = {space: SPACE_WORDS for space in Space}
+        for space, words in (capacity or {}).items():
+            if space not in Space._value2member_map_:
+                raise ValueError(f"Capacity key must be a Space, not {space!r}")
+            if not isinstance(words, int) or not 0 <= words <= SPACE_WORDS:
+                raise ValueError(f"Capacity of {Space(space).name} must be an integer in "
+                                 f"0..{SPACE_WORDS}, not {words!r}")
+            caps[Space(space)] = words
+        self._timeout = timeout
+        self._capacity = caps
+        super().__init__({
+            "rx": In(ByteStream),
+            "tx": Out(ByteStream),
+            "core": In(CoreSignature()),
+            "image_loaded": Out(1),
+            "nak": Out(1),
+        })
+
+    @property
+    def timeout(self) -> int:
+        return self._timeout
+
+    @property
+    def capacity(self) -> dict:
+        return dict(self._capacity)
+
+    def elaborate(self, platform):
+        m = Module()
+        rx, tx, core = self.rx, self.tx, self.core
+
+        # One frame CRC serves both directions: a request is fully checked before its response
+        # begins, so the receive and transmit uses never overlap.
+        m.submodules.frame_crc = frame_crc = _crc32()
+        m.submodules.img_crc = img_crc = _crc32()
+
+        # Request header.
+        cmd = Signal(8)
+        seq = Signal(8)
+        # Lengths above MAX_PAYLOAD are refused before they are stored: narrower counters.
+        length = Signal(range(MAX_PAYLOAD + 1))
+        remaining = Signal(range(MAX_PAYLOAD + 1))   # payload bytes still to come
+        shreg = Signal(32)       # len and CRC arrive little-endian: shift in from the top
+        k = Signal(2)            # byte index inside a multi-byte field
+        err = Signal(4)          # first error of this frame, reported after its CRC
+        idle = Signal(range(self._timeout + 1))
+
+        # Payload word assembly (little-endian, 4 bytes a word).
+        wbuf = Signal(32)
+        bidx = Signal(2)
+        word = Signal(32)
+        for lane in range(4):   # byte lanes, not a shifter: four 2:1 muxes a bit
+            m.d.comb += word[8 * lane:8 * lane + 8].eq(
+                Mux(bidx == lane, rx.payload, wbuf[8 * lane:8 * lane + 8]))
+
+        # Image parser.
+        phase = Signal(_Phase)
+        wpos = Signal(range(MAX_PAYLOAD // 4 + 1))     # word position of `word` in the image
+        n_sect = Signal(16)                              # sections still to come
+        crc_pos = Signal(range(MAX_PAYLOAD // 4 + 1))  # word position of the image CRC
+        sec_left = Signal(range(SPACE_WORDS + 1))
+        sec_space = Signal(len(core.load.payload.space))
+        sec_addr = Signal(ADDR_BITS)
+        seen = Signal(len(Space))
+        in_addr = Signal(ADDR_BITS)  # INFER input word address
+
+        # Response.
+        rsp_cmd = Signal(8)
+        rsp_len = Signal(max(len(core.output_len), 8))
+        rsp_kind = Signal(_Kind)
+        nak_code = Signal(8)
+        tx_idx = Signal(len(rsp_len))
+
+        rx_take = rx.valid & rx.ready
+        tx_take = tx.valid & tx.ready
+        stall = core.load.valid & ~core.load.ready
+        timed_out = ~rx.valid & (idle == self._timeout)
+
+        m.d.sync += self.nak.eq(0)
+        with m.If(core.load.ready):
+            m.d.sync += core.load.valid.eq(0)
+
+        def emit(space, addr, data):
+            m.d.sync += [
+                core.load.valid.eq(1),
+                core.load.payload.space.eq(space),
+                core.load.payload.addr.eq(addr),
+                core.load.payload.data.eq(data),
+            ]
+
+        def fail(code):
+            with m.If(err == 0):
+                m.d.sync += err.eq(code)
+
+        def respond(command, nbytes, kind):
+            m.d.sync += [rsp_cmd.eq(command), rsp_len.eq(nbytes), rsp_kind.eq(kind)]
+            m.next = "T_SYNC0"
+
+        def nak(code):
+            m.d.sync += [nak_code.eq(code), self.nak.eq(1)]
+            respond(NAK, 2, _Kind.NAK)
+
+        def sections_done(next_pos, crc_at):
+            # After the last section the next word must be the image CRC.
+            with m.If(next_pos != crc_at):
+                fail(ErrorCode.BAD_SECTION)
+            with m.Else():
+                m.d.sync += phase.eq(_Phase.CRC)
+
+        # The frame CRC covers cmd..payload; the image CRC covers the image up to its CRC word.
+        in_frame_crc = Signal()
+        in_image_crc = Signal()
+        crc_start = Signal()
+        tx_side = Signal()       # the response is being sent
+        tx_crc_valid = Signal()
+        m.d.comb += [
+            frame_crc.start.eq(crc_start),
+            frame_crc.data.eq(Mux(tx_side, tx.payload, rx.payload)),
+            frame_crc.valid.eq(Mux(tx_side, tx_crc_valid, rx_take & in_frame_crc)),
+            img_crc.data.eq(rx.payload),
+            img_crc.valid.eq(rx_take & in_image_crc & (cmd == Command.LOAD_IMAGE)
+                             & (phase < _Phase.CRC)),
+        ]
+
+        # Mid-frame idle counter: counts only while the host sends nothing, not while we stall.
+        mid_frame = Signal()
+        with m.If(mid_frame & ~rx.valid):
+            with m.If(idle != self._timeout):
+                m.d.sync += idle.eq(idle + 1)
+        with m.Else():
+            m.d.sync += idle.eq(0)
+
+        with m.FSM(name="link"):
+            with m.State("HUNT"):
+                m.d.comb += [rx.ready.eq(1), crc_start.eq(1)]
+                with m.If(rx_take & (rx.payload == SYNC[0])):
+                    m.next = "SYNC1"
+
+            with m.State("SYNC1"):
+                m.d.comb += [rx.ready.eq(1), crc_start.eq(1)]
+                with m.If(rx_take):
+                    with m.If(rx.payload == SYNC[1]):
+                        # A TIMEOUT NAK before these arrive names cmd 0 / seq 0.
+                        m.d.sync += [cmd.eq(0), seq.eq(0)]
+                        m.next = "CMD"
+                    with m.Elif(rx.payload != SYNC[0]):
+                        m.next = "HUNT"
+
+            with m.State("CMD"):
+                m.d.comb += [rx.ready.eq(1), mid_frame.eq(1), in_frame_crc.eq(1)]
+                with m.If(rx_take):
+                    m.d.sync += cmd.eq(rx.payload)
+                    m.next = "SEQ"
+                with m.Elif(timed_out):
+                    nak(ErrorCode.TIMEOUT)
+
+            with m.State("SEQ"):
+                m.d.comb += [rx.ready.eq(1), mid_frame.eq(1), in_frame_crc.eq(1)]
+                with m.If(rx_take):
+                    m.d.sync += [seq.eq(rx.payload), k.eq(0)]
+                    m.next = "LEN"
+                with m.Elif(timed_out):
+                    nak(ErrorCode.TIMEOUT)
+
+            with m.State("LEN"):
+                m.d.comb += [rx.ready.eq(1), mid_frame.eq(1), in_frame_crc.eq(1),
+                             img_crc.start.eq(1)]
+                new_len = Cat(shreg[8:], rx.payload)
+                with m.If(rx_take):
+                    m.d.sync += [shreg.eq(new_len), k.eq(k + 1)]
+                    with m.If(k == 3):
+                        m.d.sync += [
+                            length.eq(new_len), remaining.eq(new_len),
+                            wbuf.eq(0), bidx.eq(0), wpos.eq(0), in_addr.eq(0),
+                            phase.eq(_Phase.HEAD), seen.eq(0), err.eq(0),
+                        ]
+                        with m.If(new_len > MAX_PAYLOAD):
+                            nak(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            with m.If(new_len == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                            # Request-level checks; reported only after a good CRC.
+                            with m.Switch(cmd):
+                                with m.Case(Command.PING):
+                                    with m.If(new_len != 0):
+                                        m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
+                                with m.Case(Command.READ_COUNTERS):
+                                    with m.If(new_len != 0):
+                                        m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
+                                    with m.Elif(~self.image_loaded):
+                                        m.d.sync += err.eq(ErrorCode.NO_IMAGE)
+                                with m.Case(Command.INFER):
+                                    with m.If(~self.image_loaded):
+                                        m.d.sync += err.eq(ErrorCode.NO_IMAGE)
+                                    with m.Elif(new_len != core.input_len):
+                                        m.d.sync += err.eq(ErrorCode.BAD_FRAME_SIZE)
+                                with m.Case(Command.LOAD_IMAGE):
+                                    # Its words overwrite the engine's memories from now on.
+                                    m.d.sync += self.image_loaded.eq(0)
+                                with m.Default():
+                                    m.d.sync += err.eq(ErrorCode.BAD_COMMAND)
+                with m.Elif(timed_out):
+                    nak(ErrorCode.TIMEOUT)
+
+            with m.State("PAYLOAD"):
+                m.d.comb += [rx.ready.eq(~stall), mid_frame.eq(1), in_frame_crc.eq(1),
+                             in_image_crc.eq(1)]
+                with m.If(rx_take):
+                    last = remaining == 1
+                    m.d.sync += [remaining.eq(remaining - 1), bidx.eq(bidx + 1),
+                                 wbuf.eq(Mux(bidx == 3, 0, word))]
+                    with m.If(bidx == 3):
+                        m.d.sync += wpos.eq(wpos + 1)
+                    with m.If(last):
+                        m.d.sync += k.eq(0)
+                        m.next = "CRC"
+                    with m.If(err == 0):
+                        with m.Switch(cmd):
+                            with m.Case(Command.INFER):
+                                # The last word of an odd-length frame goes out zero-padded.
+                                with m.If((bidx == 3) | last):
+                                    emit(Space.INPUT, in_addr, word)
+                                    m.d.sync += in_addr.eq(in_addr + 1)
+                            with m.Case(Command.LOAD_IMAGE):
+                                with m.If(bidx == 3):
+                                    self._image_word(m, word=word, wpos=wpos, phase=phase,
+                                                     n_sect=n_sect, crc_pos=crc_pos,
+                                                     sec_left=sec_left, sec_space=sec_space,
+                                                     sec_addr=sec_addr, seen=seen, length=length,
+                                                     img_crc=img_crc.crc, emit=emit, fail=fail,
+                                                     sections_done=sections_done)
+                with m.Elif(timed_out):
+                    nak(ErrorCode.TIMEOUT)
+
+            with m.State("CRC"):
+                m.d.comb += [rx.ready.eq(1), mid_frame.eq(1)]
+                with m.If(rx_take):
+                    m.d.sync += [shreg.eq(Cat(shreg[8:], rx.payload)), k.eq(k + 1)]
+                    with m.If(k == 3):
+                        m.next = "CHECK"
+                with m.Elif(timed_out):
+                    nak(ErrorCode.TIMEOUT)
+
+            with m.State("CHECK"):
+                with m.If(shreg != frame_crc.crc):
+                    nak(ErrorCode.BAD_CRC)
+                with m.Elif(err != 0):
+                    nak(err)
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Command.PING):
+                            respond(RESPONSE_FLAG | Command.PING, 5, _Kind.PING)
+                        with m.Case(Command.READ_COUNTERS):
+                            respond(RESPONSE_FLAG | Command.READ_COUNTERS, 4 * len(COUNTERS),
+                                    _Kind.COUNTERS)
+                        with m.Case(Command.LOAD_IMAGE):
+                            with m.If(phase != _Phase.DONE):
+                                # The payload ended inside the image's own header.
+                                nak(ErrorCode.BAD_SECTION)
+                            with m.Else():
+                                m.next = "COMMIT"
+                        with m.Case(Command.INFER):
+                            m.next = "COMMIT"
+
+            with m.State("COMMIT"):
+                # Every loaded word must have reached the core before it is told to use them.
+                with m.If(~core.load.valid):
+                    with m.If(cmd == Command.LOAD_IMAGE):
+                        m.d.sync += self.image_loaded.eq(1)
+                        respond(RESPONSE_FLAG | Command.LOAD_IMAGE, 0, _Kind.NONE)
+                    with m.Else():
+                        m.d.comb += core.start.eq(1)
+                        respond(RESPONSE_FLAG | Command.INFER, core.output_len, _Kind.RESULT)
+
+            # Response frame.
+            def send(byte, nxt, crc=True):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte), tx_side.eq(1)]
+                if crc:
+                    m.d.comb += tx_crc_valid.eq(tx_take)
+                with m.If(tx_take):
+                    m.next = nxt
+
+            with m.State("T_SYNC0"):
+                m.d.comb += crc_start.eq(1)
+                send(SYNC[0], "T_SYNC1", crc=False)
+            with m.State("T_SYNC1"):
+                m.d.comb += crc_start.eq(1)
+                send(SYNC[1], "T_CMD", crc=False)
+            with m.State("T_CMD"):
+                send(rsp_cmd, "T_SEQ")
+                m.d.sync += k.eq(0)
+            with m.State("T_SEQ"):
+                send(seq, "T_LEN")
+            with m.State("T_LEN"):
+                send(rsp_len.word_select(k, 8), "T_LEN")
+                with m.If(tx_take):
+                    m.d.sync += [k.eq(k + 1), tx_idx.eq(0)]
+                    with m.If(k == 3):
+                        with m.If(rsp_len == 0):
+                            m.next = "T_CRC"
+                        with m.Else():
+                            m.next = "T_PAY"
+            with m.State("T_PAY"):
+                byte = Signal(8)
+                with m.Switch(rsp_kind):
+                    with m.Case(_Kind.NAK):
+                        m.d.comb += byte.eq(Cat(nak_code, cmd).word_select(tx_idx[0], 8))
+                    with m.Case(_Kind.PING):
+                        status = Cat(core.config_id, self.image_loaded, C(0, 31))
+                        m.d.comb += byte.eq(status.word_select(tx_idx[:3], 8))
+                    with m.Case(_Kind.COUNTERS):
+                        m.d.comb += byte.eq(
+                            core.counters.as_value().word_select(tx_idx[:4], 8))
+                with m.If(rsp_kind == _Kind.RESULT):
+                    m.d.comb += [tx.valid.eq(core.result.valid),
+                                 tx.payload.eq(core.result.payload.data),
+                                 core.result.ready.eq(tx.ready)]
+                with m.Else():
+                    m.d.comb += [tx.valid.eq(1), tx.payload.eq(byte)]
+                m.d.comb += [tx_side.eq(1), tx_crc_valid.eq(tx_take)]
+                with m.If(tx_take):
+                    m.d.sync += tx_idx.eq(tx_idx + 1)
+                    with m.If(tx_idx == rsp_len - 1):
+                        m.d.sync += k.eq(0)
+                        m.next = "T_CRC"
+            with m.State("T_CRC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(frame_crc.crc.word_select(k, 8)),
+                             tx_side.eq(1)]
+                with m.If(tx_take):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == 3):
+                        m.next = "HUNT"
+
+        return m
+
+    def _image_word(self, m, *, word, wpos, phase, n_sect, crc_pos, sec_left, sec_space, sec_addr,
+                    seen, length, img_crc, emit, fail, sections_done):
+        """One complete image word: the checks of :func:`hw.image.parse_image`, in its order."""
+        with m.Switch(phase):
+            with m.Case(_Phase.HEAD):
+                with m.Switch(wpos[:2]):
+                    with m.Case(0):
+                        with m.If(word != MAGIC):
+                            fail(ErrorCode.BAD_MAGIC)
+                    with m.Case(1):
+                        m.d.sync += n_sect.eq(word[16:])
+                        with m.If(word[:16] != VERSION):
+                            fail(ErrorCode.BAD_VERSION)
+                    with m.Case(2):
+                        with m.If(word != self.core.config_id):
+                            fail(ErrorCode.BAD_CONFIG)
+                    with m.Case(3):
+                        m.d.sync += crc_pos.eq(word - 1)
+                        with m.If((word << 2) != length):
+                            fail(ErrorCode.BAD_SECTION)
+                        with m.Elif(n_sect == 0):
+                            sections_done(HEADER_WORDS, word - 1)
+                        with m.Else():
+                            m.d.sync += phase.eq(_Phase.SECT)
+            with m.Case(_Phase.SECT):
+                space, n_words = word[:8], word[8:]
+                cap_ok = Signal()
+                known = Signal()
+                with m.Switch(space):
+                    for s in Space:
+                        with m.Case(s):
+                            m.d.comb += [known.eq(1), cap_ok.eq(n_words <= self._capacity[s])]
+                fits = (wpos + 1 + n_words) <= crc_pos
+                with m.If(~known | (seen >> space[:3])[0] | ~cap_ok | ~fits):
+                    fail(ErrorCode.BAD_SECTION)
+                with m.Else():
+                    m.d.sync += [seen.eq(seen | (C(1, 1) << space[:3])),
+                                 n_sect.eq(n_sect - 1)]
+                    with m.If(n_words == 0):
+                        with m.If(n_sect == 1):
+                            sections_done(wpos + 1, crc_pos)
+                    with m.Else():
+                        m.d.sync += [phase.eq(_Phase.DATA), sec_left.eq(n_words),
+                                     sec_space.eq(space), sec_addr.eq(0)]
+            with m.Case(_Phase.DATA):
+                emit(sec_space, sec_addr, word)
+                m.d.sync += [sec_addr.eq(sec_addr + 1), sec_left.eq(sec_left - 1)]
+                with m.If(sec_left == 1):
+                    with m.If(n_sect == 0):
+                        sections_done(wpos + 1, crc_pos)
+                    with m.Else():
+                        m.d.sync += phase.eq(_Phase.SECT)
+            with m.Case(_Phase.CRC):
+                with m.If(word != img_crc):
+                    fail(ErrorCode.BAD_IMAGE_CRC)
+                with m.Else():
+                    m.d.sync += phase.eq(_Phase.DONE)
