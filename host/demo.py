@@ -80,6 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default="FashionNet_PSD2_P8",
                    help="network and variant to train (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for training (default: %(default)s; on a shared 2-core "
+                        "machine one thread trained fastest)")
     p.add_argument("--frames", type=int, default=200,
                    help="test frames through the simulated engine (default: %(default)s)")
     p.add_argument("--runs", default="runs/demo", help="cache directory (default: %(default)s)")
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     t = _stage(f"1/5 train {args.model} on Fashion-MNIST ({args.epochs} epochs, cached)")
     from models.prepare import prepare
     run_dir = Path(args.runs) / args.model
-    q_path = prepare(args.model, epochs=args.epochs, out=str(run_dir))
+    q_path = prepare(args.model, epochs=args.epochs, out=str(run_dir), threads=args.threads)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     times["train+quantize"] = time.monotonic() - t
 
