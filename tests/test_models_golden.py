@@ -14,16 +14,6 @@ from models.psconv import enforce_masks
 from models.quantize import quantize_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI machine has 2 cores shared by pytest-xdist workers: spinning OpenMP threads of
-    # tiny ops would fight each other.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomize_bn(model, seed):
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():

@@ -14,14 +14,6 @@ from models.psconv import PSConv2d
 from models.quantize import UnsupportedModel, fold_bn, main, quantize_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(name, seed):
     torch.manual_seed(seed)
     model = build(name, seed=seed)

@@ -15,14 +15,6 @@ from models.train import default_recipe, load_checkpoint, main, parse_args
 COMMON = ["--limit-train", "96", "--limit-test", "64", "--batch-size", "32", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _run(out, epochs, *extra):
     return main(["--model", "DigitsNet_PSD2_P8", "--epochs", str(epochs), "--out", str(out), *COMMON, *extra])
 

@@ -1,0 +1,208 @@
+"""Benchmark of the sparse systolic engine's RTL: cycles, utilization and speedup per layer.
+
+``python -m bench.engine [--json]`` runs a fixed suite of layer shapes and variants through the
+engine's Verilog in Verilator (one build, all cases in one cocotb run) and reports per case the
+engine's own ``cycles`` and ``macs`` counters, utilization ``macs / (R * C * cycles)``, the cycles of
+the dense (pSC9) version of the same layer on the same array, the speedup over dense, the ideal
+speedup (dense MACs / sparse MACs) and whether the RTL output matched hw.reference bit for bit.
+``--speed`` also measures simulated cycles per second on Verilator and Icarus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from hw.array import ArrayConfig
+
+__all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks", "main"]
+
+#: The engine benchmarked: the default 8 x 8 array with memories for every suite layer.
+BENCH_CONFIG = ArrayConfig(rows=8, cols=8, p_max=16, weight_depth=16384, table_depth=256,
+                           param_depth=512, act_depth=40960, max_layers=8)
+
+#: (case, c_in, c_out, h, w, stride): FashionNet's sparse convs and two wider layers.
+SUITE = (
+    ("fashionnet.conv2", 16, 32, 28, 28, 2),
+    ("fashionnet.conv3", 32, 32, 14, 14, 2),
+    ("fashionnet.conv4", 32, 64, 7, 7, 2),
+    ("wide_64x64_16x16", 64, 64, 16, 16, 1),
+    ("wide_32x128_8x8", 32, 128, 8, 8, 1),
+)
+VARIANTS = ("PS4_P4", "PS2_P6", "PS1_P9", "PSD4_P8", "PSD2_P8", "PSD1_P8", "PSD2_P16")
+
+
+def _cases(suite, variants, seed):
+    from bench.layers import random_layer_model
+    from bench.rtl import Case
+    cases = []
+    for i, (name, c_in, c_out, h, w, stride) in enumerate(suite):
+        for v in ("pSC9",) + tuple(variants):
+            q = random_layer_model(seed=seed + i, c_in=c_in, c_out=c_out, h=h, w=w, stride=stride,
+                                   variant=v)
+            frame = np.random.default_rng(seed + i).integers(-128, 128, q.input_shape).astype(np.int8)
+            cases.append((name, v, Case(f"{name} {v}", q, frame)))
+    return cases
+
+
+def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="verilator", seed=0,
+              progress=None) -> tuple[list, dict]:
+    """Run the suite; return (rows with the issue's JSON keys, run info with simulation speed)."""
+    from bench.rtl import run_rtl
+    cases = _cases(suite, variants, seed)
+    if progress:
+        progress(f"running {len(cases)} layers on {sim} ({config.rows}x{config.cols} array) ...")
+    t0 = time.perf_counter()
+    results = run_rtl(config, [c for _, _, c in cases], sim=sim, seed=seed, strict=False)
+    wall = time.perf_counter() - t0
+    dense = {name: r["counters"]["cycles"] for (name, v, _), r in zip(cases, results) if v == "pSC9"}
+    dense_macs = {name: r["layout"].layers[0].dense_macs for (name, v, _), r in zip(cases, results)
+                  if v == "pSC9"}
+    rows = []
+    for (name, v, _), r in zip(cases, results):
+        if v == "pSC9":
+            continue
+        cyc, macs = r["counters"]["cycles"], r["counters"]["macs"]
+        rows.append({
+            "case": name, "variant": v, "cycles": cyc, "macs": macs,
+            "utilization": round(macs / (config.rows * config.cols * cyc), 4),
+            "dense_cycles": dense[name], "speedup": round(dense[name] / cyc, 3),
+            "ideal_speedup": round(dense_macs[name] / macs, 3), "bit_exact": bool(r["bit_exact"]),
+        })
+    sim_cycles = sum(r["counters"]["cycles"] for r in results)
+    compute_wall = sum(r["compute_wall_s"] for r in results)
+    info = {"sim": sim, "cases": len(results), "wall_s": round(wall, 1),
+            "sim_cycles": sim_cycles, "compute_cycles_per_s": round(sim_cycles / max(compute_wall, 1e-9)),
+            "dense_all_bit_exact": all(r["bit_exact"] for r in results)}
+    return rows, info
+
+
+def sim_speed(sim: str, *, config=BENCH_CONFIG) -> dict:
+    """Simulated engine cycles per second of ``sim`` on one mid-size layer (compute phase only)."""
+    from bench.layers import random_layer_model
+    from bench.rtl import Case, run_rtl
+    q = random_layer_model(seed=1, c_in=16, c_out=32, h=14, w=14, stride=1, variant="PSD2_P8")
+    frame = np.random.default_rng(1).integers(-128, 128, q.input_shape).astype(np.int8)
+    r = run_rtl(config, [Case("speed", q, frame)], sim=sim, strict=False)[0]
+    return {"sim": sim, "cycles": r["counters"]["cycles"], "compute_wall_s": round(r["compute_wall_s"], 3),
+            "cycles_per_s": round(r["counters"]["cycles"] / max(r["compute_wall_s"], 1e-9)),
+            "bit_exact": r["bit_exact"]}
+
+
+#: Whole networks (random int8 weights, host.synthetic), each against its dense version.
+NETWORKS = ("FashionNet_PSD2_P8", "FashionNet_PS4_P4", "DigitsNet_PSD2_P8")
+
+
+def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0) -> list:
+    """Rows (same keys as the layer suite) for whole networks; ``case`` is the network name."""
+    from bench.rtl import Case, run_rtl
+    from host.synthetic import random_qmodel
+    cases = []
+    for name in names:
+        base = name.split("_")[0]
+        for n in (base, name):
+            q = random_qmodel(n, seed=seed)
+            frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
+            cases.append(Case(n, q, frame))
+    res = run_rtl(config, cases, sim=sim, seed=seed, strict=False)
+    rows = []
+    for i in range(0, len(res), 2):
+        d, s = res[i], res[i + 1]
+        cyc, macs = s["counters"]["cycles"], s["counters"]["macs"]
+        dense_macs = sum(l.dense_macs for l in s["layout"].layers)
+        rows.append({"case": s["case"].split("_")[0] + " (network)", "variant": s["case"].split("_", 1)[1],
+                     "cycles": cyc, "macs": macs,
+                     "utilization": round(macs / (config.rows * config.cols * cyc), 4),
+                     "dense_cycles": d["counters"]["cycles"],
+                     "speedup": round(d["counters"]["cycles"] / cyc, 3),
+                     "ideal_speedup": round(dense_macs / macs, 3),
+                     "bit_exact": bool(s["bit_exact"] and d["bit_exact"])})
+    return rows
+
+
+def _table(rows) -> str:
+    head = f"{'case':20s} {'variant':9s} {'cycles':>8s} {'macs':>9s} {'util':>6s} {'dense':>8s} " \
+           f"{'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact"
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['case']:20s} {r['variant']:9s} {r['cycles']:8d} {r['macs']:9d} "
+                     f"{r['utilization']:6.3f} {r['dense_cycles']:8d} {r['speedup']:7.2f} "
+                     f"{r['ideal_speedup']:6.2f} {r['speedup'] / r['ideal_speedup']:8.3f} {r['bit_exact']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list only")
+    p.add_argument("--speed", action="store_true",
+                   help="also measure simulated cycles/s on Verilator and Icarus (to stderr)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated variants (PS/PSD; default: %(default)s)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated case names from the suite (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="weights/input seed (default: %(default)s)")
+    p.add_argument("--networks", action="store_true",
+                   help=f"also run whole networks against their dense versions ({', '.join(NETWORKS)})")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from hw.variants import parse_variant
+    variants = tuple(v for v in args.variants.split(",") if v)
+    for v in variants:
+        try:
+            pv = parse_variant(v)
+        except ValueError as e:
+            print(f"bench.engine: error: bad variant {v!r}: {e}", file=sys.stderr)
+            return 2
+        if not pv.is_periodic:
+            print(f"bench.engine: error: variant {v!r} is not periodic (PS/PSD): the engine has no "
+                  f"period table to replay for it", file=sys.stderr)
+            return 2
+    suite = SUITE
+    if args.cases:
+        names = args.cases.split(",")
+        unknown = [n for n in names if n not in {s[0] for s in SUITE}]
+        if unknown:
+            print(f"bench.engine: error: unknown case(s) {unknown}; known: "
+                  f"{', '.join(s[0] for s in SUITE)}", file=sys.stderr)
+            return 2
+        suite = tuple(s for s in SUITE if s[0] in names)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
+    # The simulator writes its log to stdout: send it to stderr so stdout holds only the report.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        rows, info = run_suite(suite=suite, variants=variants, seed=args.seed, progress=log)
+        if args.networks:
+            log(f"running {len(NETWORKS)} networks and their dense versions ...")
+            rows += run_networks(seed=args.seed)
+        if args.speed:
+            speeds = [sim_speed(sim) for sim in ("verilator", "icarus")]
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(_table(rows))
+        print(f"\n{info['cases']} RTL runs on {info['sim']} in {info['wall_s']} s; "
+              f"{info['sim_cycles']} engine cycles at {info['compute_cycles_per_s']} cycles/s "
+              f"(compute phase); dense runs bit-exact: {info['dense_all_bit_exact']}")
+    if args.speed:
+        for sp in speeds:
+            log(f"simulation speed {sp['sim']}: {json.dumps(sp)}")
+    return 0 if all(r["bit_exact"] for r in rows) and info["dense_all_bit_exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

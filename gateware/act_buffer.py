@@ -1,0 +1,159 @@
+"""Banked on-chip activation memory: C pixels a cycle in, C pixels a cycle out.
+
+All activation maps share one flat byte space (``hw.layout``: C, H, W order from a base address);
+byte ``n`` lives in bank ``n mod 2C`` at bank address ``n div 2C``. The C columns of one step read
+``n0 + j * s`` (stride ``s`` in {1, 2}): all inside the window ``[n0, n0 + 2C)``, so they always hit
+C distinct banks; bank ``b`` reads address ``n0 div 2C + (b < n0 mod 2C)``. Zero padding is not
+stored: a column whose pixel lies outside the input map reads as 0 (``ok`` bit low). The output
+path writes C consecutive bytes (one filter row of a tile) a cycle, again C distinct banks, and the
+loader writes 4 consecutive bytes (one INPUT word).
+"""
+
+from amaranth import Module, Signal, Mux, signed, unsigned
+from amaranth.lib import wiring, data
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ActBuffer", "READ_LATENCY"]
+
+#: Cycles from a read request to :attr:`ActBuffer.rd_data`.
+READ_LATENCY = 2
+
+
+class ActBuffer(wiring.Component):
+    """``2 * cols`` byte-wide banks of ``bank_depth`` bytes.
+
+    Parameters (keyword-only)
+    -------------------------
+    cols : int
+        Array columns C (a power of two, at least 2).
+    bank_depth : int
+        Bytes per bank.
+    ports : int
+        Read ports (1 or 2); each extra port is a full copy of the banks.
+
+    Members
+    -------
+    rd_addr : In(signed(addr_bits + 2))
+        ``n0``, the flat address of column 0 (may be negative when padded).
+    rd_stride2 : In(1)
+        Columns ``2`` bytes apart instead of 1.
+    rd_ok : In(cols)
+        Per column: the pixel exists (else the column reads 0).
+    rd_data : Out(data.ArrayLayout(signed(8), cols))
+        The request's bytes, :data:`READ_LATENCY` cycles later.
+    rd2_addr, rd2_ok, rd2_data
+        A second read port (``ports == 2``, same stride): it reads its own copy of the banks,
+        which every write updates too (the second row group's activations).
+    wr_en, wr_addr, wr_mask, wr_data : In
+        Write ``wr_data[j]`` to ``wr_addr + j`` for each ``j`` with ``wr_mask`` bit ``j`` set.
+    ld_en, ld_addr, ld_data : In
+        Loader: write the 4 little-endian bytes of ``ld_data`` to ``4 * ld_addr .. + 3``.
+    """
+
+    def __init__(self, *, cols: int, bank_depth: int, ports: int = 1):
+        if isinstance(cols, bool) or not isinstance(cols, int) or cols < 2 or cols & (cols - 1):
+            raise ValueError(f"ActBuffer cols must be a power of two of at least 2, not {cols!r}")
+        if isinstance(bank_depth, bool) or not isinstance(bank_depth, int) or bank_depth < 1:
+            raise ValueError(f"ActBuffer bank_depth must be a positive integer, not {bank_depth!r}")
+        if ports not in (1, 2):
+            raise ValueError(f"ActBuffer ports must be 1 or 2, not {ports!r}")
+        self._cols, self._depth, self._ports = cols, bank_depth, ports
+        self._lb = (2 * cols).bit_length() - 1
+        self._abits = max(1, (bank_depth * 2 * cols - 1).bit_length())
+        super().__init__({
+            "rd_addr": In(signed(self._abits + 2)), "rd_stride2": In(1), "rd_ok": In(cols),
+            "rd_data": Out(data.ArrayLayout(signed(8), cols)),
+            "wr_en": In(1), "wr_addr": In(self._abits), "wr_mask": In(cols),
+            "wr_data": In(data.ArrayLayout(signed(8), cols)),
+            "ld_en": In(1), "ld_addr": In(max(1, self._abits - 2)), "ld_data": In(32),
+            **({"rd2_addr": In(signed(self._abits + 2)), "rd2_ok": In(cols),
+                "rd2_data": Out(data.ArrayLayout(signed(8), cols))} if ports == 2 else {}),
+        })
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def bank_depth(self) -> int:
+        return self._depth
+
+    @property
+    def addr_bits(self) -> int:
+        """Bits of a flat byte address."""
+        return self._abits
+
+    def elaborate(self, platform):
+        m = Module()
+        C, B, lb = self._cols, 2 * self._cols, self._lb
+        mask = B - 1
+        wr_lo = Signal(lb)
+        wr_hi = Signal(self._abits)
+        m.d.comb += [wr_lo.eq(self.wr_addr[:lb]), wr_hi.eq(self.wr_addr >> lb)]
+        ld_n = Signal(self._abits + 1)
+        m.d.comb += ld_n.eq(self.ld_addr << 2)
+
+        # Write enables and data per bank, shared by every copy.
+        wen, waddr, wdata = [], [], []
+        for b in range(B):
+            # Output path: bank b takes lane j = (b - n0) mod 2C when j < C.
+            j = Signal(lb, name=f"wlane{b}")
+            m.d.comb += j.eq(b - wr_lo)
+            lane = Signal(8, name=f"wbyte{b}")
+            with m.Switch(j):
+                for jj in range(C):
+                    with m.Case(jj):
+                        m.d.comb += lane.eq(self.wr_data[jj])
+            lane_on = Signal(name=f"won{b}")
+            m.d.comb += lane_on.eq((j < C) & self.wr_mask.bit_select(j, 1))
+            # Loader: 4 consecutive bytes, at most one of which is bank b.
+            k = Signal(lb, name=f"lbyte{b}")
+            m.d.comb += k.eq(b - ld_n[:lb])
+            en, a, d = Signal(name=f"wen{b}"), Signal(self._abits, name=f"wad{b}"), Signal(8, name=f"wd{b}")
+            with m.If(self.wr_en & lane_on):
+                m.d.comb += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), d.eq(lane)]
+            with m.Elif(self.ld_en & (k < 4)):
+                m.d.comb += [en.eq(1), a.eq(ld_n >> lb), d.eq(self.ld_data.word_select(k[:2], 8))]
+            wen.append(en)
+            waddr.append(a)
+            wdata.append(d)
+
+        self.banks = []   # port 0's banks, for simulation probes
+        ports = [(self.rd_addr, self.rd_ok, self.rd_data)]
+        if self._ports == 2:
+            ports.append((self.rd2_addr, self.rd2_ok, self.rd2_data))
+        for p, (rd_addr, rd_ok, rd_data) in enumerate(ports):
+            rd_lo = Signal(lb, name=f"rd_lo{p}")
+            rd_hi = Signal(signed(self._abits + 2), name=f"rd_hi{p}")
+            m.d.comb += [rd_lo.eq(rd_addr[:lb]), rd_hi.eq(rd_addr >> lb)]
+            bank_data = []
+            for b in range(B):
+                mem = Memory(shape=unsigned(8), depth=self._depth, init=[])
+                m.submodules[f"bank{p}_{b}"] = mem
+                if p == 0:
+                    self.banks.append(mem)
+                rp = mem.read_port()
+                m.d.comb += rp.addr.eq(rd_hi + (b < rd_lo))
+                bank_data.append(rp.data)
+                wp = mem.write_port()
+                m.d.comb += [wp.en.eq(wen[b]), wp.addr.eq(waddr[b]), wp.data.eq(wdata[b])]
+            self._select(m, p, rd_lo, rd_ok, rd_data, bank_data)
+        return m
+
+    def _select(self, m, p, rd_lo, rd_ok, rd_data, bank_data):
+        C, B, lb = self._cols, 2 * self._cols, self._lb
+        # Cycle 2: pick each column's bank, zero the padding.
+        lo1 = Signal(lb, name=f"lo1_{p}")
+        s2 = Signal(name=f"s2_{p}")
+        ok1 = Signal(C, name=f"ok1_{p}")
+        m.d.sync += [lo1.eq(rd_lo), s2.eq(self.rd_stride2), ok1.eq(rd_ok)]
+        for jj in range(C):
+            sel = Signal(lb, name=f"rsel{p}_{jj}")
+            m.d.comb += sel.eq(lo1 + Mux(s2, 2 * jj, jj))
+            byte = Signal(8, name=f"rbyte{p}_{jj}")
+            with m.Switch(sel):
+                for b in range(B):
+                    with m.Case(b):
+                        m.d.comb += byte.eq(bank_data[b])
+            m.d.sync += rd_data[jj].eq(Mux(ok1[jj], byte, 0))

@@ -1,0 +1,171 @@
+"""The engine core: load port -> memories -> sequencer -> weight streamer / activation buffer ->
+systolic array -> output path -> activation buffer (next layer) -> result stream.
+
+:class:`Core` has exactly :class:`gateware.interfaces.CoreSignature`. Load words are decoded by
+space (``hw.memory_map``) straight into the memories; every write completes in one cycle, so the
+load stream is ready whenever the core is idle (and back-pressured while it runs a frame, so an
+early INPUT word can never collide with a write-back). The compute pipeline has a fixed latency
+and no internal back-pressure; the only elastic points are the load and result streams.
+
+Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> column
+select and zero padding (S3) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
+(popped from a FIFO sized for the tiles in flight) gives each drained row its channel and address
+-> output path (bias, requantization, ReLU, clamp) -> write-back of C bytes.
+
+With ``config.groups == 2`` the activation buffer has a second read port and the array a second
+injection point at row R/2: layers whose rotation classes hold at most R/2 filters run two output
+rows per tile, so small classes (the occupancy trap) do not leave half the rows idle.
+"""
+
+from amaranth import Module, Signal, Mux, signed
+from amaranth.lib import wiring, data
+from amaranth.lib.fifo import SyncFIFOBuffered
+
+from hw.memory_map import Space
+from hw.array import ArrayConfig
+from .interfaces import CoreSignature
+from .act_buffer import ActBuffer, READ_LATENCY
+from .weight_streamer import WeightStreamer
+from .systolic_array import SystolicArray, ARRAY_LATENCY
+from .output_path import OutputPath
+from .sequencer import Sequencer
+
+__all__ = ["Core"]
+
+
+class Core(wiring.Component):
+    """The sparse systolic engine, sized by an :class:`hw.array.ArrayConfig`.
+
+    Parameters (keyword-only)
+    -------------------------
+    config : hw.array.ArrayConfig
+
+    Members
+    -------
+    (see :class:`gateware.interfaces.CoreSignature`)
+    config : hw.array.ArrayConfig
+        The generator parameters (read-only).
+    """
+
+    def __init__(self, *, config: ArrayConfig):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"Core config must be a hw.array.ArrayConfig, not {type(config).__name__}")
+        self._cfg = config
+        super().__init__(CoreSignature())
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C = cfg.rows, cfg.cols
+        m.submodules.act = act = ActBuffer(cols=C, bank_depth=cfg.bank_depth, ports=cfg.groups)
+        m.submodules.ws = ws = WeightStreamer(rows=R, depth=cfg.weight_depth)
+        m.submodules.seq = seq = Sequencer(config=cfg, act_addr_bits=act.addr_bits)
+        m.submodules.array = arr = SystolicArray(rows=R, cols=C)
+        side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1})
+        m.submodules.out = out = OutputPath(cols=C, param_depth=cfg.param_depth,
+                                            side_bits=side.size)
+
+        # Load port.
+        ld = self.load
+        m.d.comb += [ld.ready.eq(~seq.busy), self.config_id.eq(cfg.config_id),
+                     self.busy.eq(seq.busy), seq.start.eq(self.start),
+                     self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len)]
+        wr = Signal()
+        m.d.comb += wr.eq(ld.valid & ld.ready)
+        addr, word, space = ld.payload.addr, ld.payload.data, ld.payload.space
+        m.d.comb += [
+            seq.desc_we.eq(wr & (space == Space.DESCRIPTORS)), seq.desc_addr.eq(addr),
+            seq.desc_data.eq(word),
+            seq.table_we.eq(wr & (space == Space.TABLES)), seq.table_addr.eq(addr),
+            seq.table_data.eq(word),
+            ws.we.eq(wr & (space == Space.WEIGHTS)), ws.waddr.eq(addr), ws.wdata.eq(word),
+            out.bias_we.eq(wr & (space == Space.BIAS)), out.bias_addr.eq(addr),
+            out.bias_data.eq(word),
+            out.rq_we.eq(wr & (space == Space.REQUANT)), out.rq_addr.eq(addr), out.rq_data.eq(word),
+            act.ld_en.eq(wr & (space == Space.INPUT)), act.ld_addr.eq(addr), act.ld_data.eq(word),
+        ]
+
+        # Step: S1 (sequencer registers) -> S2 (memory reads) -> S3 (array inputs).
+        m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
+                     act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
+                     seq.rd_data0.eq(act.rd_data[0])]
+        ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
+        for src, dst in ctl:
+            s2, s3 = Signal(), Signal()
+            m.d.sync += [s2.eq(src), s3.eq(s2)]
+            m.d.comb += dst.eq(s3)
+        w3 = Signal.like(ws.w)
+        m.d.sync += w3.eq(ws.w)
+        m.d.comb += [arr.w.eq(w3), arr.a.eq(act.rd_data)]
+        if cfg.groups == 2:
+            m.d.comb += [act.rd2_addr.eq(seq.rd2_addr), act.rd2_ok.eq(seq.rd2_ok),
+                         arr.a2.eq(act.rd2_data), arr.split.eq(seq.split)]
+            # Folded layers: the upper column half computes the next output row from port 2.
+            for j in range(C // 2, C):
+                m.d.comb += arr.a[j].eq(Mux(seq.fold, act.rd2_data[j], act.rd_data[j]))
+        assert READ_LATENCY == 2
+
+        # Tags of the tiles in flight (tiles issue at least R cycles apart).
+        in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
+        m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size, depth=in_flight)
+        m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload),
+                     seq.tag.ready.eq(tags.w_rdy)]
+        tag = data.View(seq.tag_layout, tags.r_data)
+        m.d.comb += tags.r_en.eq(arr.out_first)
+
+        # Per drained row (R-1 first): channel, address, whether it exists. With two groups rows
+        # R-1 .. R/2 are the tile's second output row, R/2-1 .. 0 the first, same filters.
+        idx = Signal(range(R))
+        ch = Signal.like(tag.channel)
+        at = Signal.like(tag.addr)
+        cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
+        t_ch, t_at = Signal.like(ch), Signal.like(at)
+        t_rows, t_cols, t_g1 = Signal.like(tag.rows), Signal.like(tag.cols), Signal()
+        rows, cols, g1 = Signal.like(tag.rows), Signal.like(tag.cols), Signal()
+        with m.If(arr.out_first):
+            m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), rows.eq(tag.rows),
+                         cols.eq(tag.cols), g1.eq(tag.group1)]
+            m.d.sync += [t_ch.eq(tag.channel), t_at.eq(tag.addr), t_rows.eq(tag.rows),
+                         t_cols.eq(tag.cols), t_g1.eq(tag.group1)]
+        with m.Else():
+            m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), g1.eq(t_g1)]
+            if R >= 2:
+                with m.If(seq.split & (cur_idx == R // 2)):
+                    m.d.comb += [ch.eq(t_ch), at.eq(t_at - seq.group_step_addr)]
+                with m.Else():
+                    m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr)]
+            else:
+                m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr)]
+        with m.If(arr.out_valid):
+            m.d.sync += [cur_idx.eq(idx), cur_ch.eq(ch), cur_at.eq(at)]
+        q = Signal(range(R))                       # filter index within the group
+        upper = Signal()                           # row of the second group
+        if R >= 2:
+            m.d.comb += [upper.eq(seq.split & (idx >= R // 2)),
+                         q.eq(Mux(seq.split, idx[:max(1, (R // 2).bit_length() - 1)] if R > 2 else 0, idx))]
+        else:
+            m.d.comb += q.eq(idx)
+        row_on = Signal()
+        m.d.comb += row_on.eq((q < rows) & (~upper | g1))
+        sd = Signal(side)
+        m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0)]
+        # Inactive rows are not written, but row 0 still carries the tile's done marker.
+        m.d.comb += [out.valid.eq(arr.out_valid & (row_on | (idx == 0))), out.channel.eq(ch),
+                     out.relu.eq(seq.relu), out.side.eq(sd)]
+        with m.If(~row_on):
+            m.d.comb += sd.mask.eq(0)
+        for j in range(C):
+            m.d.comb += out.acc[j].eq(arr.out_data[j])
+
+        # Write-back.
+        osd = data.View(side, out.out_side)
+        m.d.comb += [act.wr_en.eq(out.out_valid), act.wr_addr.eq(osd.addr), act.wr_mask.eq(osd.mask),
+                     act.wr_data.eq(out.out_data), seq.tile_done.eq(out.out_valid & osd.done)]
+
+        wiring.connect(m, wiring.flipped(self.result), seq.result)
+        m.d.comb += self.counters.eq(seq.counters)
+        return m

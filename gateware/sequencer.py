@@ -1,0 +1,428 @@
+"""The layer sequencer: runs the loaded layer descriptors back to back and reads out the result.
+
+For each layer it loads the descriptor (``hw.layout.LAYER_FIELDS``), then walks::
+
+    for class r in 0 .. P-1:                       # rotation class: rows share the tap sequence
+        for block of gs filters f = r + P*(b*gs + i mod gs):   # gs = R / G, G row groups
+            for oy in 0 .. H_o-1 step G:             # group g computes output row oy + g
+                for ox0 in 0 .. W_o-1 step C:        # one tile: gs filters x C pixels x G rows
+                    for c in 0 .. C_i-1:
+                        for tap in table[(r + c) mod P]:   # from the circular index buffer
+                            issue one step
+
+one step a cycle: the weight entry address (counting from the block's base, so each tile replays
+the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
+padding flag (per row group: the second group reads ``s`` input rows lower). A tile's last step pushes a *tag* (output channel and address of its top row, active
+rows and columns) that the output side pops when the array drains the tile. A ``last`` step is
+held until R cycles after the previous one (the drain chain's time), the only bubble in steady
+state. After the last layer has been written back, the result bytes are streamed out.
+
+Counters (of the last frame): ``cycles`` from start to the last layer's last write, ``busy`` the
+cycles a step entered the array, ``macs`` the active PE operations (existing filter x existing
+output pixel), ``stalls`` the readout cycles the result stream was not ready.
+"""
+
+from amaranth import Module, Signal, Mux, Cat, Const, signed, unsigned
+from amaranth.lib import wiring, data, stream
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
+from hw.memory_map import ADDR_BITS, COUNTERS
+from .act_buffer import READ_LATENCY
+from .index_buffer import IndexBuffer, TAP_BITS
+from .interfaces import ResultByte, Counters
+
+__all__ = ["Sequencer", "TileTag"]
+
+_FIELD_BITS = 24
+
+
+def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.StructLayout:
+    """What the output side needs to write back one tile: channel and address of its top row
+    ``R-1`` (of the last row group), active rows per group and columns, second group present."""
+    return data.StructLayout({"channel": param_bits, "addr": addr_bits, "rows": range(rows + 1),
+                              "cols": cols, "group1": 1})
+
+
+def _lowbit(m, v, name):
+    """Index of the lowest set bit of ``v`` (0 when none)."""
+    out = Signal(range(TAP_BITS), name=name)
+    for t in reversed(range(TAP_BITS)):
+        with m.If(v[t]):
+            m.d.comb += out.eq(t)
+    return out
+
+
+class Sequencer(wiring.Component):
+    """Descriptor-driven control of one frame.
+
+    Parameters (keyword-only)
+    -------------------------
+    config : hw.array.ArrayConfig
+    act_addr_bits : int
+        Width of a flat activation address (``ActBuffer.addr_bits``).
+
+    Members
+    -------
+    start : In(1)
+    busy : Out(1)
+    desc_we, desc_addr, desc_data, table_we, table_addr, table_data : In
+        Load-port writes of the DESCRIPTORS and TABLES spaces.
+    input_len, output_len : Out
+        From the descriptor header.
+    w_addr : Out
+        Weight entry of the issued step (to the weight streamer).
+    rd_addr, rd_stride2, rd_ok : Out
+        Activation read of the issued step (or of a result byte).
+    rd2_addr, rd2_ok, split, fold : Out
+        Second read port (next output row); whether the layer runs two row groups, or folds two
+        output rows into the two column halves (columns ``C/2 ..`` then take port 2's bytes).
+    group_step_addr : Out
+        Output address distance between the groups' rows (one output row).
+    rd_data0 : In(signed(8))
+        Column 0 of the activation read (result readout).
+    step_valid, step_first, step_last : Out(1)
+        The issued step's control, aligned with ``w_addr`` (registered issue stage).
+    tag : Out(stream.Signature(TileTag))
+        One tag per tile, pushed with the tile's last step (never back-pressured by design:
+        the core sizes its FIFO for the tiles in flight).
+    tile_done : In(1)
+        The output side wrote a tile's last row.
+    row_step, row_step_addr, relu : Out
+        Per-layer constants of the output side: channel and address decrement per row, ReLU.
+    result : Out(stream.Signature(ResultByte))
+    counters : Out(Counters)
+    """
+
+    def __init__(self, *, config, act_addr_bits: int):
+        self._cfg = config
+        self._ab = act_addr_bits
+        self._pb = max(1, (config.param_depth - 1).bit_length())
+        self._wb = max(1, (config.weight_depth - 1).bit_length())
+        self._db = max(1, (DESC_HEADER_WORDS + DESC_LAYER_WORDS * config.max_layers - 1).bit_length())
+        self._tag = TileTag(cols=config.cols, addr_bits=act_addr_bits, param_bits=self._pb,
+                            rows=config.rows)
+        super().__init__({
+            "start": In(1), "busy": Out(1),
+            "desc_we": In(1), "desc_addr": In(self._db), "desc_data": In(32),
+            "table_we": In(1), "table_addr": In(max(1, (config.table_depth - 1).bit_length())),
+            "table_data": In(TAP_BITS),
+            "input_len": Out(ADDR_BITS + 2), "output_len": Out(ADDR_BITS + 2),
+            "w_addr": Out(self._wb),
+            "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
+            "rd_data0": In(signed(8)),
+            "rd2_addr": Out(signed(act_addr_bits + 2)), "rd2_ok": Out(config.cols), "split": Out(1),
+            "fold": Out(1),
+            "group_step_addr": Out(act_addr_bits),
+            "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
+            "tag": Out(stream.Signature(self._tag)),
+            "tile_done": In(1),
+            "row_step": Out(range(config.p_max + 1)), "row_step_addr": Out(act_addr_bits),
+            "relu": Out(1),
+            "result": Out(stream.Signature(ResultByte)),
+            "counters": Out(Counters),
+        })
+
+    @property
+    def config(self):
+        return self._cfg
+
+    @property
+    def tag_layout(self):
+        return self._tag
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C, AB = cfg.rows, cfg.cols, self._ab
+        m.submodules.ib = ib = IndexBuffer(table_depth=cfg.table_depth, p_max=cfg.p_max)
+        m.d.comb += [ib.we.eq(self.table_we), ib.waddr.eq(self.table_addr), ib.wdata.eq(self.table_data)]
+
+        desc = Memory(shape=unsigned(32), depth=DESC_HEADER_WORDS + DESC_LAYER_WORDS * cfg.max_layers,
+                      init=[])
+        m.submodules.desc = desc
+        dwp = desc.write_port()
+        m.d.comb += [dwp.en.eq(self.desc_we), dwp.addr.eq(self.desc_addr), dwp.data.eq(self.desc_data)]
+        drp = desc.read_port()
+        hdr = {n: Signal(32, name=f"hdr_{n}") for n in HEADER_FIELDS}
+        with m.If(self.desc_we):
+            with m.Switch(self.desc_addr):
+                for i, n in enumerate(HEADER_FIELDS):
+                    with m.Case(i):
+                        m.d.sync += hdr[n].eq(self.desc_data)
+        m.d.comb += [self.input_len.eq(hdr["input_len"]), self.output_len.eq(hdr["output_len"])]
+
+        F = {n: Signal(_FIELD_BITS, name=f"f_{n}") for n in LAYER_FIELDS}
+        ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}
+        for n in COUNTERS:
+            m.d.comb += self.counters[n].eq(ctr[n])
+
+        layer = Signal(range(cfg.max_layers + 1))
+        di = Signal(range(len(LAYER_FIELDS) + 2))
+        pad = Signal(2)
+        m.d.comb += pad.eq(F["k"] >> 1)
+        stride2 = Signal()
+        m.d.comb += stride2.eq(F["stride"] == 2)
+        S = signed(AB + 4)
+        # Per-layer constants (SETUP).
+        w_step = Signal(S)      # s * w_in: flat distance between output rows' input rows
+        x_step = Signal(S)      # C * s
+        row_dec = Signal(AB)    # P * out_hw: output address from one row's filter to the next's
+        blk_inc = Signal(AB + 8)
+        top_off = Signal(AB + 8)
+        g2 = Signal()                     # two row groups
+        m.d.comb += g2.eq(F["groups"] == 2)
+        fold = Signal()                   # two output rows in the two column halves
+        two = Signal()                    # a tile covers two output rows
+        m.d.comb += [fold.eq(F["fold"] == 1), two.eq(g2 | fold)]
+        gs = Signal(range(R + 1))         # rows per group
+        m.d.comb += gs.eq(Mux(g2, R // 2, R))
+        y_step = Signal(3)                # input rows from one tile row to the next: G * s
+        rw_step = Signal(S)               # G * s * w_in
+        pix_step = Signal(AB + 8)         # G * out_w
+        # Loop state.
+        r = Signal(range(cfg.p_max + 1))
+        rows_left = Signal(signed(_FIELD_BITS + 2))
+        cls_ch = Signal(_FIELD_BITS)      # param channel of filter r
+        cls_out = Signal(AB + 8)          # out_base + r * out_hw
+        blk_ch = Signal(_FIELD_BITS)
+        blk_out = Signal(AB + 8)
+        blk_base = Signal(self._wb + 1)
+        waddr = Signal(self._wb + 1)
+        oy = Signal(_FIELD_BITS)
+        cols_left = Signal(signed(_FIELD_BITS + 1))
+        pix_row = Signal(AB + 8)          # oy * out_w
+        ox0 = Signal(_FIELD_BITS)
+        row_y0 = Signal(S)                # oy * s - pad
+        row_w = Signal(S)                 # row_y0 * w_in
+        x_base = Signal(S)                # ox0 * s - pad
+        c = Signal(_FIELD_BITS)
+        chan = Signal(S)                  # in_base + c * hw_in
+        tap = Signal(range(TAP_BITS))
+        first_tap = Signal(range(TAP_BITS))
+        first = Signal()
+        gap = Signal(range(R + 2))
+
+        m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
+                     self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
+                     self.relu.eq(F["relu"]), self.split.eq(g2), self.fold.eq(fold),
+                     self.group_step_addr.eq(F["out_w"])]
+
+        # Current step (combinational from the loop state).
+        ky = Signal(2)
+        kx = Signal(2)
+        with m.If(F["k"] == 3):
+            m.d.comb += [ky.eq(Mux(tap >= 6, 2, Mux(tap >= 3, 1, 0))),
+                         kx.eq(tap - Mux(tap >= 6, 6, Mux(tap >= 3, 3, 0)))]
+        above = Signal(TAP_BITS)
+        m.d.comb += above.eq(ib.mask & ~((Const(2, TAP_BITS + 2) << tap) - 1))
+        next_tap = _lowbit(m, above, "next_tap")
+        chan_tap = _lowbit(m, ib.next_mask, "chan_tap")
+        start_tap = _lowbit(m, ib.mask, "start_tap")
+        more_taps = Signal()
+        ch_last = Signal()
+        is_last = Signal()
+        hold = Signal()
+        m.d.comb += [more_taps.eq(above != 0), ch_last.eq(c + 1 >= F["c_in"]),
+                     is_last.eq(ch_last & ~more_taps), hold.eq(is_last & (gap < R))]
+        y = Signal(S)
+        m.d.comb += y.eq(row_y0 + ky)
+        ky_w = Signal(S)
+        m.d.comb += ky_w.eq(Mux(ky == 2, F["w_in"] << 1, Mux(ky == 1, F["w_in"], 0)))
+        n0 = Signal(S)
+        m.d.comb += n0.eq(chan + row_w + ky_w + x_base + kx)
+        ok = Signal(C)
+        ok2 = Signal(C)                   # second row group: one output row (s input rows) lower
+        y2 = Signal(S)
+        y2_ok = Signal()
+        m.d.comb += [y2.eq(y + Mux(stride2, 2, 1)), y2_ok.eq((y2 >= 0) & (y2 < F["h_in"]))]
+        y_ok = Signal()
+        m.d.comb += y_ok.eq((y >= 0) & (y < F["h_in"]))
+        x_oks = []
+        for j in range(C):
+            xj = Signal(S, name=f"x{j}")
+            m.d.comb += xj.eq(x_base + kx + Mux(stride2, 2 * j, j))
+            x_ok = Signal(name=f"x_ok{j}")
+            m.d.comb += x_ok.eq((xj >= 0) & (xj < F["w_in"]))
+            x_oks.append(x_ok)
+        for j in range(C):
+            # Folded: port 1 serves columns 0 .. C/2-1 (row oy), port 2 columns C/2 .. (row oy+1).
+            hi = j >= C // 2
+            m.d.comb += ok[j].eq(y_ok & x_oks[j] & ~(fold & hi))
+            m.d.comb += ok2[j].eq(Mux(fold, (y2_ok & x_oks[j - C // 2]) if hi else 0, y2_ok & x_oks[j]))
+        g1_ok = Signal()                  # the tile's second output row exists
+        m.d.comb += g1_ok.eq(two & (oy + 1 < F["h_out"]))
+        rows_act = Signal(range(R + 1))
+        cols_act = Signal(range(C + 1))
+        low_cols = Signal(C)
+        m.d.comb += low_cols.eq((Const(1, C + 1) << cols_act) - 1)
+        m.d.comb += [rows_act.eq(Mux(rows_left >= gs, gs, rows_left)),
+                     cols_act.eq(Mux(cols_left >= C, C, cols_left))]
+
+        # Issue stage registers (S1).
+        s_valid, s_first, s_last = Signal(), Signal(), Signal()
+        m.d.sync += [s_valid.eq(0)]
+        m.d.comb += [self.step_valid.eq(s_valid), self.step_first.eq(s_first),
+                     self.step_last.eq(s_last)]
+        rd_addr = Signal(signed(AB + 2))
+        rd_ok = Signal(C)
+        rd2_addr = Signal(signed(AB + 2))
+        rd2_ok = Signal(C)
+        m.d.comb += [self.rd2_addr.eq(rd2_addr), self.rd2_ok.eq(rd2_ok)]
+        rd_s2 = Signal()
+        w_addr = Signal(self._wb)
+        m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(rd_ok), self.rd_stride2.eq(rd_s2),
+                     self.w_addr.eq(w_addr)]
+
+        tag_valid = Signal()
+        m.d.sync += tag_valid.eq(0)
+        m.d.comb += self.tag.valid.eq(tag_valid)
+        outstanding = Signal(range(64))
+        push = Signal()
+        m.d.sync += outstanding.eq(outstanding + push - self.tile_done)
+
+        ro_i = Signal(ADDR_BITS + 2)
+        ro_wait = Signal(range(READ_LATENCY + 3))
+        res_valid = Signal()
+        res_data = Signal(8)
+        res_last = Signal()
+        m.d.comb += [self.result.valid.eq(res_valid), self.result.payload.data.eq(res_data),
+                     self.result.payload.last.eq(res_last)]
+
+        def layer_done():
+            m.next = "DRAIN"
+
+        # Cycles since the last tile's last step (saturating at R): a last step waits for R.
+        m.d.sync += gap.eq(Mux(gap < R, gap + 1, gap))
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [layer.eq(0), di.eq(0)] + [ctr[n].eq(0) for n in COUNTERS]
+                    m.next = "DESC"
+            with m.State("DESC"):
+                m.d.comb += drp.addr.eq(DESC_HEADER_WORDS + layer * DESC_LAYER_WORDS + di)
+                m.d.sync += di.eq(di + 1)
+                with m.Switch(di):
+                    for i, n in enumerate(LAYER_FIELDS):
+                        with m.Case(i + 1):
+                            m.d.sync += F[n].eq(drp.data)
+                with m.If(di == len(LAYER_FIELDS)):
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += [
+                    w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
+                    x_step.eq(Mux(stride2, 2 * C, C)),
+                    row_dec.eq(F["period"] * F["out_hw"]),
+                    r.eq(0), cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
+                    blk_base.eq(F["weight_base"]), gap.eq(R),
+                ]
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += [blk_inc.eq(Mux(g2, row_dec * (R // 2), row_dec * R)),
+                             top_off.eq(Mux(g2, row_dec * (R // 2 - 1), row_dec * (R - 1))),
+                             y_step.eq(Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1))),
+                             rw_step.eq(Mux(two, w_step << 1, w_step)),
+                             pix_step.eq(Mux(two, F["out_w"] << 1, F["out_w"]))]
+                m.next = "CLASS"
+            with m.State("CLASS"):
+                nr = Signal(_FIELD_BITS + 1)
+                m.d.comb += nr.eq(F["q"] + (r < F["rem"]))
+                with m.If(r >= F["period"]):
+                    layer_done()
+                with m.Elif(nr == 0):
+                    m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1), cls_out.eq(cls_out + F["out_hw"])]
+                with m.Else():
+                    m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
+                    m.d.sync += [rows_left.eq(nr), blk_ch.eq(cls_ch), blk_out.eq(cls_out)]
+                    m.next = "PREP"
+            with m.State("PREP"):
+                m.d.sync += [first_tap.eq(start_tap), tap.eq(start_tap), c.eq(0),
+                             chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
+                             oy.eq(0), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-(pad * F["w_in"])),
+                             ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(~hold):
+                    m.d.sync += [s_valid.eq(1), s_first.eq(first), s_last.eq(is_last),
+                                 rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(waddr),
+                                 rd2_addr.eq(n0 + w_step - Mux(fold, Mux(stride2, C, C // 2), 0)),
+                                 rd2_ok.eq(ok2),
+                                 first.eq(0), waddr.eq(waddr + 1),
+                                 ctr["busy"].eq(ctr["busy"] + 1),
+                                 ctr["macs"].eq(ctr["macs"] + Mux(g1_ok, rows_act * cols_act * 2,
+                                                                  rows_act * cols_act))]
+                    with m.If(more_taps):
+                        m.d.sync += tap.eq(next_tap)
+                    with m.Elif(~ch_last):
+                        m.d.comb += ib.advance.eq(1)
+                        m.d.sync += [tap.eq(chan_tap), c.eq(c + 1), chan.eq(chan + F["hw_in"])]
+                    with m.If(is_last):
+                        # Tile done: push its tag, restart the tap walk, move to the next tile.
+                        m.d.comb += push.eq(1)
+                        m.d.sync += [tag_valid.eq(1), gap.eq(1),
+                                     self.tag.payload.channel.eq(
+                                         blk_ch + Mux(g2, F["period"] * (R // 2 - 1), F["period"] * (R - 1))),
+                                     self.tag.payload.addr.eq(blk_out + top_off + pix_row + ox0
+                                                              + Mux(g2, F["out_w"], 0)),
+                                     self.tag.payload.rows.eq(rows_act),
+                                     self.tag.payload.group1.eq(g1_ok & g2),
+                                     self.tag.payload.cols.eq(Mux(
+                                         fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols))]
+                        m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
+                        m.d.sync += [c.eq(0), chan.eq(F["in_base"]), tap.eq(first_tap), first.eq(1),
+                                     waddr.eq(blk_base)]
+                        with m.If(cols_left > C):
+                            m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
+                                         cols_left.eq(cols_left - C)]
+                        with m.Else():
+                            m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
+                            with m.If(oy + Mux(two, 2, 1) < F["h_out"]):
+                                m.d.sync += [oy.eq(oy + Mux(two, 2, 1)), pix_row.eq(pix_row + pix_step),
+                                             row_y0.eq(row_y0 + y_step),
+                                             row_w.eq(row_w + rw_step)]
+                            with m.Else():
+                                m.d.sync += [oy.eq(0), pix_row.eq(0), row_y0.eq(-pad),
+                                             row_w.eq(-(pad * F["w_in"])),
+                                             blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
+                                with m.If(rows_left > gs):
+                                    m.d.sync += [rows_left.eq(rows_left - gs),
+                                                 blk_ch.eq(blk_ch + Mux(g2, F["period"] * (R // 2),
+                                                                        F["period"] * R)),
+                                                 blk_out.eq(blk_out + blk_inc)]
+                                with m.Else():
+                                    m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),
+                                                 cls_out.eq(cls_out + F["out_hw"])]
+                                    m.next = "CLASS"
+            with m.State("DRAIN"):
+                with m.If((outstanding == 0) & ~push):
+                    m.d.sync += [layer.eq(layer + 1), di.eq(0)]
+                    with m.If(layer + 1 >= hdr["n_layers"]):
+                        m.d.sync += ro_i.eq(0)
+                        m.next = "READ"
+                    with m.Else():
+                        m.next = "DESC"
+            with m.State("READ"):
+                m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), rd_ok.eq(1), rd_s2.eq(0),
+                             ro_wait.eq(0)]
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.d.sync += ro_wait.eq(ro_wait + 1)
+                with m.If(ro_wait == READ_LATENCY):
+                    m.d.sync += [res_valid.eq(1), res_data.eq(self.rd_data0),
+                                 res_last.eq(ro_i + 1 >= hdr["output_len"])]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                with m.If(self.result.ready):
+                    m.d.sync += [res_valid.eq(0), ro_i.eq(ro_i + 1)]
+                    with m.If(res_last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "READ"
+                with m.Else():
+                    m.d.sync += ctr["stalls"].eq(ctr["stalls"] + 1)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        with m.If(~fsm.ongoing("IDLE") & ~fsm.ongoing("READ") & ~fsm.ongoing("READ_WAIT")
+                  & ~fsm.ongoing("SEND")):
+            m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+        return m

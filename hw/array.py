@@ -1,0 +1,235 @@
+"""Generator parameters of the sparse systolic engine: :class:`ArrayConfig`.
+
+One ``ArrayConfig`` fixes everything the gateware is sized from: the ``rows x cols`` output-
+stationary MAC array, the largest period ``p_max`` the circular index buffer holds, and the depths
+of the on-chip memories (weights, period tables, per-channel parameters, activations, layer
+descriptors). :meth:`ArrayConfig.for_model` picks depths that fit a quantized model and
+:meth:`ArrayConfig.check_model` refuses, naming the layer and the overflow, a model that does not fit.
+
+Rows and columns are powers of two so that the engine's bank and word addressing are shifts and
+masks (no dividers in the datapath); ``cols >= 2`` because the activation buffer has ``2 * cols``
+byte-wide banks and a 4-byte input word spans four of them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from .memory_map import ADDR_BITS, Space
+
+__all__ = ["ArrayConfig", "DEFAULT_ROWS", "DEFAULT_COLS"]
+
+DEFAULT_ROWS = 8
+DEFAULT_COLS = 8
+
+# (field, minimum, maximum) of every integer parameter.
+_LIMITS = {
+    "rows": (1, 64),
+    "cols": (2, 64),
+    "p_max": (1, 64),
+    "weight_depth": (1, 1 << 20),
+    "table_depth": (1, 1 << 12),
+    "param_depth": (1, 1 << 16),
+    "act_depth": (4, 1 << 22),
+    "max_layers": (1, 64),
+    "groups": (1, 2),
+}
+
+
+def _pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, int(v) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class _Params:
+    rows: int
+    cols: int
+    p_max: int
+    weight_depth: int
+    table_depth: int
+    param_depth: int
+    act_depth: int
+    max_layers: int
+    groups: int
+
+
+class ArrayConfig:
+    """Generator parameters of one engine build.
+
+    Parameters (keyword-only)
+    -------------------------
+    rows, cols : int
+        MAC array size R x C (powers of two; ``cols >= 2``). Rows hold filters of one rotation
+        class, columns hold output pixels of one output row.
+    p_max : int
+        Largest period P of any layer (slots of the circular index buffer window).
+    weight_depth : int
+        Weight-buffer entries; one entry holds one step's ``rows`` int8 weights.
+    table_depth : int
+        Period-table slots of all layers together (one 9-bit support mask each).
+    param_depth : int
+        Output channels of all layers together (bias, multiplier and shift each).
+    act_depth : int
+        Bytes of activation memory (both ping-pong regions); a multiple of ``2 * cols``.
+    max_layers : int
+        Layer descriptors the sequencer can hold.
+    groups : int
+        Row groups (1 or 2, at most ``rows``). With 2, a layer whose rotation classes hold at most
+        ``rows / 2`` filters runs two output rows at once: the lower half of the array computes
+        the same filters for the next output row, fed by a second activation read port (a
+        second copy of the activation banks), so small classes do not leave rows idle; a layer
+        whose output is exactly ``cols / 2`` wide instead folds two output rows into the two
+        column halves through the same port.
+
+    Members
+    -------
+    config_id : int
+        Stable 32-bit fingerprint (``zlib.crc32`` of the parameters).
+    banks : int
+        Byte-wide activation banks, ``2 * cols``.
+    bank_depth : int
+        Bytes per activation bank, ``act_depth / banks``.
+    words_per_entry : int
+        32-bit load words per weight entry, ``max(1, rows / 4)``.
+    """
+
+    def __init__(self, *, rows: int = DEFAULT_ROWS, cols: int = DEFAULT_COLS, p_max: int = 16,
+                 weight_depth: int = 8192, table_depth: int = 128, param_depth: int = 512,
+                 act_depth: int = 32768, max_layers: int = 16, groups: int | None = None):
+        if groups is None:
+            groups = 2 if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 2 else 1
+        values = dict(rows=rows, cols=cols, p_max=p_max, weight_depth=weight_depth,
+                      table_depth=table_depth, param_depth=param_depth, act_depth=act_depth,
+                      max_layers=max_layers, groups=groups)
+        for name, v in values.items():
+            lo, hi = _LIMITS[name]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"ArrayConfig {name} must be an integer in {lo}..{hi}, not {v!r}")
+        for name in ("rows", "cols"):
+            if not _pow2(values[name]):
+                raise ValueError(f"ArrayConfig {name} must be a power of two (bank and word "
+                                 f"addressing are shifts), not {values[name]}")
+        if act_depth % (2 * cols):
+            raise ValueError(f"ArrayConfig act_depth must be a multiple of 2 * cols = {2 * cols} "
+                             f"(one byte per bank), not {act_depth}")
+        if groups > rows:
+            raise ValueError(f"ArrayConfig groups ({groups}) must not exceed rows ({rows})")
+        if p_max > table_depth:
+            raise ValueError(f"ArrayConfig p_max ({p_max}) must not exceed table_depth ({table_depth})")
+        words = {
+            "weight_depth": weight_depth * max(1, rows // 4),
+            "act_depth": act_depth // 4,
+        }
+        for name, w in words.items():
+            if w > 1 << ADDR_BITS:
+                raise ValueError(f"ArrayConfig {name} = {values[name]} needs {w} load words, more "
+                                 f"than the load port's {1 << ADDR_BITS} word addresses")
+        self._p = _Params(**values)
+
+    # Read-only parameters.
+    rows = property(lambda self: self._p.rows)
+    cols = property(lambda self: self._p.cols)
+    p_max = property(lambda self: self._p.p_max)
+    weight_depth = property(lambda self: self._p.weight_depth)
+    table_depth = property(lambda self: self._p.table_depth)
+    param_depth = property(lambda self: self._p.param_depth)
+    act_depth = property(lambda self: self._p.act_depth)
+    max_layers = property(lambda self: self._p.max_layers)
+    groups = property(lambda self: self._p.groups)
+
+    @property
+    def banks(self) -> int:
+        return 2 * self.cols
+
+    @property
+    def bank_depth(self) -> int:
+        return self.act_depth // self.banks
+
+    @property
+    def words_per_entry(self) -> int:
+        return max(1, self.rows // 4)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def config_id(self) -> int:
+        return zlib.crc32(repr(self.as_dict()).encode()) & 0xFFFF_FFFF
+
+    def as_dict(self) -> dict:
+        """The parameters as a plain dict (keyword arguments of the constructor)."""
+        return dict(self._p.__dict__)
+
+    def replace(self, **changes) -> "ArrayConfig":
+        """A copy with some parameters changed (validated again)."""
+        return ArrayConfig(**{**self.as_dict(), **changes})
+
+    def capacity(self) -> dict:
+        """``{Space: words}``: how many load words each space of this engine holds."""
+        from .layout import DESC_HEADER_WORDS, DESC_LAYER_WORDS
+        return {
+            Space.DESCRIPTORS: DESC_HEADER_WORDS + DESC_LAYER_WORDS * self.max_layers,
+            Space.TABLES: self.table_depth,
+            Space.WEIGHTS: self.weight_depth * self.words_per_entry,
+            Space.BIAS: self.param_depth,
+            Space.REQUANT: self.param_depth,
+            Space.INPUT: self.act_depth // 4,
+        }
+
+    def __eq__(self, other):
+        return isinstance(other, ArrayConfig) and self._p == other._p
+
+    def __hash__(self):
+        return hash(self._p)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        return f"ArrayConfig({args})"
+
+    def check_model(self, qmodel) -> None:
+        """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` cannot run here."""
+        from .layout import requirements
+        req = requirements(qmodel, rows=self.rows, cols=self.cols, groups=self.groups,
+                           limits=self.as_dict())
+        names = {"p_max": "period P", "weight_depth": "weight entries",
+                 "table_depth": "period-table slots", "param_depth": "output channels",
+                 "act_depth": "activation bytes", "max_layers": "layers"}
+        for field, (need, layer) in req.items():
+            have = getattr(self, field)
+            if need > have:
+                raise ValueError(f"Model {qmodel.name!r} does not fit {self!r}: the model needs "
+                                 f"{need} {names[field]} in total, {need - have} more than "
+                                 f"{field} = {have} (overflowing at layer {layer!r})")
+
+    @classmethod
+    def for_model(cls, qmodel, *, rows: int = DEFAULT_ROWS, cols: int = DEFAULT_COLS,
+                  groups: int | None = None) -> "ArrayConfig":
+        """The smallest config (depths rounded up to powers of two) that runs ``qmodel``.
+
+        Raises ``ValueError`` for models the engine cannot run at all (non-periodic sparse
+        layers, unsupported shapes) or that exceed the address ranges of the load port.
+        """
+        from .layout import requirements
+        for name, v in (("rows", rows), ("cols", cols)):
+            lo, hi = _LIMITS[name]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi or not _pow2(v):
+                raise ValueError(f"ArrayConfig {name} must be a power of two in {lo}..{hi}, not {v!r}")
+        if groups is None:
+            groups = 2 if rows >= 2 else 1
+        req = {k: need for k, (need, _) in
+               requirements(qmodel, rows=rows, cols=cols, groups=groups).items()}
+        # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).
+        unit = 2 * cols * 64
+        act = max(-(-req["act_depth"] // unit) * unit, unit)
+        p_max = _next_pow2(req["p_max"])
+        table = _next_pow2(max(req["table_depth"], 16, p_max))
+        return cls(rows=rows, cols=cols, p_max=p_max,
+                   weight_depth=_next_pow2(max(req["weight_depth"], 16)), table_depth=table,
+                   param_depth=_next_pow2(max(req["param_depth"], 16)), act_depth=act,
+                   max_layers=max(req["max_layers"], 1), groups=groups)

@@ -1,0 +1,393 @@
+"""What the words of each load-port space mean: the engine's memory layout of a quantized model.
+
+:func:`build_layout` turns a :class:`hw.qmodel.QModel` and an :class:`hw.array.ArrayConfig` into
+the 32-bit words of every :class:`hw.memory_map.Space` (except INPUT, which
+:meth:`Layout.input_words` encodes per frame) plus the engine's expected cycle count per layer.
+
+Spaces
+------
+DESCRIPTORS
+    Words ``0 .. DESC_HEADER_WORDS-1``: the header (:data:`HEADER_FIELDS`: layer count, input and
+    output lengths in bytes, activation address of the result). Layer ``l`` occupies words
+    ``DESC_HEADER_WORDS + l * DESC_LAYER_WORDS + i`` for field ``i`` of :data:`LAYER_FIELDS`, one
+    unsigned word each. An FC layer is a 1x1 conv on a 1 x 1 input with ``c_in`` channels (the
+    previous output flattened in C, H, W order, which is exactly how activations are stored).
+TABLES
+    One word per period-table slot: bit ``t`` set when tap ``t`` (row-major) is in the support.
+    Layer ``l``'s ``P`` slots start at its ``table_base``; filter ``f`` at input channel ``c``
+    reads slot ``table_base + (f + c) mod P``.
+WEIGHTS
+    Weight entries of ``rows`` int8 (``words_per_entry`` little-endian words each). A layer runs
+    ``G`` row groups (``groups`` field: 2 when the config has two and every rotation class holds at
+    most ``rows / 2`` filters, else 1) of ``gs = rows / G`` rows. For each layer, rotation class
+    ``r`` in ``0..P-1``, block ``b`` of ``gs`` filters and step ``k`` of the class's CSR_P data
+    vector (``for c: for tap in support((r + c) mod P)``), one entry holds, in row ``i``, the
+    weight of filter ``f = r + P * (b * gs + i mod gs)`` at step ``k`` (zero past the last
+    filter): both groups get the same filters. A layer whose output is exactly ``cols / 2`` wide and
+    that runs one group *folds* instead (``fold`` field): columns ``cols/2 ..`` compute the next
+    output row, so the C columns are full.
+BIAS, REQUANT
+    One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
+INPUT
+    The int8 frame in C, H, W order, 4 bytes a word, little-endian (``hw.memory_map``), padded
+    with zero bytes to whole words.
+
+Activations
+-----------
+Every activation map lives in one flat byte space (``act_depth`` bytes, C, H, W order from a base
+address, no padding); byte ``n`` sits in bank ``n mod 2C`` at bank address ``n div 2C``. Layer
+``l`` reads region ``l mod 2`` and writes region ``(l + 1) mod 2`` (ping-pong); the input frame is
+region 0 at address 0.
+
+Cycles
+------
+A tile is ``gs`` filters of one class times ``cols`` consecutive output pixels of ``G`` output
+rows (one per row group); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
+(the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
+:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the pipeline drain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .memory_map import Space
+from .variants import parse_variant
+
+__all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
+           "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
+           "layer_cycles", "drain_cycles"]
+
+HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
+LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
+                "k", "stride", "relu", "pool", "period", "q", "rem", "table_base", "weight_base",
+                "param_base", "in_base", "out_base", "groups", "fold")
+DESC_HEADER_WORDS = 32
+DESC_LAYER_WORDS = 32
+#: Cycles per layer outside its tiles: descriptor load (one per field, plus one), two setup cycles
+#: and the final class check.
+LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 2 + 1
+#: Cycles per frame beyond its layers.
+FRAME_OVERHEAD = 0
+
+
+def drain_cycles(rows: int, cols: int) -> int:
+    """Cycles from a layer's last issued step until its last row is written back (then the next
+    layer may read it): issue register, two read stages, the array, the tag stage, the output path."""
+    from_issue = 2 + (rows + cols + 3) + rows + 6
+    return from_issue
+
+
+def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None) -> int:
+    """Engine cycles of one layer, exactly as the sequencer spends them.
+
+    Per class: one CLASS cycle (plus one PREP cycle when the class has filters; classes after the
+    last non-empty one overlap the drain); per tile its
+    ``L_r`` steps plus the cycles its last step is held until ``rows`` cycles after the previous
+    tile's last step (the drain chain's time); then the pipeline drain.
+    """
+    gap = rows
+    cycles = LAYER_OVERHEAD
+    # Empty classes after the last non-empty one are checked while the pipeline drains.
+    last = max(i for i, n in enumerate(class_filters) if n)
+    for L, n in zip(steps[:last + 1], class_filters[:last + 1]):
+        cycles += 1
+        gap = min(gap + 1, rows)
+        if not n:
+            continue
+        cycles += 1
+        gap = min(gap + 1, rows)
+        for _ in range(-(-n // (group_rows or rows)) * tiles):
+            gap = min(gap + L - 1, rows)
+            hold = max(0, rows - gap)
+            cycles += L + hold
+            gap = 1
+    return cycles + drain_cycles(rows, cols)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How the engine runs one layer.
+
+    Members
+    -------
+    name : str
+        The QLayer's name.
+    fields : dict
+        The descriptor fields (:data:`LAYER_FIELDS`).
+    steps : tuple of int
+        ``L_r``, the non-zeros per filter of each rotation class ``r``.
+    class_filters : tuple of int
+        Filters per class ``r``.
+    macs : int
+        Non-zero MACs (pattern positions, zero padding included), what the ``macs`` counter counts.
+    dense_macs : int
+        ``k^2 H_o W_o C_o C_i``.
+    tiles : int
+        Pixel tiles per filter block.
+    cycles : int
+        Expected engine cycles of the layer (tiles plus :data:`LAYER_OVERHEAD`).
+    """
+
+    name: str
+    fields: dict
+    steps: tuple
+    class_filters: tuple
+    macs: int
+    dense_macs: int
+    tiles: int
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A model laid out for one engine configuration.
+
+    Members
+    -------
+    config : hw.array.ArrayConfig
+    sections : dict
+        ``{Space: numpy.ndarray uint32}`` for every space but INPUT.
+    layers : tuple of LayerPlan
+    input_shape, output_shape : tuple
+        ``(C, H, W)`` of the input frame and of the last layer's output.
+    input_len, output_len : int
+        Bytes of one input frame and of one result.
+    expected_cycles : int
+        Sum of the layers' cycles plus :data:`FRAME_OVERHEAD`: the ``cycles`` counter's value.
+    """
+
+    config: object
+    sections: dict = field(repr=False)
+    layers: tuple
+    input_shape: tuple
+    output_shape: tuple
+
+    @property
+    def input_len(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def output_len(self) -> int:
+        return int(np.prod(self.output_shape))
+
+    @property
+    def expected_cycles(self) -> int:
+        return FRAME_OVERHEAD + sum(l.cycles for l in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(l.macs for l in self.layers)
+
+    def input_words(self, frame) -> np.ndarray:
+        """INPUT words of one int8 frame ``[C, H, W]`` (C, H, W order, 4 bytes a word, LE)."""
+        x = np.asarray(frame)
+        if x.dtype == bool or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"Input frame must hold integers, not dtype {x.dtype}")
+        if tuple(x.shape) != tuple(self.input_shape):
+            raise ValueError(f"Input frame must have shape {list(self.input_shape)}, not {list(x.shape)}")
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise ValueError(f"Input frame values must be in -128..127, not {int(x.min() if x.min() < -128 else x.max())}")
+        b = x.astype(np.int8).reshape(-1).view(np.uint8)
+        b = np.concatenate([b, np.zeros(-len(b) % 4, np.uint8)])
+        return b.view("<u4").astype(np.uint32)
+
+    def load_words(self, frame=None) -> np.ndarray:
+        """``[n, 3]`` uint32 rows ``(space, addr, data)``: every section's words, then ``frame``'s INPUT words.
+
+        The order the engine accepts them in (any order works; this one is what tests replay).
+        """
+        rows = [np.stack([np.full(len(w), int(s), np.uint32), np.arange(len(w), dtype=np.uint32),
+                          np.asarray(w, np.uint32)], axis=1)
+                for s, w in sorted(self.sections.items())]
+        if frame is not None:
+            w = self.input_words(frame)
+            rows.append(np.stack([np.full(len(w), int(Space.INPUT), np.uint32),
+                                  np.arange(len(w), dtype=np.uint32), w], axis=1))
+        return np.concatenate(rows) if rows else np.zeros((0, 3), np.uint32)
+
+    def decode_output(self, data) -> np.ndarray:
+        """The result bytes (``output_len`` of them) as int8 ``output_shape``."""
+        raw = np.frombuffer(bytes(data), dtype=np.int8)
+        if raw.size != self.output_len:
+            raise ValueError(f"Result must be {self.output_len} bytes {list(self.output_shape)}, "
+                             f"not {raw.size}")
+        return raw.reshape(self.output_shape).copy()
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_variant(layer):
+    v = parse_variant(layer.variant) if layer.variant else None
+    if v is not None and not v.is_periodic and not v.is_dense:
+        raise ValueError(f"Layer {layer.name!r}: variant {layer.variant} is not periodic, so there is "
+                         f"no period table for the engine's index buffer to replay (every kernel has "
+                         f"its own support); use a PS/PSD variant, or the dense pSC9 baseline")
+
+
+def _plan_shapes(qmodel, rows, cols):
+    """Per layer: (qlayer, csrp, in_shape, conv out (h, w), stored out shape)."""
+    from .reference import validate_layer
+    if not qmodel.layers:
+        raise ValueError(f"Model {qmodel.name!r} has no layers")
+    shape = tuple(int(v) for v in qmodel.input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"Model {qmodel.name!r}: input_shape must be (C, H, W) of positive sizes, "
+                         f"not {qmodel.input_shape!r}")
+    out = []
+    for l in qmodel.layers:
+        _check_variant(l)
+        if l.pool:
+            raise ValueError(f"Layer {l.name!r}: pool = True is not supported by this engine version "
+                             f"(the output path has no 2x2 max-pool stage yet); use stride 2 instead")
+        image = validate_layer(l)
+        if l.kind == "fc":
+            if int(np.prod(shape)) != l.c_in:
+                raise ValueError(f"Layer {l.name!r}: fc c_in = {l.c_in} but its input {list(shape)} "
+                                 f"has {int(np.prod(shape))} values")
+            in_shape = (l.c_in, 1, 1)
+        else:
+            if shape != (l.c_in, l.h_in, l.w_in):
+                raise ValueError(f"Layer {l.name!r}: input shape {[l.c_in, l.h_in, l.w_in]} does not "
+                                 f"match the previous output {list(shape)}")
+            in_shape = shape
+        h_conv = (in_shape[1] + 2 * (l.k // 2) - l.k) // l.stride + 1
+        w_conv = (in_shape[2] + 2 * (l.k // 2) - l.k) // l.stride + 1
+        o = (l.c_out, h_conv // 2, w_conv // 2) if l.pool else (l.c_out, h_conv, w_conv)
+        out.append((l, image, in_shape, (h_conv, w_conv), o))
+        shape = o
+    return out
+
+
+def _class_steps(table, c_in):
+    P = table.period
+    sizes = [len(s) for s in table.supports]
+    return tuple(sum(sizes[(r + c) % P] for c in range(c_in)) for r in range(P))
+
+
+def _regions(plans, cols):
+    align = 2 * cols
+    up = lambda v: -(-v // align) * align
+    size = [int(np.prod(plans[0][2])), 0]
+    for i, p in enumerate(plans):
+        r = (i + 1) % 2
+        size[r] = max(size[r], int(np.prod(p[4])))
+    return (0, up(size[0])), up(size[0]) + up(size[1])
+
+
+def group_rows(class_filters, rows: int, groups: int) -> int:
+    """Rows per group for a layer: ``rows / 2`` when two groups fit its largest class, else ``rows``."""
+    return rows // 2 if groups == 2 and max(class_filters) <= rows // 2 else rows
+
+
+def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None) -> dict:
+    """``{ArrayConfig field: (needed, layer)}`` for running ``qmodel``.
+
+    ``layer`` names where the need arises: for the running totals (weights, tables, parameters)
+    the first layer at which the total passes ``limits[field]`` (or the last layer without limits),
+    for activations the layer with the largest map, for ``p_max`` the layer with the largest period.
+    """
+    plans = _plan_shapes(qmodel, rows, cols)
+    limits = limits or {}
+    req = {}
+
+    first_over = {}
+
+    def need(field, value, layer, running=False):
+        if running:
+            # Running totals: the need is the final total; name the first layer that overflows.
+            if value > limits.get(field, float("inf")):
+                first_over.setdefault(field, layer)
+            req[field] = (value, first_over.get(field, layer))
+        elif field not in req or value > req[field][0]:
+            req[field] = (value, layer)
+
+    weights = tables = params = 0
+    biggest = (int(np.prod(plans[0][2])), plans[0][0].name)
+    for l, image, in_shape, _, out_shape in plans:
+        P = image.period
+        steps = _class_steps(image.table, in_shape[0])
+        per = [l.c_out // P + (r < l.c_out % P) for r in range(P)]
+        gs = group_rows(per, rows, groups)
+        weights += sum(-(-n // gs) * s for n, s in zip(per, steps))
+        tables += P
+        params += l.c_out
+        need("p_max", P, l.name)
+        need("weight_depth", weights, l.name, running=True)
+        need("table_depth", tables, l.name, running=True)
+        need("param_depth", params, l.name, running=True)
+        biggest = max(biggest, (int(np.prod(out_shape)), l.name))
+    _, act = _regions(plans, cols)
+    need("act_depth", act, biggest[1])
+    need("max_layers", len(plans), plans[-1][0].name)
+    return req
+
+
+def build_layout(qmodel, config) -> Layout:
+    """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run."""
+    config.check_model(qmodel)
+    R, C = config.rows, config.cols
+    plans = _plan_shapes(qmodel, R, C)
+    bases, _ = _regions(plans, C)
+    tables, bias, requant, entries, desc_layers, layer_plans = [], [], [], [], [], []
+    for i, (l, image, in_shape, (h_conv, w_conv), o) in enumerate(plans):
+        P = image.period
+        steps = _class_steps(image.table, in_shape[0])
+        per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
+        gs = group_rows(per, R, config.groups)
+        G = R // gs
+        # Column fold: a map exactly C/2 wide runs two output rows side by side in the C columns
+        # (the second half reads through the second port), when the rows are not already split.
+        fold = int(config.groups == 2 and G == 1 and w_conv == C // 2)
+        fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
+                      hw_in=in_shape[1] * in_shape[2], c_out=l.c_out, h_out=h_conv, w_out=w_conv,
+                      out_w=o[2], out_hw=o[1] * o[2], k=l.k, stride=l.stride, relu=int(bool(l.relu)),
+                      pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
+                      table_base=len(tables), weight_base=sum(len(e) for e in entries),
+                      param_base=len(bias),
+                      in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold)
+        tables += [int(m) for m in image.table.bitmasks()]
+        bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
+        requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
+        for r in range(P):
+            for b in range(-(-per[r] // gs)):
+                block = np.zeros((steps[r], R), dtype=np.int8)
+                for row in range(R):
+                    # Row i of group g = i // gs holds filter q = i mod gs of the block.
+                    f = r + P * (b * gs + row % gs)
+                    if f < l.c_out:
+                        block[:, row] = image.data(f)
+                entries.append(block)
+        tiles = -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // C)
+        cycles = layer_cycles(steps, per, tiles, rows=R, cols=C, group_rows=gs)
+        macs = sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
+        dense = l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
+        desc_layers.append([fields[f] for f in LAYER_FIELDS])
+        layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles))
+
+    out_shape = plans[-1][4]
+    header = [len(plans), int(np.prod(plans[0][2])), int(np.prod(out_shape)), bases[len(plans) % 2]]
+    desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(plans), dtype=np.uint32)
+    desc[:len(header)] = header
+    for i, d in enumerate(desc_layers):
+        at = DESC_HEADER_WORDS + i * DESC_LAYER_WORDS
+        desc[at:at + len(d)] = d
+    wbytes = np.concatenate(entries).view(np.uint8) if entries else np.zeros((0, R), np.uint8)
+    wbytes = wbytes.reshape(-1, R)
+    wpe = config.words_per_entry
+    padded = np.zeros((wbytes.shape[0], 4 * wpe), dtype=np.uint8)
+    padded[:, :R] = wbytes
+    sections = {
+        Space.DESCRIPTORS: desc,
+        Space.TABLES: np.array(tables, dtype=np.uint32),
+        Space.WEIGHTS: padded.reshape(-1).view("<u4").astype(np.uint32),
+        Space.BIAS: np.array(bias, dtype=np.uint32),
+        Space.REQUANT: np.array(requant, dtype=np.uint32),
+    }
+    return Layout(config, sections, tuple(layer_plans), tuple(int(v) for v in qmodel.input_shape),
+                  tuple(int(v) for v in out_shape))

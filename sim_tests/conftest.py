@@ -1,0 +1,28 @@
+"""Shared fixtures of the RTL tests: simulator availability and the engine configurations.
+
+Every cocotb run goes through :func:`bench.rtl.run_rtl` (one simulator build per array
+configuration, cached under ``sim_build/``; many cases per run). Tests are marked ``icarus`` or
+``verilator`` so ``-m`` picks a simulator; sweeps are marked ``slow``.
+"""
+
+import shutil
+
+import pytest
+
+from hw.array import ArrayConfig
+
+#: The engine the RTL tests build: the Arty A7-35T's 8 x 8 array, memories big enough for
+#: FashionNet (dense) and every random case, so one build serves all of them.
+SIM_CONFIG = ArrayConfig(rows=8, cols=8, p_max=16, weight_depth=16384, table_depth=256,
+                         param_depth=512, act_depth=20480, max_layers=8)
+#: A small, non-square array (more tiles, more partial blocks), Icarus only (fast to build).
+SMALL_CONFIG = ArrayConfig(rows=4, cols=2, p_max=16, weight_depth=4096, table_depth=256,
+                           param_depth=512, act_depth=4096, max_layers=8)
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("iverilog") is None:
+        skip = pytest.mark.skip(reason="iverilog is not installed (apt-get install iverilog)")
+        for item in items:
+            if "icarus" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,71 @@
+"""Tests of hw.array.ArrayConfig: validation, fingerprint, sizing from a model, fit check."""
+
+import pytest
+
+from bench.layers import random_layer_model, random_chain_model
+from hw.array import ArrayConfig
+from hw.memory_map import Space
+
+
+def test_defaults_and_read_only():
+    cfg = ArrayConfig()
+    assert (cfg.rows, cfg.cols, cfg.banks) == (8, 8, 16)
+    assert cfg.bank_depth * cfg.banks == cfg.act_depth
+    assert cfg.words_per_entry == 2
+    with pytest.raises(AttributeError):
+        cfg.rows = 4
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(rows=0), "rows must be an integer in 1..64, not 0"),
+    (dict(rows=6), "rows must be a power of two"),
+    (dict(cols=1), "cols must be an integer in 2..64, not 1"),
+    (dict(act_depth=100), "act_depth must be a multiple of 2 \\* cols = 16"),
+    (dict(p_max=32, table_depth=16), "p_max \\(32\\) must not exceed table_depth \\(16\\)"),
+    (dict(rows=True), "rows must be an integer in 1..64, not True"),
+])
+def test_validation_messages(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        ArrayConfig(**kw)
+
+
+def test_config_id_is_stable_and_parameter_sensitive():
+    a, b = ArrayConfig(), ArrayConfig()
+    assert a.config_id == b.config_id and a == b and 0 <= a.config_id < 2**32
+    ids = {ArrayConfig(rows=r).config_id for r in (1, 2, 4, 8, 16)}
+    assert len(ids) == 5
+    assert a.replace(act_depth=1024).config_id != a.config_id
+
+
+def test_for_model_fits_and_check_names_layer():
+    q = random_chain_model([dict(c_out=8), dict(c_out=16, variant="PSD2_P8", stride=2),
+                            dict(c_out=10, kind="fc")], c_in=1, h=8, w=8)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    cfg.check_model(q)                                   # fits
+    assert cfg.p_max >= 8
+    small = cfg.replace(weight_depth=16)
+    # Hand count (R = 4): l0 dense 8 filters = 2 blocks x 9 steps = 18 entries (already > 16);
+    # l1 PSD2_P8, 8 classes of 2 filters (two row groups of 2), 7 * 2 + 9 = 23 steps each: 184;
+    # fc 10 filters = 3 blocks x 256 steps = 768. Total 970.
+    with pytest.raises(ValueError, match=r"the model needs 970 weight entries in total, 954 more than "
+                                         r"weight_depth = 16 \(overflowing at layer 'l0'\)"):
+        small.check_model(q)
+    # Ping-pong regions: max(input 64, l1 out 256) + max(l0 out 512, fc out 10) = 768 bytes.
+    with pytest.raises(ValueError, match=r"needs 768 activation bytes in total, 736 more than "
+                                         r"act_depth = 32 \(overflowing at layer 'l0'\)"):
+        cfg.replace(act_depth=32).check_model(q)
+
+
+def test_capacity_matches_spaces():
+    cfg = ArrayConfig(rows=8, cols=4, act_depth=256)
+    cap = cfg.capacity()
+    assert cap[Space.WEIGHTS] == cfg.weight_depth * 2
+    assert cap[Space.INPUT] == 64
+    assert set(cap) == set(Space)
+
+
+def test_refuses_non_periodic():
+    q = random_layer_model(seed=0, c_in=2, c_out=2, h=3, w=3)
+    q.layers[0].variant = "pSC4"
+    with pytest.raises(ValueError, match="not periodic"):
+        ArrayConfig.for_model(q)

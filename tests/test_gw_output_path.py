@@ -1,0 +1,85 @@
+"""amaranth.sim tests of gateware.output_path against hw.quant.requantize: rounding ties,
+saturation, negative accumulators, extreme multipliers and shifts, ReLU."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from gateware.output_path import OutputPath, OUTPUT_LATENCY
+from hw.quant import requantize, ACC_BITS
+
+COLS = 4
+LO, HI = -(1 << (ACC_BITS - 1)), (1 << (ACC_BITS - 1)) - 1
+
+
+def run_rows(rows):
+    """rows: list of (acc[COLS], bias, M, s, relu). Returns the int8 outputs per row."""
+    dut = OutputPath(cols=COLS, param_depth=len(rows), side_bits=8)
+    got = []
+
+    async def tb(ctx):
+        for ch, (_, bias, m, s, _) in enumerate(rows):
+            ctx.set(dut.bias_we, 1)
+            ctx.set(dut.bias_addr, ch)
+            ctx.set(dut.bias_data, int(bias) & 0xFFFF_FFFF)
+            ctx.set(dut.rq_we, 1)
+            ctx.set(dut.rq_addr, ch)
+            ctx.set(dut.rq_data, int(m) | int(s) << 16)
+            await ctx.tick()
+        ctx.set(dut.bias_we, 0)
+        ctx.set(dut.rq_we, 0)
+        for ch, row in enumerate(rows + [None] * OUTPUT_LATENCY):
+            if row is None:
+                ctx.set(dut.valid, 0)
+            else:
+                acc, _, _, _, relu = row
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.channel, ch)
+                ctx.set(dut.relu, relu)
+                ctx.set(dut.side, ch)
+                for j in range(COLS):
+                    ctx.set(dut.acc[j], int(acc[j]))
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append((ctx.get(dut.out_side), [ctx.get(dut.out_data[j]) for j in range(COLS)]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def reference(rows):
+    return [(ch, [int(v) for v in requantize(np.asarray(acc, np.int64) + bias, m, s, relu=relu)])
+            for ch, (acc, bias, m, s, relu) in enumerate(rows)]
+
+
+def test_hand_worked_edges():
+    rows = [
+        # ties: (acc * M) / 2**s = k + 0.5 rounds up (towards +inf), also for negatives
+        ([1, -1, 3, -3], 0, 1, 1, False),              # 0.5 -> 1, -0.5 -> 0, 1.5 -> 2, -1.5 -> -1
+        ([5, -5, 2, -2], 0, 1, 2, False),              # 1.25 -> 1, -1.25 -> -1, 0.5 -> 1, -0.5 -> 0
+        ([1000, -1000, 127, -129], 0, 1, 1, False),     # saturation at 127 / -128
+        ([-7, 7, 0, -1], 0, 65535, 16, True),          # ReLU clamps negatives at 0
+        ([HI, LO, HI, LO], 0, 65535, 47, False),       # widest product, largest shift: (2^47 - 2^31 - 2^16 + 1 + 2^46) >> 47 = 1
+        ([100, -100, 0, 1], -50, 3, 3, False),         # bias added before scaling
+    ]
+    want = [[1, 0, 2, -1], [1, -1, 1, 0], [127, -128, 64, -64], [0, 7, 0, 0],
+            [1, -1, 1, -1], [19, -56, -19, -18]]
+    assert [g[1] for g in run_rows(rows)] == want
+    assert run_rows(rows) == reference(rows)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_random_against_hw_quant(seed):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(6):
+        bias = int(rng.integers(-2**20, 2**20))
+        acc = rng.integers(max(LO, LO - bias), min(HI, HI - bias) + 1, size=COLS)
+        rows.append((acc, bias, int(rng.integers(1, 65536)), int(rng.integers(1, 48)),
+                     bool(rng.integers(2))))
+    assert run_rows(rows) == reference(rows), f"seed {seed}"

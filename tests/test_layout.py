@@ -1,0 +1,106 @@
+"""Tests of hw.layout: word images decoded back independently, input/output encoding, the
+cycle model's hand-worked values, refusals."""
+
+import numpy as np
+import pytest
+
+from bench.layers import random_layer_model, random_chain_model
+from hw.array import ArrayConfig
+from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_FIELDS, DESC_HEADER_WORDS, \
+    DESC_LAYER_WORDS, LAYER_OVERHEAD
+from hw.memory_map import Space
+
+
+def _model():
+    return random_chain_model([dict(c_out=6), dict(c_out=11, variant="PSD2_P8", stride=2),
+                               dict(c_out=5, kind="fc")], c_in=2, h=5, w=7, seed=3)
+
+
+def test_weights_decode_to_the_dense_tensor():
+    q = _model()
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    lay = build_layout(q, cfg)
+    R = cfg.rows
+    wbytes = lay.sections[Space.WEIGHTS].view(np.uint8).view(np.int8).reshape(-1, 4 * cfg.words_per_entry)[:, :R]
+    for plan, layer in zip(lay.layers, q.layers):
+        f = plan.fields
+        P = f["period"]
+        masks = lay.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
+        w = np.asarray(layer.weight).reshape(layer.c_out, f["c_in"], -1)
+        rebuilt = np.zeros_like(w)
+        e = f["weight_base"]
+        for r in range(P):
+            for b in range(-(-plan.class_filters[r] // R)):
+                k = 0
+                for c in range(f["c_in"]):
+                    for t in [t for t in range(9) if masks[(r + c) % P] >> t & 1]:
+                        for i in range(R):
+                            fil = r + P * (b * R + i)
+                            if fil < layer.c_out:
+                                rebuilt[fil, c, t] = wbytes[e + k, i]
+                        k += 1
+                e += k
+        assert np.array_equal(rebuilt, w), plan.name
+
+
+def test_descriptors_params_and_regions():
+    q = _model()
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    lay = build_layout(q, cfg)
+    d = lay.sections[Space.DESCRIPTORS]
+    assert list(d[:4]) == [3, 2 * 5 * 7, 5, lay.layers[-1].fields["out_base"]]
+    for i, plan in enumerate(lay.layers):
+        at = DESC_HEADER_WORDS + i * DESC_LAYER_WORDS
+        assert [int(v) for v in d[at:at + len(LAYER_FIELDS)]] == [plan.fields[n] for n in LAYER_FIELDS]
+        # ping-pong: each layer reads what the previous one wrote
+        if i:
+            assert plan.fields["in_base"] == lay.layers[i - 1].fields["out_base"]
+    bias = lay.sections[Space.BIAS].astype(np.uint32).view(np.int32)
+    assert np.array_equal(bias, np.concatenate([l.bias for l in q.layers]))
+    rq = lay.sections[Space.REQUANT]
+    assert np.array_equal(rq & 0xFFFF, np.concatenate([l.multiplier for l in q.layers]))
+    assert np.array_equal(rq >> 16, np.concatenate([l.shift for l in q.layers]))
+    # FC is a 1x1 conv on its flattened input
+    fc = lay.layers[-1].fields
+    assert (fc["c_in"], fc["h_in"], fc["w_in"], fc["k"]) == (11 * 3 * 4, 1, 1, 1)
+
+
+def test_input_words_and_decode():
+    q = random_layer_model(seed=1, c_in=1, c_out=2, h=3, w=3)
+    lay = build_layout(q, ArrayConfig.for_model(q, rows=2, cols=2))
+    frame = np.arange(-4, 5, dtype=np.int8).reshape(1, 3, 3)
+    words = lay.input_words(frame)
+    assert [hex(w) for w in words] == ["0xfffefdfc", "0x3020100", "0x4"]
+    out = lay.decode_output(bytes(range(18)))
+    assert out.shape == (2, 3, 3) and out[1, 0, 0] == 9
+    with pytest.raises(ValueError, match=r"shape \[1, 3, 3\], not \[3, 3\]"):
+        lay.input_words(frame[0])
+    with pytest.raises(ValueError, match="must be 18 bytes"):
+        lay.decode_output(b"\0")
+
+
+def test_cycle_model_hand_worked():
+    # One class of 3 filters, R = 4: 2 tiles of 9 steps, no holds.
+    assert layer_cycles((9,), (3,), 2, rows=4, cols=4) == LAYER_OVERHEAD + 2 + 18 + drain_cycles(4, 4)
+    # Steps shorter than R: each tile's last step waits until R cycles after the previous one;
+    # the first tile starts with the hold window already open (CLASS + PREP count).
+    assert layer_cycles((2,), (1,), 3, rows=8, cols=2) == LAYER_OVERHEAD + 2 + 2 + 8 + 8 + drain_cycles(8, 2)
+    # Empty trailing classes overlap the drain; empty leading ones cost one cycle each.
+    assert layer_cycles((9, 9), (1, 0), 1, rows=4, cols=4) == layer_cycles((9,), (1,), 1, rows=4, cols=4)
+    assert layer_cycles((9, 9), (0, 1), 1, rows=4, cols=4) == layer_cycles((9,), (1,), 1, rows=4, cols=4) + 1
+
+
+def test_macs_match_method_formula():
+    q = random_layer_model(seed=2, c_in=8, c_out=16, h=6, w=6, variant="PSD4_P8")
+    lay = build_layout(q, ArrayConfig.for_model(q))
+    (p,) = lay.layers
+    # METHOD.md boosted count: [(C_i/P) k^2 + (C_i - C_i/P) n] H_o W_o C_o
+    assert p.macs == (1 * 9 + 7 * 4) * 36 * 16
+    assert p.dense_macs == 9 * 36 * 16 * 8
+
+
+def test_refusals():
+    q = random_layer_model(seed=0, c_in=2, c_out=2, h=4, w=4)
+    q.layers[0].pool = True
+    with pytest.raises(ValueError, match="pool = True is not supported"):
+        build_layout(q, ArrayConfig())
