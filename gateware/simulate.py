@@ -27,9 +27,9 @@ __all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "
 SIMULATORS = ("icarus", "verilator")
 
 #: Icarus in cocotb's default -g2012 mode runs declaration initialisers before ``always @*``
-#: blocks, leaving a combinational output whose inputs never change stuck at X; Verilog-2005
-#: semantics (what Amaranth emits) do not.
-ICARUS_ARGS = ("-g2005",)
+#: blocks, leaving a combinational output whose inputs never change stuck at X; -g2005-sv keeps
+#: Verilog-2005 scheduling and still parses cocotb's SystemVerilog waveform-dump module.
+ICARUS_ARGS = ("-g2005-sv",)
 
 #: Amaranth's Verilog trips width lint warnings that are harmless here.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
@@ -115,7 +115,7 @@ def build(component_or_verilog, *, sim: str, build_dir, toplevel: str = "top",
     if stamp.exists() and stamp.read_text() == key:
         # Unchanged: Runner.test() needs only the build directory.
         return runner
-    runner.build(verilog_sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=args, waves=waves, timescale=("1ns", "1ps"), always=True)
     stamp.write_text(key)
     return runner
@@ -133,10 +133,13 @@ def run(runner, *, test_module: str, build_dir, toplevel: str = "top", test_dir=
 
     build_dir = Path(build_dir).resolve()
     test_dir = Path(test_dir).resolve() if test_dir else build_dir
-    env = {"PYTHONPATH": os.pathsep.join([str(test_dir), str(Path(__file__).resolve().parents[1]),
-                                          os.environ.get("PYTHONPATH", "")])}
-    env.update(extra_env or {})
-    results = build_dir / f"results-{test_module.replace('.', '_')}.xml"
+    # cocotb's runner builds the testbench's PYTHONPATH from this process's sys.path.
+    for path in (str(test_dir), str(Path(__file__).resolve().parents[1])):
+        if path not in sys.path:
+            sys.path.append(path)
+    env = dict(extra_env or {})
+    # One results file per process: parallel runs may share a build.
+    results = build_dir / f"results-{test_module.replace('.', '_')}-{os.getpid()}.xml"
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                     build_dir=build_dir,
