@@ -20,9 +20,10 @@ __all__ = ["random_layer", "random_layer_model", "random_chain_model"]
 
 
 def random_layer(*, c_in: int, c_out: int, h: int, w: int, k: int = 3, stride: int = 1,
-                 variant: str = "pSC9", kind: str = "conv", relu: bool = True, seed: int = 0,
-                 x=None, name: str = "layer", rng=None) -> QLayer:
-    """One random layer; requantization scaled so that ``x`` (or random input) maps to ~+-100."""
+                 variant: str = "pSC9", kind: str = "conv", relu: bool = True, pool: bool = False,
+                 seed: int = 0, x=None, name: str = "layer", rng=None) -> QLayer:
+    """One random layer; requantization scaled so that ``x`` (or random input) maps to ~+-100.
+    ``pool``: 2x2 max-pool (stride 2) after requantization (the conv output must be 2 x 2 or more)."""
     rng = np.random.default_rng(seed) if rng is None else rng
     v = parse_variant(variant)
     if kind == "fc":
@@ -38,7 +39,7 @@ def random_layer(*, c_in: int, c_out: int, h: int, w: int, k: int = 3, stride: i
     weight = np.where(mask, rng.integers(-128, 128, size=mask.shape), 0).astype(np.int8)
     bias = rng.integers(-3000, 3001, size=c_out).astype(np.int32)
     common = dict(name=name, kind=kind, c_in=c_in, c_out=c_out, k=k, stride=stride, h_in=h, w_in=w,
-                  relu=relu, pool=False, variant=vname, period_table=ptab)
+                  relu=relu, pool=bool(pool), variant=vname, period_table=ptab)
     probe = QLayer(**common, weight=weight, bias=bias, multiplier=np.full(c_out, 1 << 15, np.int64),
                    shift=np.full(c_out, 15, np.int64))
     if x is None:
@@ -59,7 +60,7 @@ def random_layer_model(*, seed: int = 0, **kw) -> QModel:
 
 def random_chain_model(specs, *, c_in: int, h: int, w: int, seed: int = 0) -> QModel:
     """A chain of layers: ``specs`` is a list of dicts with ``c_out`` and optional ``k``,
-    ``stride``, ``variant``, ``kind`` (``"fc"`` flattens the previous output)."""
+    ``stride``, ``variant``, ``pool``, ``kind`` (``"fc"`` flattens the previous output)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(2, c_in, h, w)).astype(np.int8)
     layers, shape = [], (c_in, h, w)
@@ -73,7 +74,8 @@ def random_chain_model(specs, *, c_in: int, h: int, w: int, seed: int = 0) -> QM
         else:
             l = random_layer(c_in=shape[0], c_out=s["c_out"], h=shape[1], w=shape[2],
                              k=s.get("k", 3), stride=s.get("stride", 1),
-                             variant=s.get("variant", "pSC9"), relu=not last, x=x, name=f"l{i}", rng=rng)
+                             variant=s.get("variant", "pSC9"), pool=s.get("pool", False),
+                             relu=not last, x=x, name=f"l{i}", rng=rng)
             x = run_layer(l, x)
         layers.append(l)
         shape = x.shape[1:]

@@ -10,7 +10,8 @@ and no internal back-pressure; the only elastic points are the load and result s
 Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> column
 select and zero padding (S3) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
 (popped from a FIFO sized for the tiles in flight) gives each drained row its channel and address
--> output path (bias, requantization, ReLU, clamp) -> write-back of C bytes.
+-> output path (bias, requantization, ReLU, clamp) -> optional 2x2 max-pool -> write-back of C
+bytes (pooled: C/2, or C/4 when folded).
 
 With ``config.groups == 2`` the activation buffer has a second read port and the array a second
 injection point at row R/2: layers whose rotation classes hold at most R/2 filters run two output
@@ -27,7 +28,7 @@ from .interfaces import CoreSignature
 from .act_buffer import ActBuffer, READ_LATENCY
 from .weight_streamer import WeightStreamer
 from .systolic_array import SystolicArray, ARRAY_LATENCY
-from .output_path import OutputPath
+from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer
 
 __all__ = ["Core"]
@@ -65,9 +66,11 @@ class Core(wiring.Component):
         m.submodules.ws = ws = WeightStreamer(rows=R, depth=cfg.weight_depth)
         m.submodules.seq = seq = Sequencer(config=cfg, act_addr_bits=act.addr_bits)
         m.submodules.array = arr = SystolicArray(rows=R, cols=C)
-        side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1})
+        side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1,
+                                  "pool_op": 2, "pool_addr": range(max(2, R))})
         m.submodules.out = out = OutputPath(cols=C, param_depth=cfg.param_depth,
                                             side_bits=side.size)
+        m.submodules.pool = pool = PoolStage(cols=C, rows=R, side_bits=side.size)
 
         # Load port.
         ld = self.load
@@ -124,15 +127,16 @@ class Core(wiring.Component):
         at = Signal.like(tag.addr)
         cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
         t_ch, t_at = Signal.like(ch), Signal.like(at)
-        t_rows, t_cols, t_g1 = Signal.like(tag.rows), Signal.like(tag.cols), Signal()
-        rows, cols, g1 = Signal.like(tag.rows), Signal.like(tag.cols), Signal()
+        t_rows, t_cols, t_g1, t_odd = Signal.like(tag.rows), Signal.like(tag.cols), Signal(), Signal()
+        rows, cols, g1, odd = Signal.like(tag.rows), Signal.like(tag.cols), Signal(), Signal()
         with m.If(arr.out_first):
             m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), rows.eq(tag.rows),
-                         cols.eq(tag.cols), g1.eq(tag.group1)]
+                         cols.eq(tag.cols), g1.eq(tag.group1), odd.eq(tag.odd)]
             m.d.sync += [t_ch.eq(tag.channel), t_at.eq(tag.addr), t_rows.eq(tag.rows),
-                         t_cols.eq(tag.cols), t_g1.eq(tag.group1)]
+                         t_cols.eq(tag.cols), t_g1.eq(tag.group1), t_odd.eq(tag.odd)]
         with m.Else():
-            m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), g1.eq(t_g1)]
+            m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), g1.eq(t_g1),
+                         odd.eq(t_odd)]
             if R >= 2:
                 with m.If(seq.split & (cur_idx == R // 2)):
                     m.d.comb += [ch.eq(t_ch), at.eq(t_at - seq.group_step_addr)]
@@ -152,19 +156,33 @@ class Core(wiring.Component):
         row_on = Signal()
         m.d.comb += row_on.eq((q < rows) & (~upper | g1))
         sd = Signal(side)
-        m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0)]
+        m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0), sd.pool_addr.eq(q)]
+        # 2x2 max-pool: the upper row of each vertical pair is kept (and writes nothing), the
+        # lower one writes the pooled row. Two groups: group 1 (rows R-1 .. R/2, drained first)
+        # is row oy + 1, group 0 row oy; one group: the tiles of rows oy and oy + 1 follow each
+        # other (tag.odd); folded: both rows are in the same drained row.
+        with m.If(seq.fold):
+            m.d.comb += sd.pool_op.eq(POOL_FOLD)
+        with m.Elif(seq.split):
+            m.d.comb += sd.pool_op.eq(Mux(upper, POOL_STORE, POOL_COMBINE))
+        with m.Else():
+            m.d.comb += sd.pool_op.eq(Mux(odd, POOL_COMBINE, POOL_STORE))
         # Inactive rows are not written, but row 0 still carries the tile's done marker.
         m.d.comb += [out.valid.eq(arr.out_valid & (row_on | (idx == 0))), out.channel.eq(ch),
                      out.relu.eq(seq.relu), out.side.eq(sd)]
-        with m.If(~row_on):
+        with m.If(~row_on | (seq.pool & (sd.pool_op == POOL_STORE))):
             m.d.comb += sd.mask.eq(0)
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
 
-        # Write-back.
-        osd = data.View(side, out.out_side)
-        m.d.comb += [act.wr_en.eq(out.out_valid), act.wr_addr.eq(osd.addr), act.wr_mask.eq(osd.mask),
-                     act.wr_data.eq(out.out_data), seq.tile_done.eq(out.out_valid & osd.done)]
+        # Optional 2x2 max-pool (pooled layers only: two cycles more), then write-back.
+        osd = data.View(side, pool.out_side)
+        psd = data.View(side, out.out_side)
+        m.d.comb += [pool.valid.eq(out.out_valid), pool.data.eq(out.out_data),
+                     pool.side.eq(out.out_side), pool.pool.eq(seq.pool), pool.op.eq(psd.pool_op),
+                     pool.addr.eq(psd.pool_addr)]
+        m.d.comb += [act.wr_en.eq(pool.out_valid), act.wr_addr.eq(osd.addr), act.wr_mask.eq(osd.mask),
+                     act.wr_data.eq(pool.out_data), seq.tile_done.eq(pool.out_valid & osd.done)]
 
         wiring.connect(m, wiring.flipped(self.result), seq.result)
         m.d.comb += self.counters.eq(seq.counters)

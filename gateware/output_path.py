@@ -10,6 +10,10 @@ the rounded sum in 51). Each operation has its own register stage (param read, a
 round, shift, clamp) so that no wide adder follows a multiplier in the same cycle. The channel's
 bias, ``M`` and ``s`` live in two small memories written through the load port (BIAS, REQUANT).
 A sideband (the write address and lane mask) travels alongside unchanged.
+
+:class:`PoolStage` follows it: the optional 2x2 max-pool (stride 2) of a pooled layer, which pairs
+each row with the other output row of its pooling pair (kept in a small row memory) and emits
+pooled bytes, :data:`POOL_LATENCY` cycles later; rows of other layers pass straight through.
 """
 
 from amaranth import Module, Signal, Const, Mux, signed, unsigned
@@ -19,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.quant import ACC_BITS, MULTIPLIER_BITS, SHIFT_MAX
 
-__all__ = ["OutputPath", "OUTPUT_LATENCY"]
+__all__ = ["OutputPath", "OUTPUT_LATENCY", "PoolStage", "POOL_LATENCY", "POOL_STORE",
+           "POOL_COMBINE", "POOL_FOLD"]
 
 #: Cycles from :attr:`OutputPath.valid` to :attr:`OutputPath.out_valid`.
 OUTPUT_LATENCY = 6
@@ -119,4 +124,99 @@ class OutputPath(wiring.Component):
         for j in range(C):
             lo = Mux(relu5, 0, -128)
             m.d.sync += self.out_data[j].eq(Mux(q5[j] > 127, 127, Mux(q5[j] < lo, lo, q5[j])))
+        return m
+
+
+#: Extra cycles the :class:`PoolStage` adds to a pooled layer's rows (non-pooled rows pass through).
+POOL_LATENCY = 2
+
+#: :attr:`PoolStage.op` values: keep the row's horizontal maxima for a later row (write nothing),
+#: combine them with the kept ones (the pooled row), or pool the two column halves of a folded row.
+POOL_STORE, POOL_COMBINE, POOL_FOLD = 0, 1, 2
+
+
+class PoolStage(wiring.Component):
+    """The optional 2x2 max-pool (stride 2) after requantization, one filter row a cycle.
+
+    With :attr:`pool` low a row passes through unchanged in the same cycle. With :attr:`pool`
+    high, lanes ``2i`` and ``2i + 1`` (two horizontally adjacent output pixels: tiles start at
+    even x) are reduced to their maximum ``h[i]`` and, :data:`POOL_LATENCY` cycles later:
+
+    - ``op == POOL_STORE``: ``h`` is kept in slot :attr:`addr` of a small row memory (``rows``
+      slots of ``cols / 2`` bytes); the row is still emitted (its sideband says what to write,
+      normally nothing);
+    - ``op == POOL_COMBINE``: lanes ``0 .. cols/2 - 1`` carry ``max(h[i], kept[addr][i])``, the
+      pooled row of the kept (upper) and this (lower) output row;
+    - ``op == POOL_FOLD``: lanes ``0 .. cols/4 - 1`` carry ``max(h[i], h[i + cols/4])``: a folded
+      row holds output row ``y`` in its lower column half and ``y + 1`` in its upper half.
+
+    A combine may follow its store by a single cycle (the memory read is transparent).
+    Every compare is 8 bits wide and registered.
+
+    Members
+    -------
+    valid, data, side, pool, op, addr : In
+        One requantized row (``cols`` int8), its sideband, whether the layer pools, the row's
+        pool operation and kept-row slot.
+    out_valid, out_data, out_side : Out
+        The row (or its pooled lanes) and the sideband.
+    """
+
+    def __init__(self, *, cols: int, rows: int, side_bits: int):
+        for name, v in (("cols", cols), ("rows", rows), ("side_bits", side_bits)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"PoolStage {name} must be a positive integer, not {v!r}")
+        if cols < 2 or cols % 2:
+            raise ValueError(f"PoolStage cols must be even, not {cols!r}")
+        self._cols, self._rows, self._side = cols, rows, side_bits
+        super().__init__({
+            "valid": In(1), "data": In(data.ArrayLayout(signed(8), cols)), "side": In(side_bits),
+            "pool": In(1), "op": In(2), "addr": In(range(max(2, rows))),
+            "out_valid": Out(1), "out_data": Out(data.ArrayLayout(signed(8), cols)),
+            "out_side": Out(side_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H = self._cols, self._cols // 2
+
+        def smax(a, b):
+            return Mux(a > b, a, b)
+
+        # Stage A: horizontal maxima of lane pairs; the kept row is read for this row.
+        va, opa = Signal(), Signal(2)
+        sidea = Signal(self._side)
+        addra = Signal.like(self.addr)
+        h = [Signal(signed(8), name=f"hmax{i}") for i in range(H)]
+        m.d.sync += [va.eq(self.valid & self.pool), opa.eq(self.op), sidea.eq(self.side),
+                     addra.eq(self.addr)]
+        m.d.sync += [h[i].eq(smax(self.data[2 * i], self.data[2 * i + 1])) for i in range(H)]
+        kept = Memory(shape=data.ArrayLayout(signed(8), H), depth=max(2, self._rows), init=[])
+        m.submodules.kept = kept
+        wp = kept.write_port()
+        rp = kept.read_port(transparent_for=[wp])
+        m.d.comb += [wp.en.eq(va & (opa == POOL_STORE)), wp.addr.eq(addra),
+                     rp.addr.eq(self.addr), rp.en.eq(1)]
+        for i in range(H):
+            m.d.comb += wp.data[i].eq(h[i])
+        # Stage B: the vertical maximum.
+        vb = Signal()
+        sideb = Signal(self._side)
+        pooled = Signal(data.ArrayLayout(signed(8), C))
+        m.d.sync += [vb.eq(va), sideb.eq(sidea)]
+        for i in range(H):
+            with m.If(opa == POOL_FOLD):
+                if i < C // 4:
+                    m.d.sync += pooled[i].eq(smax(h[i], h[i + C // 4]))
+                else:
+                    m.d.sync += pooled[i].eq(0)
+            with m.Else():
+                m.d.sync += pooled[i].eq(smax(h[i], rp.data[i]))
+        for i in range(H, C):
+            m.d.sync += pooled[i].eq(0)
+        with m.If(self.pool):
+            m.d.comb += [self.out_valid.eq(vb), self.out_data.eq(pooled), self.out_side.eq(sideb)]
+        with m.Else():
+            m.d.comb += [self.out_valid.eq(self.valid), self.out_data.eq(self.data),
+                         self.out_side.eq(self.side)]
         return m

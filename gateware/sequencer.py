@@ -10,7 +10,11 @@ For each layer it loads the descriptor (``hw.layout.LAYER_FIELDS``), then walks:
                         for tap in table[(r + c) mod P]:   # from the circular index buffer
                             issue one step
 
-one step a cycle: the weight entry address (counting from the block's base, so each tile replays
+A pooled layer that runs one output row per tile walks its rows in pairs instead (``for oy0
+step 2: for ox0: for oy in (oy0, oy0 + 1)``), so both rows of a pooling pair follow each other
+(the tag's ``odd`` bit marks the second); its tags carry pooled addresses and lanes.
+
+One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
 padding flag (per row group: the second group reads ``s`` input rows lower). A tile's last step pushes a *tag* (output channel and address of its top row, active
 rows and columns) that the output side pops when the array drains the tile. A ``last`` step is
@@ -40,9 +44,11 @@ _FIELD_BITS = 24
 
 def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.StructLayout:
     """What the output side needs to write back one tile: channel and address of its top row
-    ``R-1`` (of the last row group), active rows per group and columns, second group present."""
+    ``R-1`` (of the last row group), active rows per group and columns (of a pooled layer: the
+    pooled lanes that exist), second group present, and for a pooled one-group layer whether the
+    tile is the second output row of its pooling pair (``odd``)."""
     return data.StructLayout({"channel": param_bits, "addr": addr_bits, "rows": range(rows + 1),
-                              "cols": cols, "group1": 1})
+                              "cols": cols, "group1": 1, "odd": 1})
 
 
 def _lowbit(m, v, name):
@@ -89,8 +95,9 @@ class Sequencer(wiring.Component):
         the core sizes its FIFO for the tiles in flight).
     tile_done : In(1)
         The output side wrote a tile's last row.
-    row_step, row_step_addr, relu : Out
-        Per-layer constants of the output side: channel and address decrement per row, ReLU.
+    row_step, row_step_addr, relu, pool : Out
+        Per-layer constants of the output side: channel and address decrement per row, ReLU,
+        2x2 max-pool.
     result : Out(stream.Signature(ResultByte))
     counters : Out(Counters)
     """
@@ -119,7 +126,7 @@ class Sequencer(wiring.Component):
             "tag": Out(stream.Signature(self._tag)),
             "tile_done": In(1),
             "row_step": Out(range(config.p_max + 1)), "row_step_addr": Out(act_addr_bits),
-            "relu": Out(1),
+            "relu": Out(1), "pool": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
         })
@@ -180,7 +187,11 @@ class Sequencer(wiring.Component):
         m.d.comb += gs.eq(Mux(g2, R // 2, R))
         y_step = Signal(3)                # input rows from one tile row to the next: G * s
         rw_step = Signal(S)               # G * s * w_in
-        pix_step = Signal(AB + 8)         # G * out_w
+        pix_step = Signal(AB + 8)         # output address from one tile row (pair) to the next
+        pool = Signal()                   # 2x2 max-pool: out_w / out_hw are the pooled sizes
+        pool1 = Signal()                  # pooled, one output row per tile: rows run in pairs
+        m.d.comb += [pool.eq(F["pool"] == 1), pool1.eq(pool & ~two)]
+        dy = Signal()                     # pool1: the tile is the pair's second row
         # Loop state.
         r = Signal(range(cfg.p_max + 1))
         rows_left = Signal(signed(_FIELD_BITS + 2))
@@ -206,8 +217,10 @@ class Sequencer(wiring.Component):
 
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
-                     self.relu.eq(F["relu"]), self.split.eq(g2), self.fold.eq(fold),
-                     self.group_step_addr.eq(F["out_w"])]
+                     self.relu.eq(F["relu"]), self.pool.eq(pool), self.split.eq(g2),
+                     self.fold.eq(fold),
+                     # Pooled: both groups' rows land in one pooled row (the lower one writes).
+                     self.group_step_addr.eq(Mux(pool, 0, F["out_w"]))]
 
         # Current step (combinational from the loop state).
         ky = Signal(2)
@@ -257,6 +270,8 @@ class Sequencer(wiring.Component):
         cols_act = Signal(range(C + 1))
         low_cols = Signal(C)
         m.d.comb += low_cols.eq((Const(1, C + 1) << cols_act) - 1)
+        pool_cols = Signal(C)             # pooled lanes: floor(cols_act / 2) (folded: C/4)
+        m.d.comb += pool_cols.eq((Const(1, C + 1) << (cols_act >> 1)) - 1)
         m.d.comb += [rows_act.eq(Mux(rows_left >= gs, gs, rows_left)),
                      cols_act.eq(Mux(cols_left >= C, C, cols_left))]
 
@@ -323,7 +338,7 @@ class Sequencer(wiring.Component):
                              top_off.eq(Mux(g2, row_dec * (R // 2 - 1), row_dec * (R - 1))),
                              y_step.eq(Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1))),
                              rw_step.eq(Mux(two, w_step << 1, w_step)),
-                             pix_step.eq(Mux(two, F["out_w"] << 1, F["out_w"]))]
+                             pix_step.eq(Mux(two & ~pool, F["out_w"] << 1, F["out_w"]))]
                 m.next = "CLASS"
             with m.State("CLASS"):
                 nr = Signal(_FIELD_BITS + 1)
@@ -340,7 +355,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [first_tap.eq(start_tap), tap.eq(start_tap), c.eq(0),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
                              oy.eq(0), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-(pad * F["w_in"])),
-                             ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
+                             ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~hold):
@@ -363,37 +378,51 @@ class Sequencer(wiring.Component):
                         m.d.sync += [tag_valid.eq(1), gap.eq(1),
                                      self.tag.payload.channel.eq(
                                          blk_ch + Mux(g2, F["period"] * (R // 2 - 1), F["period"] * (R - 1))),
-                                     self.tag.payload.addr.eq(blk_out + top_off + pix_row + ox0
-                                                              + Mux(g2, F["out_w"], 0)),
+                                     self.tag.payload.addr.eq(blk_out + top_off + pix_row
+                                                              + Mux(pool, ox0 >> 1, ox0)
+                                                              + Mux(g2 & ~pool, F["out_w"], 0)),
                                      self.tag.payload.rows.eq(rows_act),
                                      self.tag.payload.group1.eq(g1_ok & g2),
+                                     self.tag.payload.odd.eq(dy),
                                      self.tag.payload.cols.eq(Mux(
-                                         fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols))]
+                                         pool, Mux(two & ~g1_ok, 0, pool_cols),
+                                         Mux(fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols)))]
                         m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
                         m.d.sync += [c.eq(0), chan.eq(F["in_base"]), tap.eq(first_tap), first.eq(1),
                                      waddr.eq(blk_base)]
-                        with m.If(cols_left > C):
-                            m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
-                                         cols_left.eq(cols_left - C)]
+                        with m.If(pool1 & ~dy & (oy + 1 < F["h_out"])):
+                            # Pooled, one row per tile: the pair's second row, same columns.
+                            m.d.sync += [dy.eq(1), oy.eq(oy + 1),
+                                         row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
+                                         row_w.eq(row_w + w_step)]
                         with m.Else():
-                            m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                            with m.If(oy + Mux(two, 2, 1) < F["h_out"]):
-                                m.d.sync += [oy.eq(oy + Mux(two, 2, 1)), pix_row.eq(pix_row + pix_step),
-                                             row_y0.eq(row_y0 + y_step),
-                                             row_w.eq(row_w + rw_step)]
+                            m.d.sync += dy.eq(0)
+                            with m.If(cols_left > C):
+                                m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
+                                             cols_left.eq(cols_left - C)]
+                                with m.If(dy):      # back to the pair's first row
+                                    m.d.sync += [oy.eq(oy - 1),
+                                                 row_y0.eq(row_y0 - Mux(stride2, 2, 1)),
+                                                 row_w.eq(row_w - w_step)]
                             with m.Else():
-                                m.d.sync += [oy.eq(0), pix_row.eq(0), row_y0.eq(-pad),
-                                             row_w.eq(-(pad * F["w_in"])),
-                                             blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
-                                with m.If(rows_left > gs):
-                                    m.d.sync += [rows_left.eq(rows_left - gs),
-                                                 blk_ch.eq(blk_ch + Mux(g2, F["period"] * (R // 2),
-                                                                        F["period"] * R)),
-                                                 blk_out.eq(blk_out + blk_inc)]
+                                m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
+                                with m.If(oy + Mux(two, 2, 1) < F["h_out"]):
+                                    m.d.sync += [oy.eq(oy + Mux(two, 2, 1)), pix_row.eq(pix_row + pix_step),
+                                                 row_y0.eq(row_y0 + y_step),
+                                                 row_w.eq(row_w + rw_step)]
                                 with m.Else():
-                                    m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),
-                                                 cls_out.eq(cls_out + F["out_hw"])]
-                                    m.next = "CLASS"
+                                    m.d.sync += [oy.eq(0), pix_row.eq(0), row_y0.eq(-pad),
+                                                 row_w.eq(-(pad * F["w_in"])),
+                                                 blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
+                                    with m.If(rows_left > gs):
+                                        m.d.sync += [rows_left.eq(rows_left - gs),
+                                                     blk_ch.eq(blk_ch + Mux(g2, F["period"] * (R // 2),
+                                                                            F["period"] * R)),
+                                                     blk_out.eq(blk_out + blk_inc)]
+                                    with m.Else():
+                                        m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),
+                                                     cls_out.eq(cls_out + F["out_hw"])]
+                                        m.next = "CLASS"
             with m.State("DRAIN"):
                 with m.If((outstanding == 0) & ~push):
                     m.d.sync += [layer.eq(layer + 1), di.eq(0)]

@@ -45,6 +45,14 @@ A tile is ``gs`` filters of one class times ``cols`` consecutive output pixels o
 rows (one per row group); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
 (the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
 :data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the pipeline drain.
+
+Pooling
+-------
+A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the same tiles as
+without (the conv output ``h_out x w_out``, odd last rows / columns included) and stores the
+pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
+its write-back (``gateware.output_path.PoolStage``), which adds :data:`POOL_CYCLES` to the layer's
+drain and nothing else.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
-           "layer_cycles", "drain_cycles"]
+           "layer_cycles", "drain_cycles", "POOL_CYCLES"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -72,22 +80,27 @@ DESC_LAYER_WORDS = 32
 LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 2 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
+#: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
+POOL_CYCLES = 2
 
 
-def drain_cycles(rows: int, cols: int) -> int:
+def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     """Cycles from a layer's last issued step until its last row is written back (then the next
-    layer may read it): issue register, two read stages, the array, the tag stage, the output path."""
+    layer may read it): issue register, two read stages, the array, the tag stage, the output path
+    (and the pool stage of a pooled layer)."""
     from_issue = 2 + (rows + cols + 3) + rows + 6
-    return from_issue
+    return from_issue + (POOL_CYCLES if pool else 0)
 
 
-def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None) -> int:
+def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None,
+                 pool: bool = False) -> int:
     """Engine cycles of one layer, exactly as the sequencer spends them.
 
     Per class: one CLASS cycle (plus one PREP cycle when the class has filters; classes after the
     last non-empty one overlap the drain); per tile its
     ``L_r`` steps plus the cycles its last step is held until ``rows`` cycles after the previous
-    tile's last step (the drain chain's time); then the pipeline drain.
+    tile's last step (the drain chain's time); then the pipeline drain (:data:`POOL_CYCLES` longer
+    for a pooled layer: pooling itself costs no step and no tile).
     """
     gap = rows
     cycles = LAYER_OVERHEAD
@@ -105,7 +118,7 @@ def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_row
             hold = max(0, rows - gap)
             cycles += L + hold
             gap = 1
-    return cycles + drain_cycles(rows, cols)
+    return cycles + drain_cycles(rows, cols, pool)
 
 
 @dataclass(frozen=True)
@@ -242,9 +255,6 @@ def _plan_shapes(qmodel, rows, cols):
     out = []
     for l in qmodel.layers:
         _check_variant(l)
-        if l.pool:
-            raise ValueError(f"Layer {l.name!r}: pool = True is not supported by this engine version "
-                             f"(the output path has no 2x2 max-pool stage yet); use stride 2 instead")
         image = validate_layer(l)
         if l.kind == "fc":
             if int(np.prod(shape)) != l.c_in:
@@ -364,7 +374,7 @@ def build_layout(qmodel, config) -> Layout:
                         block[:, row] = image.data(f)
                 entries.append(block)
         tiles = -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // C)
-        cycles = layer_cycles(steps, per, tiles, rows=R, cols=C, group_rows=gs)
+        cycles = layer_cycles(steps, per, tiles, rows=R, cols=C, group_rows=gs, pool=bool(l.pool))
         macs = sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
         dense = l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])

@@ -1,4 +1,5 @@
-"""RTL tests of the engine core on Icarus and Verilator: random layers and whole small networks,
+"""RTL tests of the engine core on Icarus and Verilator: random layers (some with 2x2 max-pool),
+pooled layers of every row pairing, and whole small networks,
 bit-exact against hw.reference AND models.golden (PyTorch), with random valid/ready back-pressure.
 
 Each test is one cocotb run (``sim_tests/core_tb.py``) of many cases on one cached build; a failure
@@ -28,8 +29,13 @@ def golden(qmodel, frame):
     return r
 
 
-def random_case(seed, *, max_c=12, max_hw=10):
-    """One random layer: shape, k, stride, variant, ReLU all drawn from ``seed``."""
+def _conv_out(n, k, stride):
+    return (n + 2 * (k // 2) - k) // stride + 1
+
+
+def random_case(seed, *, max_c=12, max_hw=10, pool_p=0.3):
+    """One random layer: shape, k, stride, variant, ReLU, 2x2 max-pool (with probability
+    ``pool_p`` where the conv output is at least 2 x 2) all drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     k = int(rng.choice([1, 3, 3, 3]))
     kw = dict(c_in=int(rng.integers(1, max_c + 1)), c_out=int(rng.integers(1, 2 * max_c + 1)),
@@ -38,6 +44,9 @@ def random_case(seed, *, max_c=12, max_hw=10):
               variant=str(rng.choice(VARIANTS)) if k == 3 else "pSC9")
     if rng.random() < 0.15:
         kw.update(kind="fc", c_in=int(rng.integers(1, 300)), h=1, w=1, k=1, stride=1)
+    pool = rng.random() < pool_p
+    if kw.get("kind") != "fc" and min(_conv_out(kw[d], kw["k"], kw["stride"]) for d in "hw") >= 2:
+        kw["pool"] = bool(pool)
     q = random_layer_model(seed=seed, **kw)
     frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
     return Case(f"layer seed={seed} {kw}", q, frame, golden(q, frame))
@@ -54,6 +63,51 @@ def test_random_layers(sim):
     seeds = range(100, 112) if sim == "icarus" else range(200, 240)
     cases = [random_case(s) for s in seeds]
     _check(run_rtl(SIM_CONFIG, cases, sim=sim, seed=7, valid_p=0.8, ready_p=0.6))
+
+
+#: Pooled layers on the 8 x 8 array (``groups = 2``): every way a tile's rows pair up. One group
+#: (classes of more than 4 filters: rows oy and oy + 1 in consecutive tiles, several column
+#: tiles), two groups (both rows in one tile), folded (w_out = C/2); stride 1 and 2, odd and even
+#: sizes (floored), with and without ReLU.
+POOL_LAYERS = (
+    dict(c_in=2, c_out=6, h=6, w=19, stride=1, relu=True),                    # one group, 3 col tiles
+    dict(c_in=3, c_out=5, h=7, w=9, stride=1, relu=False),                    # one group, odd
+    dict(c_in=2, c_out=7, h=11, w=21, stride=2, relu=False),                  # one group, s2, odd
+    dict(c_in=3, c_out=16, h=7, w=11, stride=1, variant="PSD2_P8", relu=True),  # two groups, odd
+    dict(c_in=2, c_out=12, h=10, w=14, stride=2, variant="PS4_P4", relu=False),  # two groups, s2
+    dict(c_in=3, c_out=16, h=8, w=8, stride=2, relu=True),                    # folded, even
+    dict(c_in=2, c_out=9, h=5, w=4, stride=1, relu=False),                    # folded, odd h
+    dict(c_in=2, c_out=4, h=9, w=9, stride=1, k=1, relu=True),                # 1x1, two groups, odd
+)
+
+
+def _pool_cases(n_random):
+    cases = []
+    for i, kw in enumerate(POOL_LAYERS):
+        q = random_layer_model(seed=500 + i, pool=True, **kw)
+        frame = np.random.default_rng(500 + i).integers(-128, 128, q.input_shape).astype(np.int8)
+        cases.append(Case(f"pool layer seed={500 + i} {kw}", q, frame, golden(q, frame)))
+    chain = random_chain_model([dict(c_out=6, pool=True), dict(c_out=8, stride=2, variant="PSD2_P8", pool=True),
+                                dict(c_out=5, k=1), dict(c_out=4, kind="fc")], c_in=2, h=13, w=15, seed=12)
+    frame = np.random.default_rng(12).integers(-128, 128, chain.input_shape).astype(np.int8)
+    cases.append(Case("chain conv+pool/conv s2+pool/1x1/fc seed=12", chain, frame, golden(chain, frame)))
+    seed = 600
+    while n_random:
+        c = random_case(seed, pool_p=1.0, max_c=8, max_hw=12)
+        if c.qmodel.layers[0].pool:
+            cases.append(c)
+            n_random -= 1
+        seed += 1
+    return cases
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+def test_pool_layers(sim):
+    """2x2 max-pool layers, bit-exact vs models.golden and hw.reference, cycles and MACs vs
+    hw.layout, random back-pressure."""
+    cases = _pool_cases(4 if sim == "icarus" else 24)
+    _check(run_rtl(SIM_CONFIG, cases, sim=sim, seed=13, valid_p=0.8, ready_p=0.6))
 
 
 @pytest.mark.icarus

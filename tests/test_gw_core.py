@@ -142,3 +142,49 @@ def test_row_groups_and_fold(kw, rows, cols):
     f = build_layout(q, cfg).layers[0].fields
     assert f["fold"] or f["groups"] == 2
     check(q, cfg, seed=4, ready_p=0.7)
+
+
+def random_pool_case(seed):
+    """A random layer with a 2x2 max-pool (conv output at least 2 x 2)."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.choice([1, 3, 3, 3]))
+    s = int(rng.integers(1, 3))
+    lo = 2 * s if k == 3 else 2 * s - 1 + (s == 1)
+    kw = dict(c_in=int(rng.integers(1, 8)), c_out=int(rng.integers(1, 20)), h=int(rng.integers(lo, 12)),
+              w=int(rng.integers(lo, 20)), k=k, stride=s,
+              variant=str(rng.choice(VARIANTS)) if k == 3 else "pSC9", relu=bool(rng.integers(2)),
+              pool=True)
+    rows, cols = [(8, 8), (4, 4), (2, 8), (4, 2), (1, 2), (8, 4), (2, 4)][int(rng.integers(7))]
+    return kw, rows, cols
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_pool_layer(seed):
+    kw, rows, cols = random_pool_case(seed)
+    q = random_layer_model(seed=seed, **kw)
+    check(q, ArrayConfig.for_model(q, rows=rows, cols=cols), seed=seed, ready_p=0.7, valid_p=0.8)
+
+
+@pytest.mark.parametrize("kw,rows,cols,how", [
+    (dict(c_in=2, c_out=5, h=6, w=11, stride=1, relu=True), 4, 4, "one group, column tiles, even h"),
+    (dict(c_in=2, c_out=5, h=7, w=13, stride=1, relu=False), 4, 4, "one group, odd h and w"),
+    (dict(c_in=3, c_out=6, h=11, w=17, stride=2, relu=False), 2, 4, "one group, stride 2, odd"),
+    (dict(c_in=4, c_out=16, h=7, w=9, stride=1, variant="PSD2_P8"), 8, 4, "two groups, odd h"),
+    (dict(c_in=3, c_out=12, h=8, w=10, stride=2, variant="PS4_P4", relu=False), 8, 4, "two groups, stride 2"),
+    (dict(c_in=3, c_out=16, h=8, w=8, stride=2), 8, 8, "folded, even"),
+    (dict(c_in=2, c_out=9, h=5, w=4, stride=1, relu=False), 4, 8, "folded, odd h"),
+    (dict(c_in=2, c_out=3, h=5, w=6, stride=1, k=1), 1, 2, "1 x 2 array, 1x1 conv"),
+])
+def test_pool_layer(kw, rows, cols, how):
+    q = random_layer_model(seed=6, pool=True, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols)
+    f = build_layout(q, cfg).layers[0].fields
+    assert ("two groups" in how) == (f["groups"] == 2) and ("folded" in how) == bool(f["fold"])
+    check(q, cfg, seed=6, ready_p=0.6, valid_p=0.8)
+
+
+def test_pool_chain():
+    """Pooled maps feed the next layer on chip: conv+pool, stride-2 conv+pool, 1x1, FC."""
+    q = random_chain_model([dict(c_out=6, pool=True), dict(c_out=8, stride=2, variant="PSD2_P8", pool=True),
+                            dict(c_out=5, k=1), dict(c_out=4, kind="fc")], c_in=2, h=13, w=15, seed=8)
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=8, ready_p=0.5, valid_p=0.7)

@@ -23,39 +23,55 @@ def expected_steps(layout):
     gs = R // G
     fold = f["fold"]
     T = 2 if fold else G              # output rows per tile
+    pool = f["pool"]
     masks = layout.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
     steps, tags, entry = [], [], f["weight_base"]
+
+    def tiles():
+        """(oy, ox0, odd) of each tile; a pooled one-row-per-tile layer runs rows in pairs."""
+        if pool and T == 1:
+            for py in range(0, f["h_out"], 2):
+                for ox0 in range(0, f["w_out"], C):
+                    for dy in range(min(2, f["h_out"] - py)):
+                        yield py + dy, ox0, dy
+        else:
+            for oy in range(0, f["h_out"], T):
+                for ox0 in range(0, f["w_out"], C):
+                    yield oy, ox0, 0
+
     for r in range(P):
         n_r = plan.class_filters[r]
         for b in range(-(-n_r // gs)):
-            for oy in range(0, f["h_out"], T):
-                for ox0 in range(0, f["w_out"], C):
-                    kk = 0
-                    for c in range(f["c_in"]):
-                        taps = [t for t in range(9) if masks[(r + c) % P] >> t & 1]
-                        for t in taps:
-                            ky, kx = divmod(t, k)
-                            y = oy * s + ky - pad
-                            x = [(ox0 + j) * s + kx - pad for j in range(C)]
-                            oks = [sum(1 << j for j in range(C)
-                                       if 0 <= y + g * s < f["h_in"] and 0 <= x[j] < f["w_in"])
-                                   for g in range(T)]
-                            n0s = [f["in_base"] + c * f["hw_in"] + (y + g * s) * f["w_in"] + x[0]
-                                   for g in range(T)]
-                            if fold:   # lower column half: row oy; upper half: row oy + 1
-                                h = C // 2
-                                oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
-                                n0s[1] -= h * s
-                            steps.append((entry + kk, n0s, oks, kk == 0, False))
-                            kk += 1
-                    steps[-1] = steps[-1][:4] + (True,)
-                    top = r + P * (b * gs + gs - 1)
-                    tags.append((f["param_base"] + top,
-                                 f["out_base"] + top * f["out_hw"] + (oy + G - 1) * f["out_w"] + ox0,
-                                 min(gs, n_r - b * gs),
-                                 ((1 << min(C, f["w_out"] - ox0)) - 1)
-                                 * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"])),
-                                 int(G == 2 and oy + 1 < f["h_out"])))
+            for oy, ox0, odd in tiles():
+                kk = 0
+                for c in range(f["c_in"]):
+                    taps = [t for t in range(9) if masks[(r + c) % P] >> t & 1]
+                    for t in taps:
+                        ky, kx = divmod(t, k)
+                        y = oy * s + ky - pad
+                        x = [(ox0 + j) * s + kx - pad for j in range(C)]
+                        oks = [sum(1 << j for j in range(C)
+                                   if 0 <= y + g * s < f["h_in"] and 0 <= x[j] < f["w_in"])
+                               for g in range(T)]
+                        n0s = [f["in_base"] + c * f["hw_in"] + (y + g * s) * f["w_in"] + x[0]
+                               for g in range(T)]
+                        if fold:   # lower column half: row oy; upper half: row oy + 1
+                            h = C // 2
+                            oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
+                            n0s[1] -= h * s
+                        steps.append((entry + kk, n0s, oks, kk == 0, False))
+                        kk += 1
+                steps[-1] = steps[-1][:4] + (True,)
+                top = r + P * (b * gs + gs - 1)
+                n_cols = min(C, f["w_out"] - ox0)
+                if pool:     # pooled: the pair's pooled row, floor(cols / 2) lanes
+                    addr = f["out_base"] + top * f["out_hw"] + oy // 2 * f["out_w"] + ox0 // 2
+                    mask = 0 if T == 2 and oy + 1 >= f["h_out"] else (1 << n_cols // 2) - 1
+                else:
+                    addr = f["out_base"] + top * f["out_hw"] + (oy + G - 1) * f["out_w"] + ox0
+                    mask = ((1 << n_cols) - 1) * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"]))
+                tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask,
+                             int(G == 2 and oy + 1 < f["h_out"]), odd))
             entry += kk
     return steps, tags
 
@@ -68,6 +84,23 @@ def test_step_stream(seed):
                            h=int(rng.integers(1, 6)), w=int(rng.integers(1, 9)),
                            stride=int(rng.integers(1, 3)), variant=variant)
     rows, cols = [(4, 4), (2, 2), (8, 4), (4, 8)][seed % 4]
+    run_step_stream(q, rows, cols, seed)
+
+
+@pytest.mark.parametrize("seed", range(20, 28))
+def test_step_stream_pool(seed):
+    """Pooled layers: tile order (rows in pairs with one group), pooled tag addresses and lanes."""
+    rng = np.random.default_rng(seed)
+    variant = str(rng.choice(["pSC9", "PS2_P6", "PSD2_P8", "PS4_P4"]))
+    s = int(rng.integers(1, 3))
+    q = random_layer_model(seed=seed, c_in=int(rng.integers(1, 5)), c_out=int(rng.integers(1, 12)),
+                           h=int(rng.integers(2 * s, 8)), w=int(rng.integers(2 * s, 14)),
+                           stride=s, variant=variant, pool=True)
+    rows, cols = [(4, 4), (2, 2), (8, 4), (4, 8)][seed % 4]
+    run_step_stream(q, rows, cols, seed)
+
+
+def run_step_stream(q, rows, cols, seed):
     cfg = ArrayConfig.for_model(q, rows=rows, cols=cols)
     layout = build_layout(q, cfg)
     want_steps, want_tags = expected_steps(layout)
@@ -104,7 +137,7 @@ def test_step_stream(seed):
             if ctx.get(dut.tag.valid):
                 p = dut.tag.payload
                 tags.append((ctx.get(p.channel), ctx.get(p.addr), ctx.get(p.rows), ctx.get(p.cols),
-                             ctx.get(p.group1)))
+                             ctx.get(p.group1), ctx.get(p.odd)))
                 pending.append(cyc + 25)
             valid, last = ctx.get(dut.result.valid), ctx.get(dut.result.payload.last)
             await ctx.tick()
@@ -122,4 +155,14 @@ def test_step_stream(seed):
     # modulo the field widths (rows below it count down from it with the same wrap-around).
     cb = 1 << max(1, (cfg.param_depth - 1).bit_length())
     ab = 1 << max(1, (cfg.act_depth - 1).bit_length())
-    assert tags == [(c % cb, a % ab, r, m, g) for c, a, r, m, g in want_tags], f"seed {seed}"
+    assert tags == [(c % cb, a % ab, r, m, g, o) for c, a, r, m, g, o in want_tags], f"seed {seed}"
+
+
+@pytest.mark.parametrize("kw,rows,cols", [
+    (dict(c_in=3, c_out=16, h=8, w=8, stride=2), 8, 8),          # folded (w_out = C/2), even h
+    (dict(c_in=2, c_out=9, h=5, w=4, stride=1), 4, 8),           # folded, odd h_out
+    (dict(c_in=2, c_out=5, h=5, w=11, stride=1), 4, 4),          # one group, 3 column tiles, odd
+])
+def test_step_stream_pool_shapes(kw, rows, cols):
+    q = random_layer_model(seed=5, pool=True, **kw)
+    run_step_stream(q, rows, cols, 5)

@@ -99,8 +99,32 @@ def test_macs_match_method_formula():
     assert p.dense_macs == 9 * 36 * 16 * 8
 
 
+def test_pool_layout_and_cycles():
+    """A pooled layer: conv sizes in h_out/w_out, the stored (pooled, floored) map in out_w/out_hw,
+    the next layer reads the pooled map, and the layer costs POOL_CYCLES more (no extra tiles)."""
+    from hw.layout import POOL_CYCLES
+    q = random_chain_model([dict(c_out=6, pool=True), dict(c_out=4, stride=2, pool=True),
+                            dict(c_out=3, kind="fc")], c_in=2, h=9, w=11, seed=2)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    lay = build_layout(q, cfg)
+    f0, f1 = lay.layers[0].fields, lay.layers[1].fields
+    assert (f0["pool"], f0["h_out"], f0["w_out"], f0["out_w"], f0["out_hw"]) == (1, 9, 11, 5, 20)
+    assert (f1["c_in"], f1["h_in"], f1["w_in"]) == (6, 4, 5)
+    assert (f1["h_out"], f1["w_out"], f1["out_w"], f1["out_hw"]) == (2, 3, 1, 1)
+    assert lay.layers[2].fields["c_in"] == 4
+    assert lay.output_shape == (3, 1, 1)
+    q2 = random_chain_model([dict(c_out=6), dict(c_out=4, stride=2), dict(c_out=3, kind="fc")],
+                            c_in=2, h=9, w=11, seed=2)
+    plain = build_layout(q2, ArrayConfig.for_model(q2, rows=4, cols=4)).layers[0]
+    assert lay.layers[0].cycles == plain.cycles + POOL_CYCLES
+    assert lay.layers[0].macs == plain.macs
+    assert layer_cycles((9,), (3,), 2, rows=4, cols=4, pool=True) == \
+        layer_cycles((9,), (3,), 2, rows=4, cols=4) + POOL_CYCLES
+    assert drain_cycles(4, 4, pool=True) == drain_cycles(4, 4) + POOL_CYCLES
+
+
 def test_refusals():
-    q = random_layer_model(seed=0, c_in=2, c_out=2, h=4, w=4)
+    q = random_layer_model(seed=0, c_in=2, c_out=2, h=1, w=4)
     q.layers[0].pool = True
-    with pytest.raises(ValueError, match="pool = True is not supported"):
+    with pytest.raises(ValueError, match="pool needs a conv output of at least 2 x 2"):
         build_layout(q, ArrayConfig())
