@@ -91,8 +91,11 @@ class BoardTop(Elaboratable):
         button = platform.request("button_fire", 0)
         m.domains.sync = cd_sync = ClockDomain("sync")
         # A net of this module (not the domain's clock, which Amaranth names after the first
-        # submodule using it) so the LPF constraint names a net that survives synthesis.
-        pll_clk, locked = Signal(), Signal()
+        # submodule using it) so the LPF constraint names a net that survives synthesis. The
+        # names must be explicit: a tuple assignment leaves the tracer without one, and the LPF
+        # then says FREQUENCY NET "$signal", which nextpnr ignores (it only had the constraint
+        # it derives from the PLL's FREQUENCY_PIN_CLKOP).
+        pll_clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
         m.submodules.pll = Instance(
             "EHXPLLL", **_ECP5_PLL_100,
             i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=pll_clk, i_CLKFB=pll_clk,

@@ -106,6 +106,15 @@ def test_arty_build_tree(tmp_path):
     assert summary["config_id"] == ArrayConfig().config_id
 
 
+def test_ulx3s_tree_constrains_a_named_pll_net(tmp_path):
+    # The LPF must name a net that exists after synthesis; an untraced Signal() became
+    # FREQUENCY NET "$signal", which nextpnr ignored with a warning.
+    gb.build(board="ulx3s_85f", array="2x2", out=tmp_path, synth=False, progress=lambda line: None)
+    lpf = (tmp_path / "top.lpf").read_text()
+    assert 'FREQUENCY NET "pll_clk" 100000000.0 HZ;' in lpf
+    assert "$signal" not in lpf
+
+
 def test_sim_build_is_verilog(tmp_path):
     result = gb.build(board="sim", array="4x4", out=tmp_path, progress=lambda line: None)
     top = (tmp_path / "top.v").read_text()
