@@ -90,20 +90,19 @@ class BoardTop(Elaboratable):
         clk25 = platform.request("clk25", 0)
         button = platform.request("button_fire", 0)
         m.domains.sync = cd_sync = ClockDomain("sync")
-        # A net of this module (not the domain's clock, which Amaranth names after the first
-        # submodule using it) so the LPF constraint names a net that survives synthesis. The
-        # names must be explicit: a tuple assignment leaves the tracer without one, and the LPF
-        # then says FREQUENCY NET "$signal", which nextpnr ignores (it only had the constraint
-        # it derives from the PLL's FREQUENCY_PIN_CLKOP).
-        pll_clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
+        # The PLL drives the domain's clock directly. No FREQUENCY NET preference: nextpnr
+        # derives the 100 MHz constraint of this net from the PLL's FREQUENCY_PIN_CLKI / _CLKOP
+        # attributes ("Derived frequency constraint of 100.0 MHz for net clk"). An explicit one
+        # cannot name the net: an untraced Signal() became "$signal", a named intermediate
+        # signal is only an alias after synthesis (nextpnr ignored both), and Amaranth names
+        # the domain clock after a submodule ("rx_sync.clk") while the net is "clk".
+        locked = Signal(name="pll_locked")
         m.submodules.pll = Instance(
             "EHXPLLL", **_ECP5_PLL_100,
-            i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=pll_clk, i_CLKFB=pll_clk,
+            i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=cd_sync.clk, i_CLKFB=cd_sync.clk,
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
-        m.d.comb += cd_sync.clk.eq(pll_clk)
         m.submodules.reset_sync = ResetSynchronizer(~locked | button.i, domain="sync")
-        platform.add_clock_constraint(pll_clk, self._board.clk_hz)
 
 
 class StandInEngine(wiring.Component):

@@ -106,13 +106,15 @@ def test_arty_build_tree(tmp_path):
     assert summary["config_id"] == ArrayConfig().config_id
 
 
-def test_ulx3s_tree_constrains_a_named_pll_net(tmp_path):
-    # The LPF must name a net that exists after synthesis; an untraced Signal() became
-    # FREQUENCY NET "$signal", which nextpnr ignored with a warning.
+def test_ulx3s_tree_clock_constraint_comes_from_the_pll(tmp_path):
+    # nextpnr ignores a FREQUENCY NET preference whose net name does not survive synthesis (it
+    # said FREQUENCY NET "$signal"); the 100 MHz constraint is derived from the PLL attributes.
     gb.build(board="ulx3s_85f", array="2x2", out=tmp_path, synth=False, progress=lambda line: None)
     lpf = (tmp_path / "top.lpf").read_text()
-    assert 'FREQUENCY NET "pll_clk" 100000000.0 HZ;' in lpf
-    assert "$signal" not in lpf
+    assert "FREQUENCY NET" not in lpf and "$signal" not in lpf
+    il = (tmp_path / "top.il").read_text()
+    assert 'attribute \\FREQUENCY_PIN_CLKOP "100"' in il
+    assert re.search(r"connect \\CLKOP \\clk\b", il)
 
 
 def test_sim_build_is_verilog(tmp_path):
