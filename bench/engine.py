@@ -22,9 +22,11 @@ from hw.array import ArrayConfig
 
 __all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks", "main"]
 
-#: The engine benchmarked: the default 8 x 8 array with memories for every suite layer.
+#: The engine benchmarked: the default 8 x 8 array with memories for every suite layer and four
+#: row groups (each layer runs the 1, 2 or 4 groups, or the fold, its cycle model finds fastest;
+#: ``--groups 2`` benchmarks the default config's two).
 BENCH_CONFIG = ArrayConfig(rows=8, cols=8, p_max=16, weight_depth=16384, table_depth=256,
-                           param_depth=512, act_depth=40960, max_layers=8)
+                           param_depth=512, act_depth=40960, max_layers=8, groups=4)
 
 #: (case, c_in, c_out, h, w, stride): FashionNet's sparse convs and two wider layers.
 SUITE = (
@@ -147,6 +149,8 @@ def parse_args(argv=None):
     p.add_argument("--cases", default=None,
                    help="comma-separated case names from the suite (default: all)")
     p.add_argument("--seed", type=int, default=0, help="weights/input seed (default: %(default)s)")
+    p.add_argument("--groups", type=int, default=BENCH_CONFIG.groups, choices=(1, 2, 4),
+                   help="row groups of the benchmarked engine (default: %(default)s)")
     p.add_argument("--networks", action="store_true",
                    help=f"also run whole networks against their dense versions ({', '.join(NETWORKS)})")
     return p.parse_args(argv)
@@ -181,12 +185,14 @@ def main(argv=None) -> int:
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        rows, info = run_suite(suite=suite, variants=variants, seed=args.seed, progress=log)
+        config = BENCH_CONFIG.replace(groups=args.groups)
+        rows, info = run_suite(suite=suite, variants=variants, seed=args.seed, progress=log,
+                               config=config)
         if args.networks:
             log(f"running {len(NETWORKS)} networks and their dense versions ...")
-            rows += run_networks(seed=args.seed)
+            rows += run_networks(seed=args.seed, config=config)
         if args.speed:
-            speeds = [sim_speed(sim) for sim in ("verilator", "icarus")]
+            speeds = [sim_speed(sim, config=config) for sim in ("verilator", "icarus")]
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)

@@ -30,7 +30,7 @@ class ActBuffer(wiring.Component):
     bank_depth : int
         Bytes per bank.
     ports : int
-        Read ports (1 or 2); each extra port is a full copy of the banks.
+        Read ports (1, 2 or 4, one per row group); each extra port is a full copy of the banks.
 
     Members
     -------
@@ -42,9 +42,9 @@ class ActBuffer(wiring.Component):
         Per column: the pixel exists (else the column reads 0).
     rd_data : Out(data.ArrayLayout(signed(8), cols))
         The request's bytes, :data:`READ_LATENCY` cycles later.
-    rd2_addr, rd2_ok, rd2_data
-        A second read port (``ports == 2``, same stride): it reads its own copy of the banks,
-        which every write updates too (the second row group's activations).
+    rd2_addr, rd2_ok, rd2_data (and rd3_*, rd4_* with ``ports == 4``)
+        Further read ports (same stride): each reads its own copy of the banks, which every
+        write updates too (the activations of row groups 1, 2, 3).
     wr_en, wr_addr, wr_mask, wr_data : In
         Write ``wr_data[j]`` to ``wr_addr + j`` for each ``j`` with ``wr_mask`` bit ``j`` set.
     ld_en, ld_addr, ld_data : In
@@ -56,8 +56,8 @@ class ActBuffer(wiring.Component):
             raise ValueError(f"ActBuffer cols must be a power of two of at least 2, not {cols!r}")
         if isinstance(bank_depth, bool) or not isinstance(bank_depth, int) or bank_depth < 1:
             raise ValueError(f"ActBuffer bank_depth must be a positive integer, not {bank_depth!r}")
-        if ports not in (1, 2):
-            raise ValueError(f"ActBuffer ports must be 1 or 2, not {ports!r}")
+        if ports not in (1, 2, 4):
+            raise ValueError(f"ActBuffer ports must be 1, 2 or 4, not {ports!r}")
         self._cols, self._depth, self._ports = cols, bank_depth, ports
         self._lb = (2 * cols).bit_length() - 1
         self._abits = max(1, (bank_depth * 2 * cols - 1).bit_length())
@@ -67,8 +67,9 @@ class ActBuffer(wiring.Component):
             "wr_en": In(1), "wr_addr": In(self._abits), "wr_mask": In(cols),
             "wr_data": In(data.ArrayLayout(signed(8), cols)),
             "ld_en": In(1), "ld_addr": In(max(1, self._abits - 2)), "ld_data": In(32),
-            **({"rd2_addr": In(signed(self._abits + 2)), "rd2_ok": In(cols),
-                "rd2_data": Out(data.ArrayLayout(signed(8), cols))} if ports == 2 else {}),
+            **{name: port for p in range(2, ports + 1) for name, port in (
+                (f"rd{p}_addr", In(signed(self._abits + 2))), (f"rd{p}_ok", In(cols)),
+                (f"rd{p}_data", Out(data.ArrayLayout(signed(8), cols))))},
         })
 
     @property
@@ -121,8 +122,9 @@ class ActBuffer(wiring.Component):
 
         self.banks = []   # port 0's banks, for simulation probes
         ports = [(self.rd_addr, self.rd_ok, self.rd_data)]
-        if self._ports == 2:
-            ports.append((self.rd2_addr, self.rd2_ok, self.rd2_data))
+        for p in range(2, self._ports + 1):
+            ports.append((getattr(self, f"rd{p}_addr"), getattr(self, f"rd{p}_ok"),
+                          getattr(self, f"rd{p}_data")))
         for p, (rd_addr, rd_ok, rd_data) in enumerate(ports):
             rd_lo = Signal(lb, name=f"rd_lo{p}")
             rd_hi = Signal(signed(self._abits + 2), name=f"rd_hi{p}")

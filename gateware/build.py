@@ -169,15 +169,18 @@ def make_engine(*, config, divisor):
 def estimate_memory(config) -> dict:
     """Block-RAM bits and DSPs an :class:`~hw.array.ArrayConfig` asks for, before synthesis.
 
-    The memories: weights (``weight_depth`` x ``rows`` int8), activations (``act_depth`` bytes),
-    per-channel parameters (``param_depth`` x (32-bit bias + 32-bit multiplier + 6-bit shift)),
-    period tables (``table_depth`` x 9-bit masks); one multiplier per MAC. An estimate for a
-    quick refusal: the synthesis report (``utilization.json``) is the verdict.
+    The memories: weights (``weight_depth`` x ``rows`` int8), activations (``act_depth`` bytes
+    in every one of the ``groups`` copies of the banks, one per row group's read port),
+    per-channel parameters (``param_depth`` x (32-bit bias + 22-bit requantization word:
+    16-bit multiplier and 6-bit shift)), period tables (``table_depth`` x 9-bit masks); one
+    multiplier per MAC. An estimate for a quick refusal: the synthesis report
+    (``utilization.json``) is the verdict.
     """
+    from hw.quant import MULTIPLIER_BITS
     parts = {
         "weights": config.weight_depth * config.rows * 8,
-        "activations": config.act_depth * 8,
-        "parameters": config.param_depth * 70,
+        "activations": config.act_depth * 8 * config.groups,
+        "parameters": config.param_depth * (32 + MULTIPLIER_BITS + 6),
         "tables": config.table_depth * 9,
     }
     return {"bram_bits": sum(parts.values()), "bram_parts": parts,

@@ -13,9 +13,10 @@ select and zero padding (S3) -> the array (skew, MAC, accumulate, drain, deskew)
 -> output path (bias, requantization, ReLU, clamp) -> optional 2x2 max-pool -> write-back of C
 bytes (pooled: C/2, or C/4 when folded).
 
-With ``config.groups == 2`` the activation buffer has a second read port and the array a second
-injection point at row R/2: layers whose rotation classes hold at most R/2 filters run two output
-rows per tile, so small classes (the occupancy trap) do not leave half the rows idle.
+With ``config.groups == G`` (2 or 4) the activation buffer has G read ports (G copies of the
+banks) and the array an injection point at every row ``k * R / G``: a layer may run 2 (or 4) row
+groups of R/2 (R/4) rows computing the same filters for consecutive output rows, so small
+rotation classes (the occupancy trap) do not leave rows idle.
 """
 
 from amaranth import Module, Signal, Mux, signed
@@ -65,7 +66,8 @@ class Core(wiring.Component):
         m.submodules.act = act = ActBuffer(cols=C, bank_depth=cfg.bank_depth, ports=cfg.groups)
         m.submodules.ws = ws = WeightStreamer(rows=R, depth=cfg.weight_depth)
         m.submodules.seq = seq = Sequencer(config=cfg, act_addr_bits=act.addr_bits)
-        m.submodules.array = arr = SystolicArray(rows=R, cols=C)
+        GM = cfg.groups
+        m.submodules.array = arr = SystolicArray(rows=R, cols=C, groups=GM)
         side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1,
                                   "pool_op": 2, "pool_addr": range(max(2, R))})
         m.submodules.out = out = OutputPath(cols=C, param_depth=cfg.param_depth,
@@ -104,12 +106,17 @@ class Core(wiring.Component):
         w3 = Signal.like(ws.w)
         m.d.sync += w3.eq(ws.w)
         m.d.comb += [arr.w.eq(w3), arr.a.eq(act.rd_data)]
-        if cfg.groups == 2:
-            m.d.comb += [act.rd2_addr.eq(seq.rd2_addr), act.rd2_ok.eq(seq.rd2_ok),
-                         arr.a2.eq(act.rd2_data), arr.split.eq(seq.split)]
-            # Folded layers: the upper column half computes the next output row from port 2.
+        if GM >= 2:
+            for p in range(2, GM + 1):
+                m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),
+                             getattr(act, f"rd{p}_ok").eq(getattr(seq, f"rd{p}_ok")),
+                             getattr(arr, f"a{p}").eq(getattr(act, f"rd{p}_data"))]
+            m.d.comb += arr.split.eq(seq.split)
+            # Folded layers: the upper column half computes the next output row from the port
+            # injected at row R/2.
+            mid = getattr(act, f"rd{GM // 2 + 1}_data")
             for j in range(C // 2, C):
-                m.d.comb += arr.a[j].eq(Mux(seq.fold, act.rd2_data[j], act.rd_data[j]))
+                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], act.rd_data[j]))
         assert READ_LATENCY == 2
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
@@ -120,57 +127,74 @@ class Core(wiring.Component):
         tag = data.View(seq.tag_layout, tags.r_data)
         m.d.comb += tags.r_en.eq(arr.out_first)
 
-        # Per drained row (R-1 first): channel, address, whether it exists. With two groups rows
-        # R-1 .. R/2 are the tile's second output row, R/2-1 .. 0 the first, same filters.
+        # Per drained row (R-1 first): channel, address, whether it exists. With G row groups of
+        # gs = R / G rows, rows (g+1)*gs-1 .. g*gs are output row oy + g (pooled: pair g // 2),
+        # same filters; the tag names row R-1 (group G-1's top filter).
         idx = Signal(range(R))
         ch = Signal.like(tag.channel)
         at = Signal.like(tag.addr)
         cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
-        t_ch, t_at = Signal.like(ch), Signal.like(at)
-        t_rows, t_cols, t_g1, t_odd = Signal.like(tag.rows), Signal.like(tag.cols), Signal(), Signal()
-        rows, cols, g1, odd = Signal.like(tag.rows), Signal.like(tag.cols), Signal(), Signal()
-        with m.If(arr.out_first):
-            m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), rows.eq(tag.rows),
-                         cols.eq(tag.cols), g1.eq(tag.group1), odd.eq(tag.odd)]
-            m.d.sync += [t_ch.eq(tag.channel), t_at.eq(tag.addr), t_rows.eq(tag.rows),
-                         t_cols.eq(tag.cols), t_g1.eq(tag.group1), t_odd.eq(tag.odd)]
-        with m.Else():
-            m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), g1.eq(t_g1),
-                         odd.eq(t_odd)]
-            if R >= 2:
-                with m.If(seq.split & (cur_idx == R // 2)):
-                    m.d.comb += [ch.eq(t_ch), at.eq(t_at - seq.group_step_addr)]
-                with m.Else():
-                    m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr)]
-            else:
-                m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr)]
-        with m.If(arr.out_valid):
-            m.d.sync += [cur_idx.eq(idx), cur_ch.eq(ch), cur_at.eq(at)]
+        gat, cur_gat = Signal.like(at), Signal.like(at)      # address of the group's top row
+        t_ch = Signal.like(ch)
+        t_rows, t_cols, t_live, t_odd = (Signal.like(tag.rows), Signal.like(tag.cols),
+                                         Signal.like(tag.live), Signal())
+        rows, cols, live, odd = (Signal.like(tag.rows), Signal.like(tag.cols),
+                                 Signal.like(tag.live), Signal())
+        g2 = Signal()
+        g4 = Signal()
+        split = Signal()
+        if GM >= 2:
+            # The port at row R/2 is split in every grouped layer; those at R/4, 3R/4 with 4.
+            m.d.comb += [g4.eq(seq.split[0] if GM == 4 else 0), split.eq(seq.split[GM // 2 - 1]),
+                         g2.eq(split & ~g4)]
         q = Signal(range(R))                       # filter index within the group
-        upper = Signal()                           # row of the second group
-        if R >= 2:
-            m.d.comb += [upper.eq(seq.split & (idx >= R // 2)),
-                         q.eq(Mux(seq.split, idx[:max(1, (R // 2).bit_length() - 1)] if R > 2 else 0, idx))]
-        else:
-            m.d.comb += q.eq(idx)
+        gidx = Signal(range(4))                    # row group
+        lb = lambda n: max(0, n.bit_length() - 1)
+        q4 = max(1, R // 4)
+        m.d.comb += [q.eq(Mux(g4, idx & (q4 - 1), Mux(g2, idx & (R // 2 - 1) if R >= 2 else 0, idx))),
+                     gidx.eq(Mux(g4, idx >> lb(q4), Mux(g2, idx >> lb(max(1, R // 2)), 0)))]
+        crossing = Signal()                        # idx is the top row of a group below the first
+        m.d.comb += crossing.eq(split & (q == Mux(g4, q4 - 1, R // 2 - 1)))
+        # Between groups: one output row, or for a pooled layer one pooled row when leaving a
+        # pair (into an odd group) and none inside it.
+        gstep = Signal.like(seq.group_step_addr)
+        m.d.comb += gstep.eq(Mux(seq.pool & ~gidx[0], 0, seq.group_step_addr))
+        with m.If(arr.out_first):
+            m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), gat.eq(tag.addr),
+                         rows.eq(tag.rows), cols.eq(tag.cols), live.eq(tag.live), odd.eq(tag.odd)]
+            m.d.sync += [t_ch.eq(tag.channel), t_rows.eq(tag.rows),
+                         t_cols.eq(tag.cols), t_live.eq(tag.live), t_odd.eq(tag.odd)]
+        with m.Else():
+            m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), live.eq(t_live),
+                         odd.eq(t_odd)]
+            with m.If(crossing):
+                m.d.comb += [ch.eq(t_ch), at.eq(cur_gat - gstep), gat.eq(at)]
+            with m.Else():
+                m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr),
+                             gat.eq(cur_gat)]
+        with m.If(arr.out_valid):
+            m.d.sync += [cur_idx.eq(idx), cur_ch.eq(ch), cur_at.eq(at), cur_gat.eq(gat)]
         row_on = Signal()
-        m.d.comb += row_on.eq((q < rows) & (~upper | g1))
+        m.d.comb += row_on.eq((q < rows) & (gidx < live))
         sd = Signal(side)
         m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0), sd.pool_addr.eq(q)]
         # 2x2 max-pool: the upper row of each vertical pair is kept (and writes nothing), the
-        # lower one writes the pooled row. Two groups: group 1 (rows R-1 .. R/2, drained first)
-        # is row oy + 1, group 0 row oy; one group: the tiles of rows oy and oy + 1 follow each
-        # other (tag.odd); folded: both rows are in the same drained row.
+        # lower one writes the pooled row. Row groups: odd groups (rows oy + 1, oy + 3, drained
+        # before their partners) keep, even groups combine (a pair whose odd row does not
+        # exist writes nothing); one group: the tiles of rows oy and oy + 1 follow each other
+        # (tag.odd); folded: both rows are in the same drained row.
+        drop = Signal()
         with m.If(seq.fold):
             m.d.comb += sd.pool_op.eq(POOL_FOLD)
-        with m.Elif(seq.split):
-            m.d.comb += sd.pool_op.eq(Mux(upper, POOL_STORE, POOL_COMBINE))
+        with m.Elif(split):
+            m.d.comb += [sd.pool_op.eq(Mux(gidx[0], POOL_STORE, POOL_COMBINE)),
+                         drop.eq(gidx + 1 >= live)]
         with m.Else():
             m.d.comb += sd.pool_op.eq(Mux(odd, POOL_COMBINE, POOL_STORE))
         # Inactive rows are not written, but row 0 still carries the tile's done marker.
         m.d.comb += [out.valid.eq(arr.out_valid & (row_on | (idx == 0))), out.channel.eq(ch),
                      out.relu.eq(seq.relu), out.side.eq(sd)]
-        with m.If(~row_on | (seq.pool & (sd.pool_op == POOL_STORE))):
+        with m.If(~row_on | (seq.pool & ((sd.pool_op == POOL_STORE) | drop))):
             m.d.comb += sd.mask.eq(0)
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])

@@ -3,7 +3,7 @@
 For each layer it loads the descriptor (``hw.layout.LAYER_FIELDS``), then walks::
 
     for class r in 0 .. P-1:                       # rotation class: rows share the tap sequence
-        for block of gs filters f = r + P*(b*gs + i mod gs):   # gs = R / G, G row groups
+        for block of gs filters f = r + P*(b*gs + i mod gs):   # gs = R / G, G in {1, 2, 4} groups
             for oy in 0 .. H_o-1 step G:             # group g computes output row oy + g
                 for ox0 in 0 .. W_o-1 step C:        # one tile: gs filters x C pixels x G rows
                     for c in 0 .. C_i-1:
@@ -16,7 +16,8 @@ step 2: for ox0: for oy in (oy0, oy0 + 1)``), so both rows of a pooling pair fol
 
 One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
-padding flag (per row group: the second group reads ``s`` input rows lower). A tile's last step pushes a *tag* (output channel and address of its top row, active
+padding flag (per row group: group ``g`` reads ``g * s`` input rows lower, through read port
+``k = g * G_max / G``, the port injected at row ``g * R / G``). A tile's last step pushes a *tag* (output channel and address of its top row, active
 rows and columns) that the output side pops when the array drains the tile. A ``last`` step is
 held until R cycles after the previous one (the drain chain's time), the only bubble in steady
 state. After the last layer has been written back, the result bytes are streamed out.
@@ -45,10 +46,11 @@ _FIELD_BITS = 24
 def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.StructLayout:
     """What the output side needs to write back one tile: channel and address of its top row
     ``R-1`` (of the last row group), active rows per group and columns (of a pooled layer: the
-    pooled lanes that exist), second group present, and for a pooled one-group layer whether the
-    tile is the second output row of its pooling pair (``odd``)."""
+    pooled lanes that exist), how many of the tile's output rows exist (``live``: 1 .. G, or 1 .. 2
+    when folded), and for a pooled one-group layer whether the tile is the second output row of
+    its pooling pair (``odd``)."""
     return data.StructLayout({"channel": param_bits, "addr": addr_bits, "rows": range(rows + 1),
-                              "cols": cols, "group1": 1, "odd": 1})
+                              "cols": cols, "live": range(5), "odd": 1})
 
 
 def _lowbit(m, v, name):
@@ -81,11 +83,14 @@ class Sequencer(wiring.Component):
         Weight entry of the issued step (to the weight streamer).
     rd_addr, rd_stride2, rd_ok : Out
         Activation read of the issued step (or of a result byte).
-    rd2_addr, rd2_ok, split, fold : Out
-        Second read port (next output row); whether the layer runs two row groups, or folds two
-        output rows into the two column halves (columns ``C/2 ..`` then take port 2's bytes).
+    rd2_addr, rd2_ok (.. rd4_addr, rd4_ok with ``config.groups == 4``), split, fold : Out
+        Further read ports (port ``k`` feeds row ``k * R / G_max``: group ``k * G / G_max`` of a
+        layer with ``G`` groups, when that is a whole number); ``split`` bit ``k-1``: port ``k``
+        feeds its row this layer; ``fold``: the layer folds two output rows into the two column
+        halves (columns ``C/2 ..`` then take the bytes of the port at row ``R/2``).
     group_step_addr : Out
-        Output address distance between the groups' rows (one output row).
+        One output row (``out_w``): the address distance between consecutive groups' rows
+        (pooled layers: between consecutive pooling pairs).
     rd_data0 : In(signed(8))
         Column 0 of the activation read (result readout).
     step_valid, step_first, step_last : Out(1)
@@ -110,6 +115,11 @@ class Sequencer(wiring.Component):
         self._db = max(1, (DESC_HEADER_WORDS + DESC_LAYER_WORDS * config.max_layers - 1).bit_length())
         self._tag = TileTag(cols=config.cols, addr_bits=act_addr_bits, param_bits=self._pb,
                             rows=config.rows)
+        self._gmax = config.groups
+        extra = {}
+        for p in range(2, max(2, config.groups) + 1):
+            extra[f"rd{p}_addr"] = Out(signed(act_addr_bits + 2))
+            extra[f"rd{p}_ok"] = Out(config.cols)
         super().__init__({
             "start": In(1), "busy": Out(1),
             "desc_we": In(1), "desc_addr": In(self._db), "desc_data": In(32),
@@ -119,7 +129,7 @@ class Sequencer(wiring.Component):
             "w_addr": Out(self._wb),
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
-            "rd2_addr": Out(signed(act_addr_bits + 2)), "rd2_ok": Out(config.cols), "split": Out(1),
+            **extra, "split": Out(max(1, config.groups - 1)),
             "fold": Out(1),
             "group_step_addr": Out(act_addr_bits),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
@@ -178,19 +188,40 @@ class Sequencer(wiring.Component):
         row_dec = Signal(AB)    # P * out_hw: output address from one row's filter to the next's
         blk_inc = Signal(AB + 8)
         top_off = Signal(AB + 8)
+        GM = self._gmax
         g2 = Signal()                     # two row groups
-        m.d.comb += g2.eq(F["groups"] == 2)
+        g4 = Signal()                     # four row groups
+        m.d.comb += g2.eq((F["groups"] == 2) & (GM >= 2))
+        if GM >= 4:
+            m.d.comb += g4.eq(F["groups"] == 4)
         fold = Signal()                   # two output rows in the two column halves
         two = Signal()                    # a tile covers two output rows
         m.d.comb += [fold.eq(F["fold"] == 1), two.eq(g2 | fold)]
+        multi = Signal()                  # a tile covers several output rows
+        m.d.comb += multi.eq(two | g4)
+        tr = Signal(range(5))             # output rows per tile (1, 2 or 4)
+        m.d.comb += tr.eq(Mux(g4, 4, Mux(two, 2, 1)))
+        q4 = max(1, R // 4)
         gs = Signal(range(R + 1))         # rows per group
-        m.d.comb += gs.eq(Mux(g2, R // 2, R))
-        y_step = Signal(3)                # input rows from one tile row to the next: G * s
+        m.d.comb += gs.eq(Mux(g4, q4, Mux(g2, R // 2, R)))
+        y_step = Signal(4)                # input rows from one tile row to the next: G * s
         rw_step = Signal(S)               # G * s * w_in
         pix_step = Signal(AB + 8)         # output address from one tile row (pair) to the next
+        top_row = Signal(AB + 8)          # output address of the tile's last row from its first
+        blk_chs = Signal(_FIELD_BITS)     # P * gs: channel step from one block to the next
+        top_ch = Signal(_FIELD_BITS)      # P * (gs - 1): the block's top row
         pool = Signal()                   # 2x2 max-pool: out_w / out_hw are the pooled sizes
         pool1 = Signal()                  # pooled, one output row per tile: rows run in pairs
-        m.d.comb += [pool.eq(F["pool"] == 1), pool1.eq(pool & ~two)]
+        m.d.comb += [pool.eq(F["pool"] == 1), pool1.eq(pool & ~multi)]
+        # Extra read ports k = 1 .. G_max-1 (port k feeds row k * R / G_max): the output row
+        # offset dy of group k * G / G_max (when whole), or the fold's second row at R / 2.
+        mid = max(1, GM // 2)
+        port_off = [Signal(S, name=f"port_off{k}") for k in range(1, max(2, GM))]
+        port_dy = [Signal(range(8), name=f"port_dy{k}") for k in range(1, max(2, GM))]
+        split_bits = []
+        for k in range(1, max(2, GM)):
+            dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
+            split_bits.append((g4 & (dyg[4] > 0)) | (g2 & (dyg[2] > 0)))
         dy = Signal()                     # pool1: the tile is the pair's second row
         # Loop state.
         r = Signal(range(cfg.p_max + 1))
@@ -217,10 +248,10 @@ class Sequencer(wiring.Component):
 
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
-                     self.relu.eq(F["relu"]), self.pool.eq(pool), self.split.eq(g2),
-                     self.fold.eq(fold),
-                     # Pooled: both groups' rows land in one pooled row (the lower one writes).
-                     self.group_step_addr.eq(Mux(pool, 0, F["out_w"]))]
+                     self.relu.eq(F["relu"]), self.pool.eq(pool),
+                     self.fold.eq(fold), self.group_step_addr.eq(F["out_w"])]
+        if GM >= 2:
+            m.d.comb += self.split.eq(Cat(*split_bits))
 
         # Current step (combinational from the loop state).
         ky = Signal(2)
@@ -246,10 +277,13 @@ class Sequencer(wiring.Component):
         n0 = Signal(S)
         m.d.comb += n0.eq(chan + row_w + ky_w + x_base + kx)
         ok = Signal(C)
-        ok2 = Signal(C)                   # second row group: one output row (s input rows) lower
-        y2 = Signal(S)
-        y2_ok = Signal()
-        m.d.comb += [y2.eq(y + Mux(stride2, 2, 1)), y2_ok.eq((y2 >= 0) & (y2 < F["h_in"]))]
+        oks = [Signal(C, name=f"ok{k + 1}") for k in range(1, max(2, GM))]   # ports 1 ..
+        y_oks = []
+        for k, dyk in enumerate(port_dy):
+            yk = Signal(S, name=f"y{k + 1}")
+            yk_ok = Signal(name=f"y{k + 1}_ok")
+            m.d.comb += [yk.eq(y + dyk), yk_ok.eq((yk >= 0) & (yk < F["h_in"]))]
+            y_oks.append(yk_ok)
         y_ok = Signal()
         m.d.comb += y_ok.eq((y >= 0) & (y < F["h_in"]))
         x_oks = []
@@ -260,12 +294,21 @@ class Sequencer(wiring.Component):
             m.d.comb += x_ok.eq((xj >= 0) & (xj < F["w_in"]))
             x_oks.append(x_ok)
         for j in range(C):
-            # Folded: port 1 serves columns 0 .. C/2-1 (row oy), port 2 columns C/2 .. (row oy+1).
+            # Folded: port 0 serves columns 0 .. C/2-1 (row oy), the port at row R/2 columns
+            # C/2 .. (row oy+1).
             hi = j >= C // 2
             m.d.comb += ok[j].eq(y_ok & x_oks[j] & ~(fold & hi))
-            m.d.comb += ok2[j].eq(Mux(fold, (y2_ok & x_oks[j - C // 2]) if hi else 0, y2_ok & x_oks[j]))
+            for k, (okk, yk_ok) in enumerate(zip(oks, y_oks), start=1):
+                if k == mid:
+                    m.d.comb += okk[j].eq(Mux(fold, (yk_ok & x_oks[j - C // 2]) if hi else 0,
+                                              yk_ok & x_oks[j]))
+                else:
+                    m.d.comb += okk[j].eq(yk_ok & x_oks[j])
+        live = Signal(range(5))           # output rows of the tile that exist
+        left = Signal(signed(_FIELD_BITS + 1))
+        m.d.comb += [left.eq(F["h_out"] - oy), live.eq(Mux(left >= tr, tr, left))]
         g1_ok = Signal()                  # the tile's second output row exists
-        m.d.comb += g1_ok.eq(two & (oy + 1 < F["h_out"]))
+        m.d.comb += g1_ok.eq(two & (live >= 2))
         rows_act = Signal(range(R + 1))
         cols_act = Signal(range(C + 1))
         low_cols = Signal(C)
@@ -282,9 +325,10 @@ class Sequencer(wiring.Component):
                      self.step_last.eq(s_last)]
         rd_addr = Signal(signed(AB + 2))
         rd_ok = Signal(C)
-        rd2_addr = Signal(signed(AB + 2))
-        rd2_ok = Signal(C)
-        m.d.comb += [self.rd2_addr.eq(rd2_addr), self.rd2_ok.eq(rd2_ok)]
+        rdk_addr = [Signal(signed(AB + 2), name=f"rd{k + 1}_addr_q") for k in range(1, max(2, GM))]
+        rdk_ok = [Signal(C, name=f"rd{k + 1}_ok_q") for k in range(1, max(2, GM))]
+        for k, (a, o) in enumerate(zip(rdk_addr, rdk_ok), start=1):
+            m.d.comb += [getattr(self, f"rd{k + 1}_addr").eq(a), getattr(self, f"rd{k + 1}_ok").eq(o)]
         rd_s2 = Signal()
         w_addr = Signal(self._wb)
         m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(rd_ok), self.rd_stride2.eq(rd_s2),
@@ -334,11 +378,30 @@ class Sequencer(wiring.Component):
                 ]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
-                m.d.sync += [blk_inc.eq(Mux(g2, row_dec * (R // 2), row_dec * R)),
-                             top_off.eq(Mux(g2, row_dec * (R // 2 - 1), row_dec * (R - 1))),
-                             y_step.eq(Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1))),
-                             rw_step.eq(Mux(two, w_step << 1, w_step)),
-                             pix_step.eq(Mux(two & ~pool, F["out_w"] << 1, F["out_w"]))]
+                P_ = F["period"]
+                m.d.sync += [blk_inc.eq(Mux(g4, row_dec * q4, Mux(g2, row_dec * (R // 2), row_dec * R))),
+                             top_off.eq(Mux(g4, row_dec * (q4 - 1),
+                                            Mux(g2, row_dec * (R // 2 - 1), row_dec * (R - 1)))),
+                             blk_chs.eq(Mux(g4, P_ * q4, Mux(g2, P_ * (R // 2), P_ * R))),
+                             top_ch.eq(Mux(g4, P_ * (q4 - 1), Mux(g2, P_ * (R // 2 - 1), P_ * (R - 1)))),
+                             y_step.eq(Mux(g4, Mux(stride2, 8, 4),
+                                           Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1)))),
+                             rw_step.eq(Mux(g4, w_step << 2, Mux(two, w_step << 1, w_step))),
+                             # Pooled: G output rows are G / 2 pooled rows (pool1: one pair).
+                             pix_step.eq(Mux(pool, Mux(g4, F["out_w"] << 1, F["out_w"]),
+                                             Mux(g4, F["out_w"] << 2,
+                                                 Mux(two, F["out_w"] << 1, F["out_w"])))),
+                             top_row.eq(Mux(pool, Mux(g4, F["out_w"], 0),
+                                            Mux(g4, F["out_w"] * 3, Mux(g2, F["out_w"], 0))))]
+                for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
+                    dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
+                    dyo = Signal(range(4), name=f"dy{k}")
+                    m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], int(k == mid))))
+                    fold_off = w_step - Mux(stride2, C, C // 2) if k == mid else 0
+                    m.d.sync += [off.eq(Mux(fold & ~g2 & ~g4, fold_off,
+                                            Mux(dyo == 3, w_step * 3, Mux(dyo == 2, w_step << 1,
+                                                                          Mux(dyo == 1, w_step, 0))))),
+                                 dyr.eq(Mux(stride2, dyo << 1, dyo))]
                 m.next = "CLASS"
             with m.State("CLASS"):
                 nr = Signal(_FIELD_BITS + 1)
@@ -361,12 +424,11 @@ class Sequencer(wiring.Component):
                 with m.If(~hold):
                     m.d.sync += [s_valid.eq(1), s_first.eq(first), s_last.eq(is_last),
                                  rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(waddr),
-                                 rd2_addr.eq(n0 + w_step - Mux(fold, Mux(stride2, C, C // 2), 0)),
-                                 rd2_ok.eq(ok2),
                                  first.eq(0), waddr.eq(waddr + 1),
                                  ctr["busy"].eq(ctr["busy"] + 1),
-                                 ctr["macs"].eq(ctr["macs"] + Mux(g1_ok, rows_act * cols_act * 2,
-                                                                  rows_act * cols_act))]
+                                 ctr["macs"].eq(ctr["macs"] + rows_act * cols_act * live)]
+                    m.d.sync += [a.eq(n0 + off) for a, off in zip(rdk_addr, port_off)]
+                    m.d.sync += [o.eq(okk) for o, okk in zip(rdk_ok, oks)]
                     with m.If(more_taps):
                         m.d.sync += tap.eq(next_tap)
                     with m.Elif(~ch_last):
@@ -376,16 +438,16 @@ class Sequencer(wiring.Component):
                         # Tile done: push its tag, restart the tap walk, move to the next tile.
                         m.d.comb += push.eq(1)
                         m.d.sync += [tag_valid.eq(1), gap.eq(1),
-                                     self.tag.payload.channel.eq(
-                                         blk_ch + Mux(g2, F["period"] * (R // 2 - 1), F["period"] * (R - 1))),
+                                     self.tag.payload.channel.eq(blk_ch + top_ch),
                                      self.tag.payload.addr.eq(blk_out + top_off + pix_row
-                                                              + Mux(pool, ox0 >> 1, ox0)
-                                                              + Mux(g2 & ~pool, F["out_w"], 0)),
+                                                              + Mux(pool, ox0 >> 1, ox0) + top_row),
                                      self.tag.payload.rows.eq(rows_act),
-                                     self.tag.payload.group1.eq(g1_ok & g2),
+                                     self.tag.payload.live.eq(live),
                                      self.tag.payload.odd.eq(dy),
+                                     # Pooled with row groups: the core drops a pair whose
+                                     # second row does not exist; folded: the tag does.
                                      self.tag.payload.cols.eq(Mux(
-                                         pool, Mux(two & ~g1_ok, 0, pool_cols),
+                                         pool, Mux(fold & ~g1_ok, 0, pool_cols),
                                          Mux(fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols)))]
                         m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
                         m.d.sync += [c.eq(0), chan.eq(F["in_base"]), tap.eq(first_tap), first.eq(1),
@@ -406,8 +468,8 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(oy + Mux(two, 2, 1) < F["h_out"]):
-                                    m.d.sync += [oy.eq(oy + Mux(two, 2, 1)), pix_row.eq(pix_row + pix_step),
+                                with m.If(oy + tr < F["h_out"]):
+                                    m.d.sync += [oy.eq(oy + tr), pix_row.eq(pix_row + pix_step),
                                                  row_y0.eq(row_y0 + y_step),
                                                  row_w.eq(row_w + rw_step)]
                                 with m.Else():
@@ -416,8 +478,7 @@ class Sequencer(wiring.Component):
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
                                     with m.If(rows_left > gs):
                                         m.d.sync += [rows_left.eq(rows_left - gs),
-                                                     blk_ch.eq(blk_ch + Mux(g2, F["period"] * (R // 2),
-                                                                            F["period"] * R)),
+                                                     blk_ch.eq(blk_ch + blk_chs),
                                                      blk_out.eq(blk_out + blk_inc)]
                                     with m.Else():
                                         m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),

@@ -35,6 +35,9 @@ class SystolicArray(wiring.Component):
     -------------------------
     rows, cols : int
         Array size.
+    groups : int
+        Row-group injection points (1, 2 or 4; default 2 when ``rows >= 2``): with ``G`` groups
+        row ``k * rows / G`` (``k = 1 .. G-1``) can take its activations from input ``a{k+1}``.
 
     Members
     -------
@@ -44,10 +47,11 @@ class SystolicArray(wiring.Component):
         Weights of the step, one per row.
     a : In(data.ArrayLayout(signed(8), cols))
         Activations of the step, one per column.
-    a2, split : In (rows >= 2)
-        With ``split`` high the lower half of the rows (from row ``rows / 2``) takes its
-        activations from ``a2`` instead of from the row above: two row groups computing the same
-        filters for two different pixel sets (``split`` must only change between tiles).
+    a2 .. a{G}, split : In (groups >= 2)
+        With bit ``k-1`` of ``split`` high the rows from ``k * rows / G`` take their activations
+        from ``a{k+1}`` instead of from the row above: row groups computing the same filters for
+        different pixel sets (``split`` must only change between tiles). With two groups this is
+        ``a2`` at row ``rows / 2`` and a one-bit ``split``.
     out_valid : Out(1)
         :attr:`out_data` holds one row's results.
     out_first : Out(1)
@@ -56,16 +60,22 @@ class SystolicArray(wiring.Component):
         The accumulators of one row, column 0 first.
     """
 
-    def __init__(self, *, rows: int, cols: int):
+    def __init__(self, *, rows: int, cols: int, groups: int | None = None):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"SystolicArray {name} must be a positive integer, not {v!r}")
-        self._rows, self._cols = rows, cols
+        if groups is None:
+            groups = 2 if rows >= 2 else 1
+        if groups not in (1, 2, 4) or groups > rows:
+            raise ValueError(f"SystolicArray groups must be 1, 2 or 4 and at most rows ({rows}), "
+                             f"not {groups!r}")
+        self._rows, self._cols, self._groups = rows, cols, groups
+        extra = {f"a{k + 1}": In(data.ArrayLayout(signed(8), cols)) for k in range(1, groups)}
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
             "w": In(data.ArrayLayout(signed(8), rows)),
             "a": In(data.ArrayLayout(signed(8), cols)),
-            **({"a2": In(data.ArrayLayout(signed(8), cols)), "split": In(1)} if rows >= 2 else {}),
+            **(dict(extra, split=In(groups - 1)) if groups >= 2 else {}),
             "out_valid": Out(1), "out_first": Out(1),
             "out_data": Out(data.ArrayLayout(signed(ACC_BITS), cols)),
         })
@@ -96,9 +106,14 @@ class SystolicArray(wiring.Component):
         w_in = [delayed(self.w[i], i, f"wskew{i}") for i in range(R)]
         c_in = [delayed(step, i, f"cskew{i}") for i in range(R)]
         a_in = [delayed(self.a[j], j, f"askew{j}") for j in range(C)]
-        h = R // 2
-        # Second group's injection at row h: delayed h + j so that it meets its skewed weights.
-        a2_in = [delayed(self.a2[j], h + j, f"a2skew{j}") for j in range(C)] if R >= 2 else None
+        G = self._groups
+        # Group k's injection at row k * R / G: delayed by that row + j so that it meets its
+        # skewed weights.
+        inject = {}
+        for k in range(1, G):
+            h = k * R // G
+            src = getattr(self, f"a{k + 1}")
+            inject[h] = (k - 1, [delayed(src[j], h + j, f"a{k + 1}skew{j}") for j in range(C)])
 
         res = [[None] * C for _ in range(R)]
         cap = [[None] * C for _ in range(R)]
@@ -107,8 +122,9 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 if i == 0:
                     a_top = a_in[j]
-                elif i == h:
-                    a_top = Mux(self.split, a2_in[j], a_q[j])
+                elif i in inject:
+                    bit, a_k = inject[i]
+                    a_top = Mux(self.split[bit], a_k[j], a_q[j])
                 else:
                     a_top = a_q[j]
                 w_q = Signal(signed(8), name=f"w_{i}_{j}")

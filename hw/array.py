@@ -33,7 +33,7 @@ _LIMITS = {
     "param_depth": (1, 1 << 16),
     "act_depth": (4, 1 << 22),
     "max_layers": (1, 64),
-    "groups": (1, 2),
+    "groups": (1, 4),
 }
 
 
@@ -79,12 +79,13 @@ class ArrayConfig:
     max_layers : int
         Layer descriptors the sequencer can hold.
     groups : int
-        Row groups (1 or 2, at most ``rows``). With 2, a layer whose rotation classes hold at most
-        ``rows / 2`` filters runs two output rows at once: the lower half of the array computes
-        the same filters for the next output row, fed by a second activation read port (a
-        second copy of the activation banks), so small classes do not leave rows idle; a layer
-        whose output is exactly ``cols / 2`` wide instead folds two output rows into the two
-        column halves through the same port.
+        Row groups G (1, 2 or 4, at most ``rows``; default 2 when ``rows >= 2``). Each layer runs
+        1, 2 or up to G groups (``hw.layout.layer_mapping``: the fewest cycles): with ``g``
+        groups the array's rows split into ``g`` groups of ``rows / g`` that compute the same
+        filters for ``g`` consecutive output rows, each fed by its own activation read port (a
+        copy of the activation banks: G copies in all), so rotation classes of ``rows / g``
+        filters do not leave rows idle; a layer whose output is exactly ``cols / 2`` wide may
+        instead fold two output rows into the two column halves (port at row ``rows / 2``).
 
     Members
     -------
@@ -117,6 +118,8 @@ class ArrayConfig:
         if act_depth % (2 * cols):
             raise ValueError(f"ArrayConfig act_depth must be a multiple of 2 * cols = {2 * cols} "
                              f"(one byte per bank), not {act_depth}")
+        if not _pow2(groups):
+            raise ValueError(f"ArrayConfig groups must be 1, 2 or 4, not {groups}")
         if groups > rows:
             raise ValueError(f"ArrayConfig groups ({groups}) must not exceed rows ({rows})")
         if p_max > table_depth:
@@ -212,6 +215,10 @@ class ArrayConfig:
                   groups: int | None = None) -> "ArrayConfig":
         """The smallest config (depths rounded up to powers of two) that runs ``qmodel``.
 
+        ``groups=None`` picks the row groups (1, 2 or 4, at most ``rows``) with which the cycle
+        model (``hw.layout.model_cycles``) runs the model fastest; among equally fast ones the
+        fewest (each group is another copy of the activation banks).
+
         Raises ``ValueError`` for models the engine cannot run at all (non-periodic sparse
         layers, unsupported shapes) or that exceed the address ranges of the load port.
         """
@@ -221,7 +228,10 @@ class ArrayConfig:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi or not _pow2(v):
                 raise ValueError(f"ArrayConfig {name} must be a power of two in {lo}..{hi}, not {v!r}")
         if groups is None:
-            groups = 2 if rows >= 2 else 1
+            from .layout import model_cycles
+            options = [g for g in (1, 2, 4) if g <= rows]
+            groups = min(options, key=lambda g: (model_cycles(qmodel, rows=rows, cols=cols,
+                                                              groups=g), g))
         req = {k: need for k, (need, _) in
                requirements(qmodel, rows=rows, cols=cols, groups=groups).items()}
         # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).

@@ -18,12 +18,12 @@ TABLES
     reads slot ``table_base + (f + c) mod P``.
 WEIGHTS
     Weight entries of ``rows`` int8 (``words_per_entry`` little-endian words each). A layer runs
-    ``G`` row groups (``groups`` field: 2 when the config has two and every rotation class holds at
-    most ``rows / 2`` filters, else 1) of ``gs = rows / G`` rows. For each layer, rotation class
+    ``G`` row groups (``groups`` field: 1, 2 or 4, at most the config's ``groups``; the one the
+    cycle model finds fastest, :func:`layer_mapping`) of ``gs = rows / G`` rows. For each layer, rotation class
     ``r`` in ``0..P-1``, block ``b`` of ``gs`` filters and step ``k`` of the class's CSR_P data
     vector (``for c: for tap in support((r + c) mod P)``), one entry holds, in row ``i``, the
     weight of filter ``f = r + P * (b * gs + i mod gs)`` at step ``k`` (zero past the last
-    filter): both groups get the same filters. A layer whose output is exactly ``cols / 2`` wide and
+    filter): every group gets the same filters. A layer whose output is exactly ``cols / 2`` wide and
     that runs one group *folds* instead (``fold`` field): columns ``cols/2 ..`` compute the next
     output row, so the C columns are full.
 BIAS, REQUANT
@@ -52,7 +52,9 @@ A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the sa
 without (the conv output ``h_out x w_out``, odd last rows / columns included) and stores the
 pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
 its write-back (``gateware.output_path.PoolStage``), which adds :data:`POOL_CYCLES` to the layer's
-drain and nothing else.
+drain and nothing else. With ``G`` row groups a tile holds output rows ``oy .. oy + G - 1``
+(``oy`` a multiple of ``G``, so even): the pooling pairs ``(oy + 2i, oy + 2i + 1)`` lie inside
+one tile for ``G = 2`` and ``G = 4`` alike.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
-           "layer_cycles", "drain_cycles", "POOL_CYCLES"]
+           "layer_cycles", "drain_cycles", "POOL_CYCLES", "layer_mapping", "model_cycles",
+           "GROUP_CHOICES"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -290,9 +293,49 @@ def _regions(plans, cols):
     return (0, up(size[0])), up(size[0]) + up(size[1])
 
 
-def group_rows(class_filters, rows: int, groups: int) -> int:
-    """Rows per group for a layer: ``rows / 2`` when two groups fit its largest class, else ``rows``."""
-    return rows // 2 if groups == 2 and max(class_filters) <= rows // 2 else rows
+#: Row groups a layer may run (each a power of two, at most the config's ``groups``).
+GROUP_CHOICES = (1, 2, 4)
+
+
+def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
+                  groups: int, pool: bool = False) -> dict:
+    """How the engine maps one layer: ``{"groups", "fold", "group_rows", "tiles", "cycles",
+    "entries"}``.
+
+    Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), and the
+    column fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups),
+    the mapping with the fewest cycles (:func:`layer_cycles`), then the fewest weight entries
+    (blocks of ``rows / G`` filters times the class's steps), then the fewest groups.
+    """
+    best = None
+    for G in GROUP_CHOICES:
+        if G > groups or G > rows:
+            continue
+        gs = rows // G
+        # Folding only ever saves tiles, so a one-group layer that can fold does.
+        fold = int(G == 1 and groups >= 2 and w_conv == cols // 2)
+        tiles = -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols)
+        cycles = layer_cycles(steps, class_filters, tiles, rows=rows, cols=cols, group_rows=gs,
+                              pool=pool)
+        entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
+        key = (cycles, entries, G)
+        if best is None or key < best[0]:
+            best = (key, dict(groups=G, fold=fold, group_rows=gs, tiles=tiles, cycles=cycles,
+                              entries=entries))
+    return best[1]
+
+
+def model_cycles(qmodel, *, rows: int, cols: int, groups: int) -> int:
+    """Expected engine cycles of one frame of ``qmodel`` on an array with ``groups`` row groups
+    (the cycle model of :func:`build_layout`, without building the words)."""
+    total = FRAME_OVERHEAD
+    for l, image, in_shape, (h_conv, w_conv), _ in _plan_shapes(qmodel, rows, cols):
+        P = image.period
+        steps = _class_steps(image.table, in_shape[0])
+        per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
+        total += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
+                               pool=bool(l.pool))["cycles"]
+    return total
 
 
 def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None) -> dict:
@@ -319,12 +362,12 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
 
     weights = tables = params = 0
     biggest = (int(np.prod(plans[0][2])), plans[0][0].name)
-    for l, image, in_shape, _, out_shape in plans:
+    for l, image, in_shape, (h_conv, w_conv), out_shape in plans:
         P = image.period
         steps = _class_steps(image.table, in_shape[0])
         per = [l.c_out // P + (r < l.c_out % P) for r in range(P)]
-        gs = group_rows(per, rows, groups)
-        weights += sum(-(-n // gs) * s for n, s in zip(per, steps))
+        weights += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
+                                 pool=bool(l.pool))["entries"]
         tables += P
         params += l.c_out
         need("p_max", P, l.name)
@@ -349,11 +392,12 @@ def build_layout(qmodel, config) -> Layout:
         P = image.period
         steps = _class_steps(image.table, in_shape[0])
         per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
-        gs = group_rows(per, R, config.groups)
-        G = R // gs
-        # Column fold: a map exactly C/2 wide runs two output rows side by side in the C columns
-        # (the second half reads through the second port), when the rows are not already split.
-        fold = int(config.groups == 2 and G == 1 and w_conv == C // 2)
+        # Row groups (G output rows per tile) or the column fold (a map exactly C/2 wide runs two
+        # output rows side by side in the C columns, the second half through the port at row
+        # R/2), whichever the cycle model says is fastest.
+        mapping = layer_mapping(steps, per, h_conv, w_conv, rows=R, cols=C, groups=config.groups,
+                                pool=bool(l.pool))
+        G, fold, gs = mapping["groups"], mapping["fold"], mapping["group_rows"]
         fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
                       hw_in=in_shape[1] * in_shape[2], c_out=l.c_out, h_out=h_conv, w_out=w_conv,
                       out_w=o[2], out_hw=o[1] * o[2], k=l.k, stride=l.stride, relu=int(bool(l.relu)),
@@ -373,8 +417,7 @@ def build_layout(qmodel, config) -> Layout:
                     if f < l.c_out:
                         block[:, row] = image.data(f)
                 entries.append(block)
-        tiles = -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // C)
-        cycles = layer_cycles(steps, per, tiles, rows=R, cols=C, group_rows=gs, pool=bool(l.pool))
+        tiles, cycles = mapping["tiles"], mapping["cycles"]
         macs = sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
         dense = l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])

@@ -144,6 +144,56 @@ def test_networks_icarus():
     _check(run_rtl(SIM_CONFIG, nets, sim="icarus", seed=10, valid_p=0.7, ready_p=0.7))
 
 
+#: The same engine with four row groups (four copies of the activation banks): layers whose
+#: rotation classes hold R/4 = 2 filters fill the 8 rows.
+SIM_CONFIG4 = SIM_CONFIG.replace(groups=4)
+
+
+def small_class_case(seed):
+    """A random layer whose classes hold few filters (P = 4, 8, 16; C_o up to 2P), stride 1 or
+    2, 2x2 max-pool in about 40 % of the poolable ones."""
+    rng = np.random.default_rng(seed)
+    variant = str(rng.choice(["PSD2_P8", "PSD1_P16", "PS4_P4", "PSD4_P8", "PSD1_P8"]))
+    P = int(variant.split("_P")[1])
+    s = int(rng.integers(1, 3))
+    kw = dict(c_in=int(rng.integers(1, 9)), c_out=int(rng.integers(1, 2 * P + 1)),
+              h=int(rng.integers(1, 15)), w=int(rng.integers(1, 14)), stride=s,
+              relu=bool(rng.integers(2)), variant=variant)
+    if min(_conv_out(kw[d], 3, s) for d in "hw") >= 2:
+        kw["pool"] = bool(rng.random() < 0.4)
+    q = random_layer_model(seed=seed, **kw)
+    frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
+    return Case(f"small-class layer seed={seed} {kw}", q, frame, golden(q, frame))
+
+
+def _four_group_cases(n_small, n_mixed, seed0):
+    from host.synthetic import random_qmodel
+    cases = [small_class_case(seed0 + i) for i in range(n_small)]
+    cases += [random_case(seed0 + 500 + i) for i in range(n_mixed)]
+    q = random_qmodel("DigitsNet_PSD2_P8", seed=5)
+    frame = np.random.default_rng(5).integers(-128, 128, q.input_shape).astype(np.int8)
+    cases.append(Case("DigitsNet_PSD2_P8 random seed=5", q, frame, golden(q, frame)))
+    chain = random_chain_model([dict(c_out=16, variant="PSD2_P8", pool=True),
+                                dict(c_out=16, stride=2, variant="PSD1_P16"),
+                                dict(c_out=8, k=1), dict(c_out=5, kind="fc")], c_in=2, h=17, w=15, seed=14)
+    frame = np.random.default_rng(14).integers(-128, 128, chain.input_shape).astype(np.int8)
+    cases.append(Case("chain 4 groups conv+pool/conv s2/1x1/fc seed=14", chain, frame, golden(chain, frame)))
+    return cases
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+def test_four_groups(sim):
+    """Four row groups: small classes, stride 1/2, pooled tiles of 4 rows (two pairs), layers
+    that pick 2 or 1 groups or the fold on the same engine, DigitsNet_PSD2_P8, a chain; random
+    back-pressure; bit-exact vs models.golden and hw.reference, cycles and MACs vs hw.layout."""
+    from hw.layout import build_layout
+    cases = _four_group_cases(8, 4, 700) if sim == "icarus" else _four_group_cases(40, 20, 800)
+    used = {build_layout(c.qmodel, SIM_CONFIG4).layers[0].fields["groups"] for c in cases}
+    assert used == {1, 2, 4}, used
+    _check(run_rtl(SIM_CONFIG4, cases, sim=sim, seed=15, valid_p=0.8, ready_p=0.6))
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("batch", range(10))

@@ -23,6 +23,9 @@ def test_defaults_and_read_only():
     (dict(act_depth=100), "act_depth must be a multiple of 2 \\* cols = 16"),
     (dict(p_max=32, table_depth=16), "p_max \\(32\\) must not exceed table_depth \\(16\\)"),
     (dict(rows=True), "rows must be an integer in 1..64, not True"),
+    (dict(groups=3), "groups must be 1, 2 or 4, not 3"),
+    (dict(groups=8), "groups must be an integer in 1..4, not 8"),
+    (dict(rows=2, groups=4), "groups \\(4\\) must not exceed rows \\(2\\)"),
 ])
 def test_validation_messages(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -69,3 +72,26 @@ def test_refuses_non_periodic():
     q.layers[0].variant = "pSC4"
     with pytest.raises(ValueError, match="not periodic"):
         ArrayConfig.for_model(q)
+
+
+def test_for_model_picks_groups_by_cycles():
+    """for_model without groups: the row groups (1, 2, 4) the cycle model runs fastest, the
+    fewest on a tie; the default config keeps two."""
+    from hw.layout import model_cycles
+    assert ArrayConfig().groups == 2 and ArrayConfig(rows=1).groups == 1
+    # Classes of 2 filters (16 over P = 8): four groups of 2 rows fill the 8 rows.
+    small = random_layer_model(seed=1, c_in=4, c_out=16, h=8, w=8, variant="PSD2_P8")
+    cyc = {g: model_cycles(small, rows=8, cols=8, groups=g) for g in (1, 2, 4)}
+    assert cyc[4] < cyc[2] < cyc[1]
+    assert ArrayConfig.for_model(small).groups == 4
+    # 4 rows: two groups of 2 fill them; four groups of 1 need two blocks: a tie, so two.
+    assert ArrayConfig.for_model(small, rows=4, cols=8).groups == 2
+    # 2 rows: one group of 2 already fills them.
+    assert ArrayConfig.for_model(small, rows=2, cols=8).groups == 1
+    assert ArrayConfig.for_model(small, groups=2).groups == 2            # asked for
+    # Full classes on one output row: nothing to gain, so one group (one activation copy).
+    fc = random_layer_model(seed=2, c_in=40, c_out=16, h=1, w=1, kind="fc")
+    assert ArrayConfig.for_model(fc).groups == 1
+    cfg = ArrayConfig.for_model(small)
+    from hw.layout import build_layout
+    assert build_layout(small, cfg).expected_cycles == cyc[4]

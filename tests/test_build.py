@@ -136,3 +136,17 @@ def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
         gb.main(argv + ["--out", str(tmp_path), "--no-synth"])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_estimate_memory_counts_activation_copies_and_parameter_bits():
+    """Each row group reads its own copy of the activation banks; a channel's parameters are a
+    32-bit bias and a 22-bit requantization word (16-bit M, 6-bit shift)."""
+    cfg = ArrayConfig(rows=8, cols=8, weight_depth=1024, table_depth=64, param_depth=256,
+                      act_depth=4096, groups=2)
+    parts = gb.estimate_memory(cfg)["bram_parts"]
+    assert parts == {"weights": 1024 * 8 * 8, "activations": 4096 * 8 * 2,
+                     "parameters": 256 * (32 + 22), "tables": 64 * 9}
+    four = gb.estimate_memory(cfg.replace(groups=4))
+    assert four["bram_parts"]["activations"] == 4096 * 8 * 4
+    assert four["bram_bits"] - gb.estimate_memory(cfg)["bram_bits"] == 2 * 4096 * 8
+    assert gb.estimate_memory(cfg.replace(groups=1))["bram_parts"]["activations"] == 4096 * 8

@@ -78,3 +78,64 @@ def test_reads_writes_against_flat_memory(cols, seed):
 def test_rejects_one_column():
     with pytest.raises(ValueError, match="cols must be a power of two of at least 2, not 1"):
         ActBuffer(cols=1, bank_depth=4)
+
+
+@pytest.mark.parametrize("ports", [2, 4])
+def test_extra_ports_read_their_own_copy(ports):
+    """Every read port (one per row group) reads its own copy of the banks, which every write
+    (loader and write-back) updates; each port has its own address, stride and padding."""
+    cols, depth = 4, 8
+    size = 2 * cols * depth
+    rng = np.random.default_rng(ports)
+    flat = rng.integers(-128, 128, size=size).astype(np.int8)
+    dut = ActBuffer(cols=cols, bank_depth=depth, ports=ports)
+    names = [""] + [str(p) for p in range(2, ports + 1)]
+    reads = [[(int(rng.integers(-2, size - 2 * cols)), int(rng.integers(1, 3)),
+               int(rng.integers(0, 1 << cols))) for _ in names] for _ in range(30)]
+    wr = (int(rng.integers(0, size - cols)), rng.integers(-128, 128, size=cols))
+    got = []
+
+    async def tb(ctx):
+        for a, w in enumerate(flat.view(np.uint8).view("<u4")):
+            ctx.set(dut.ld_en, 1)
+            ctx.set(dut.ld_addr, a)
+            ctx.set(dut.ld_data, int(w))
+            await ctx.tick()
+        ctx.set(dut.ld_en, 0)
+        ctx.set(dut.wr_en, 1)
+        ctx.set(dut.wr_addr, wr[0])
+        ctx.set(dut.wr_mask, (1 << cols) - 1)
+        for j in range(cols):
+            ctx.set(dut.wr_data[j], int(wr[1][j]))
+        await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for req in reads + [reads[-1]] * READ_LATENCY:
+            # One stride for every port (the sequencer's), so take port 0's.
+            for n, (n0, _, ok) in zip(names, req):
+                ctx.set(getattr(dut, f"rd{n}_addr"), n0)
+                ctx.set(getattr(dut, f"rd{n}_ok"), ok)
+            ctx.set(dut.rd_stride2, req[0][1] == 2)
+            await ctx.tick()
+            got.append([[ctx.get(getattr(dut, f"rd{n}_data")[j]) for j in range(cols)] for n in names])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    mem = flat.copy()
+    mem[wr[0]:wr[0] + cols] = wr[1]
+    s_of = [req[0][1] for req in reads]
+    want = [[[int(mem[n0 + j * s]) if ok >> j & 1 and 0 <= n0 + j * s < size else 0
+              for j in range(cols)] for n0, _, ok in req] for req, s in zip(reads, s_of)]
+    # Column ok bits for out-of-range pixels would read another address: mask them out.
+    for i, req in enumerate(reads):
+        for p, (n0, _, ok) in enumerate(req):
+            for j in range(cols):
+                if not 0 <= n0 + j * s_of[i] < size:
+                    got[READ_LATENCY - 1 + i][p][j] = want[i][p][j]
+    assert got[READ_LATENCY - 1:READ_LATENCY - 1 + len(reads)] == want
+
+
+def test_rejects_three_ports():
+    with pytest.raises(ValueError, match="ports must be 1, 2 or 4, not 3"):
+        ActBuffer(cols=2, bank_depth=4, ports=3)

@@ -138,7 +138,7 @@ def test_config_id_and_ready_while_busy():
 ])
 def test_row_groups_and_fold(kw, rows, cols):
     q = random_layer_model(seed=4, **kw)
-    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=2)
     f = build_layout(q, cfg).layers[0].fields
     assert f["fold"] or f["groups"] == 2
     check(q, cfg, seed=4, ready_p=0.7)
@@ -177,7 +177,9 @@ def test_random_pool_layer(seed):
 ])
 def test_pool_layer(kw, rows, cols, how):
     q = random_layer_model(seed=6, pool=True, **kw)
-    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols)
+    # Pin the engine's groups: the cycle model would give some one-group cases two groups.
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols,
+                                groups=2 if "two groups" in how or "folded" in how else 1)
     f = build_layout(q, cfg).layers[0].fields
     assert ("two groups" in how) == (f["groups"] == 2) and ("folded" in how) == bool(f["fold"])
     check(q, cfg, seed=6, ready_p=0.6, valid_p=0.8)
@@ -188,3 +190,69 @@ def test_pool_chain():
     q = random_chain_model([dict(c_out=6, pool=True), dict(c_out=8, stride=2, variant="PSD2_P8", pool=True),
                             dict(c_out=5, k=1), dict(c_out=4, kind="fc")], c_in=2, h=13, w=15, seed=8)
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=8, ready_p=0.5, valid_p=0.7)
+
+
+#: Four row groups: classes of R/4 filters (P = 8 / 16 on few filters), classes in several
+#: blocks of R/4, odd and even output heights (a last tile with 1, 2 or 3 rows), stride 1 and 2,
+#: pooled (pairs (oy, oy+1) and (oy+2, oy+3) in one tile; a pair whose second row is missing
+#: writes nothing), the fold on a four-group engine, R/4 = 1 and R = 16.
+FOUR_GROUP_LAYERS = [
+    (dict(c_in=4, c_out=16, h=7, w=9, stride=1, variant="PSD2_P8"), 8, 8, 4, "h_out 7"),
+    (dict(c_in=3, c_out=16, h=11, w=10, stride=2, variant="PSD2_P8", relu=False), 8, 4, 4, "s2, h_out 6"),
+    (dict(c_in=2, c_out=5, h=7, w=5, stride=1, relu=True), 8, 4, 4, "dense, 3 blocks"),
+    (dict(c_in=3, c_out=16, h=7, w=9, stride=1, variant="PSD2_P8", pool=True), 8, 4, 4, "pool, h_out 7"),
+    (dict(c_in=2, c_out=8, h=10, w=14, stride=2, variant="PS4_P4", relu=False, pool=True), 8, 8, 4,
+     "pool s2, h_out 5"),
+    (dict(c_in=2, c_out=6, h=6, w=13, stride=1, variant="PSD1_P16", pool=True), 4, 4, 4, "pool, gs 1"),
+    (dict(c_in=3, c_out=16, h=8, w=8, stride=2), 8, 8, 1, "fold on 4 ports"),
+    (dict(c_in=2, c_out=9, h=5, w=4, stride=1, relu=False, pool=True), 4, 8, 1, "fold pool on 4 ports"),
+    (dict(c_in=2, c_out=32, h=6, w=5, stride=1, variant="PSD2_P8"), 16, 4, 4, "R 16"),
+]
+
+
+@pytest.mark.parametrize("kw,rows,cols,G,how", FOUR_GROUP_LAYERS, ids=[c[-1] for c in FOUR_GROUP_LAYERS])
+def test_four_groups(kw, rows, cols, G, how):
+    q = random_layer_model(seed=9, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=4)
+    f = build_layout(q, cfg).layers[0].fields
+    assert f["groups"] == G and bool(f["fold"]) == ("fold" in how), how
+    check(q, cfg, seed=9, ready_p=0.6, valid_p=0.8)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_four_groups(seed):
+    """Random layers (small classes favoured, some pooled) on four-group engines."""
+    rng = np.random.default_rng(1000 + seed)
+    k = int(rng.choice([1, 3, 3, 3]))
+    s = int(rng.integers(1, 3))
+    pool = bool(rng.integers(2))
+    lo = 2 * s if pool else 1
+    kw = dict(c_in=int(rng.integers(1, 6)), c_out=int(rng.integers(1, 24)), h=int(rng.integers(lo, 12)),
+              w=int(rng.integers(lo, 12)), k=k, stride=s, relu=bool(rng.integers(2)),
+              variant=str(rng.choice(["PSD2_P8", "PSD1_P16", "PS4_P4", "PS2_P6", "pSC9"])) if k == 3 else "pSC9")
+    if pool and k == 1 and s == 2:
+        kw.update(h=max(kw["h"], 3), w=max(kw["w"], 3))
+    kw["pool"] = pool
+    rows, cols = [(8, 8), (4, 4), (8, 4), (16, 2)][seed % 4]
+    q = random_layer_model(seed=seed, **kw)
+    check(q, ArrayConfig.for_model(q, rows=rows, cols=cols, groups=4), seed=seed, ready_p=0.7,
+          valid_p=0.8)
+
+
+def test_four_group_chain():
+    """A chain on a four-group engine: layers pick 4, 2 or 1 groups (or fold) each."""
+    q = random_chain_model([dict(c_out=16, variant="PSD2_P8", pool=True), dict(c_out=8, variant="PSD1_P16"),
+                            dict(c_out=20, stride=2), dict(c_out=5, k=1), dict(c_out=4, kind="fc")],
+                           c_in=2, h=14, w=13, seed=21)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=4)
+    used = {(p.fields["groups"], p.fields["fold"]) for p in build_layout(q, cfg).layers}
+    assert (4, 0) in used and (1, 0) in used, used
+    check(q, cfg, seed=21, ready_p=0.5, valid_p=0.7)
+
+
+def test_digitsnet_four_groups():
+    from host.synthetic import random_qmodel
+    q = random_qmodel("DigitsNet_PSD2_P8", seed=3)
+    cfg = ArrayConfig.for_model(q)
+    assert cfg.groups == 4            # classes of 2 filters: the cycle model picks four groups
+    check(q, cfg, seed=3)

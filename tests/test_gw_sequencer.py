@@ -64,14 +64,15 @@ def expected_steps(layout):
                 steps[-1] = steps[-1][:4] + (True,)
                 top = r + P * (b * gs + gs - 1)
                 n_cols = min(C, f["w_out"] - ox0)
-                if pool:     # pooled: the pair's pooled row, floor(cols / 2) lanes
-                    addr = f["out_base"] + top * f["out_hw"] + oy // 2 * f["out_w"] + ox0 // 2
-                    mask = 0 if T == 2 and oy + 1 >= f["h_out"] else (1 << n_cols // 2) - 1
+                live = min(T, f["h_out"] - oy)
+                if pool:     # pooled: the last pair's pooled row, floor(cols / 2) lanes
+                    addr = (f["out_base"] + top * f["out_hw"] + (oy + G - 1) // 2 * f["out_w"]
+                            + ox0 // 2)
+                    mask = 0 if fold and live < 2 else (1 << n_cols // 2) - 1
                 else:
                     addr = f["out_base"] + top * f["out_hw"] + (oy + G - 1) * f["out_w"] + ox0
                     mask = ((1 << n_cols) - 1) * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"]))
-                tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask,
-                             int(G == 2 and oy + 1 < f["h_out"]), odd))
+                tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask, live, odd))
             entry += kk
     return steps, tags
 
@@ -100,12 +101,21 @@ def test_step_stream_pool(seed):
     run_step_stream(q, rows, cols, seed)
 
 
-def run_step_stream(q, rows, cols, seed):
-    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols)
+def _ports(cfg, f):
+    """Read ports (1 = rd2 ...) that feed the layer's groups 1 .. (fold: the port at row R/2)."""
+    GM = cfg.groups
+    if f["fold"]:
+        return [GM // 2]
+    return [g * GM // f["groups"] for g in range(1, f["groups"])]
+
+
+def run_step_stream(q, rows, cols, seed, groups=None):
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
     layout = build_layout(q, cfg)
     want_steps, want_tags = expected_steps(layout)
+    ports = _ports(cfg, layout.layers[0].fields)
     dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
-    steps, tags = [], []
+    steps, tags, split_seen = [], [], set()
 
     async def tb(ctx):
         for space, addr, word in layout.load_words():
@@ -129,15 +139,15 @@ def run_step_stream(q, rows, cols, seed):
                 pending.pop(0)
             ctx.set(dut.result.ready, 1)
             if ctx.get(dut.step_valid):
-                two = ctx.get(dut.split) or ctx.get(dut.fold)
+                split_seen.add(ctx.get(dut.split) if cfg.groups >= 2 else 0)
                 steps.append((ctx.get(dut.w_addr),
-                              [ctx.get(dut.rd_addr)] + ([ctx.get(dut.rd2_addr)] if two else []),
-                              [ctx.get(dut.rd_ok)] + ([ctx.get(dut.rd2_ok)] if two else []),
+                              [ctx.get(dut.rd_addr)] + [ctx.get(getattr(dut, f"rd{k + 1}_addr")) for k in ports],
+                              [ctx.get(dut.rd_ok)] + [ctx.get(getattr(dut, f"rd{k + 1}_ok")) for k in ports],
                               bool(ctx.get(dut.step_first)), bool(ctx.get(dut.step_last))))
             if ctx.get(dut.tag.valid):
                 p = dut.tag.payload
                 tags.append((ctx.get(p.channel), ctx.get(p.addr), ctx.get(p.rows), ctx.get(p.cols),
-                             ctx.get(p.group1), ctx.get(p.odd)))
+                             ctx.get(p.live), ctx.get(p.odd)))
                 pending.append(cyc + 25)
             valid, last = ctx.get(dut.result.valid), ctx.get(dut.result.payload.last)
             await ctx.tick()
@@ -150,6 +160,10 @@ def run_step_stream(q, rows, cols, seed):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+    split = 0
+    for k in ports if not layout.layers[0].fields["fold"] else []:
+        split |= 1 << (k - 1)
+    assert split_seen == {split}, f"seed {seed}: split {split_seen} vs {split}"
     assert steps == want_steps, f"seed {seed}"
     # The top row may lie past the last filter; its channel and address are then only defined
     # modulo the field widths (rows below it count down from it with the same wrap-around).
@@ -166,3 +180,18 @@ def run_step_stream(q, rows, cols, seed):
 def test_step_stream_pool_shapes(kw, rows, cols):
     q = random_layer_model(seed=5, pool=True, **kw)
     run_step_stream(q, rows, cols, 5)
+
+
+@pytest.mark.parametrize("seed", range(40, 48))
+def test_step_stream_four_groups(seed):
+    """Four row groups (classes of R/4 filters or fewer, and larger ones in several blocks),
+    some layers pooled: every group reads its own port, rows oy .. oy+3 per tile."""
+    rng = np.random.default_rng(seed)
+    variant = str(rng.choice(["PSD2_P8", "PS4_P4", "PSD1_P16", "pSC9", "PS2_P6"]))
+    s = int(rng.integers(1, 3))
+    pool = bool(seed % 2)
+    q = random_layer_model(seed=seed, c_in=int(rng.integers(1, 4)), c_out=int(rng.integers(1, 20)),
+                           h=int(rng.integers(2 * s, 12)), w=int(rng.integers(2 * s, 10)),
+                           stride=s, variant=variant, pool=pool)
+    rows, cols = [(8, 4), (4, 4), (8, 2), (16, 4)][seed % 4]
+    run_step_stream(q, rows, cols, seed, groups=4)

@@ -16,9 +16,11 @@ def _model():
                                dict(c_out=5, kind="fc")], c_in=2, h=5, w=7, seed=3)
 
 
-def test_weights_decode_to_the_dense_tensor():
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_weights_decode_to_the_dense_tensor(groups):
+    """Every row group holds the block's filters (row i: filter r + P * (b * gs + i mod gs))."""
     q = _model()
-    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=groups)
     lay = build_layout(q, cfg)
     R = cfg.rows
     wbytes = lay.sections[Space.WEIGHTS].view(np.uint8).view(np.int8).reshape(-1, 4 * cfg.words_per_entry)[:, :R]
@@ -29,15 +31,21 @@ def test_weights_decode_to_the_dense_tensor():
         w = np.asarray(layer.weight).reshape(layer.c_out, f["c_in"], -1)
         rebuilt = np.zeros_like(w)
         e = f["weight_base"]
+        gs = R // f["groups"]
         for r in range(P):
-            for b in range(-(-plan.class_filters[r] // R)):
+            for b in range(-(-plan.class_filters[r] // gs)):
                 k = 0
                 for c in range(f["c_in"]):
                     for t in [t for t in range(9) if masks[(r + c) % P] >> t & 1]:
                         for i in range(R):
-                            fil = r + P * (b * R + i)
+                            fil = r + P * (b * gs + i % gs)
                             if fil < layer.c_out:
-                                rebuilt[fil, c, t] = wbytes[e + k, i]
+                                if i < gs:
+                                    rebuilt[fil, c, t] = wbytes[e + k, i]
+                                else:
+                                    assert wbytes[e + k, i] == rebuilt[fil, c, t]
+                            else:
+                                assert wbytes[e + k, i] == 0
                         k += 1
                 e += k
         assert np.array_equal(rebuilt, w), plan.name
@@ -128,3 +136,43 @@ def test_refusals():
     q.layers[0].pool = True
     with pytest.raises(ValueError, match="pool needs a conv output of at least 2 x 2"):
         build_layout(q, ArrayConfig())
+
+
+def test_layer_mapping_picks_the_fastest():
+    """Row groups by the cycle model: classes of R/4 filters take four groups (a quarter of the
+    tiles), full classes one, a tie the fewest weight entries; the fold where the map is C/2
+    wide; never more groups than the config has."""
+    from hw.layout import layer_mapping
+    # 8 classes of 2 filters, 16 steps each, 8 x 8 conv output, R = C = 8.
+    steps, per = (16,) * 8, (2,) * 8
+    m4 = layer_mapping(steps, per, 8, 8, rows=8, cols=8, groups=4)
+    assert (m4["groups"], m4["fold"], m4["group_rows"], m4["tiles"]) == (4, 0, 2, 2)
+    assert m4["cycles"] == layer_cycles(steps, per, 2, rows=8, cols=8, group_rows=2)
+    assert m4["entries"] == 8 * 16
+    m2 = layer_mapping(steps, per, 8, 8, rows=8, cols=8, groups=2)
+    assert (m2["groups"], m2["tiles"]) == (2, 4) and m2["cycles"] > m4["cycles"]
+    assert layer_mapping(steps, per, 8, 8, rows=8, cols=8, groups=1)["groups"] == 1
+    # One class of 8 filters: one group (more would only add blocks).
+    m = layer_mapping((18,), (8,), 8, 8, rows=8, cols=8, groups=4)
+    assert (m["groups"], m["tiles"], m["entries"]) == (1, 8, 18)
+    # 5 filters: 1 block x 8 rows, 2 x 4 (a tie: fewer entries wins), or 3 blocks x 2 tiles.
+    m = layer_mapping((18,), (5,), 8, 8, rows=8, cols=8, groups=4)
+    assert (m["groups"], m["tiles"], m["entries"]) == (4, 2, 54)
+    m = layer_mapping((18,), (5,), 8, 8, rows=8, cols=8, groups=2)
+    assert (m["groups"], m["entries"]) == (1, 18)
+    # A map C/2 wide with full classes folds (also on a four-group engine).
+    m = layer_mapping((18,), (16,), 7, 4, rows=8, cols=8, groups=4)
+    assert (m["groups"], m["fold"], m["tiles"]) == (1, 1, 4)
+
+
+def test_four_groups_cycle_model_and_pool():
+    """Four groups: tiles of 4 output rows; a pooled layer costs POOL_CYCLES more, same tiles."""
+    from hw.layout import POOL_CYCLES
+    q = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8")
+    qp = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8", pool=True)
+    cfg = ArrayConfig(rows=8, cols=4, groups=4)
+    (p,), (pp,) = build_layout(q, cfg).layers, build_layout(qp, cfg).layers
+    assert p.fields["groups"] == 4 and p.tiles == 2 * 3          # ceil(7/4) x ceil(9/4)
+    assert p.cycles == layer_cycles(p.steps, p.class_filters, 6, rows=8, cols=4, group_rows=2)
+    assert pp.cycles == p.cycles + POOL_CYCLES and pp.macs == p.macs
+    assert (pp.fields["out_w"], pp.fields["out_hw"]) == (4, 12)
