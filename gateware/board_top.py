@@ -17,7 +17,7 @@ can be exercised on its own.
 """
 
 from amaranth import Cat, ClockDomain, Elaboratable, Instance, Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -74,21 +74,24 @@ class BoardTop(Elaboratable):
         # On Arty the platform creates `sync` from clk100 and the RESET button.
         m.submodules.engine = engine = self.engine
 
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
         # The pin is asynchronous to the engine clock; idle high so reset looks like an idle line.
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, engine.uart_rx, init=1)
-        m.d.comb += uart.tx.o.eq(engine.uart_tx)
+        m.submodules.rx_sync = FFSynchronizer(rx_buf.i, engine.uart_rx, init=1)
+        m.d.comb += tx_buf.o.eq(engine.uart_tx)
 
         heartbeat = Signal(27)
         m.d.sync += heartbeat.eq(heartbeat + 1)
         status = [getattr(engine, name) for name in STATUS_PORTS] + [heartbeat[-1]]
         for index, value in enumerate(status):
-            m.d.comb += platform.request("led", index).o.eq(value)
+            m.submodules[f"led{index}_buf"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
+            m.d.comb += led.o.eq(value)
         return m
 
     def _ecp5_clocking(self, m, platform):
-        clk25 = platform.request("clk25", 0)
-        button = platform.request("button_fire", 0)
+        m.submodules.clk25_buf = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+        m.submodules.button_buf = button = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
         m.domains.sync = cd_sync = ClockDomain("sync")
         # The PLL drives the domain's clock directly. No FREQUENCY NET preference: nextpnr
         # derives the 100 MHz constraint of this net from the PLL's FREQUENCY_PIN_CLKI / _CLKOP
