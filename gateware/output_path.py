@@ -6,8 +6,10 @@ computes, exactly as :func:`hw.quant.requantize`::
     y = clamp(((acc + bias) * M + 2**(s - 1)) >> s, lo, 127)      lo = 0 if relu else -128
 
 with every intermediate wide enough never to wrap (``acc + bias`` in 33 bits, the product in 50,
-the rounded sum in 51). Each operation has its own register stage (param read, add, multiply,
-round, shift, clamp) so that no wide adder follows a multiplier in the same cycle. The channel's
+the rounded sum in 51). Each operation has its own register stage (param read, bias register,
+add, two partial products, their sum, round, shift, clamp) so that no wide adder follows a memory
+read or a multiplier in the same cycle: the 33 x 16 product is split at bit 17 into two products
+that each fit one 18 x 18 multiplier (ECP5 MULT18X18D; one DSP48E1 each), registered, then added. The channel's
 bias, ``M`` and ``s`` live in two small memories written through the load port (BIAS, REQUANT).
 A sideband (the write address and lane mask) travels alongside unchanged.
 
@@ -27,7 +29,7 @@ __all__ = ["OutputPath", "OUTPUT_LATENCY", "PoolStage", "POOL_LATENCY", "POOL_ST
            "POOL_COMBINE", "POOL_FOLD"]
 
 #: Cycles from :attr:`OutputPath.valid` to :attr:`OutputPath.out_valid`.
-OUTPUT_LATENCY = 6
+OUTPUT_LATENCY = 8
 
 
 class OutputPath(wiring.Component):
@@ -96,19 +98,35 @@ class OutputPath(wiring.Component):
         mult = Signal(unsigned(MULTIPLIER_BITS))
         shift = Signal(range(SHIFT_MAX + 1))
         m.d.comb += [mult.eq(rq_rp.data[:MULTIPLIER_BITS]), shift.eq(rq_rp.data[MULTIPLIER_BITS:])]
-        # Stage 2: + bias.
+        # Stage 2: the bias read is registered (a BRAM output feeds no adder directly).
         v2, side2, relu2 = stage(v1, side1, relu1, 2)
         m2, s2 = Signal.like(mult), Signal.like(shift)
         m.d.sync += [m2.eq(mult), s2.eq(shift)]
+        bias2 = Signal(signed(32))
+        acc2 = [Signal(signed(ACC_BITS), name=f"acc2_{j}") for j in range(C)]
+        m.d.sync += [bias2.eq(bias_rp.data)] + [acc2[j].eq(acc1[j]) for j in range(C)]
+        # Stage 2b: + bias.
+        v2b, side2b, relu2b = stage(v2, side2, relu2, "2b")
+        m2b, s2b = Signal.like(mult), Signal.like(shift)
+        m.d.sync += [m2b.eq(m2), s2b.eq(s2)]
         sum2 = [Signal(signed(ACC_BITS + 1), name=f"sum2_{j}") for j in range(C)]
-        m.d.sync += [sum2[j].eq(acc1[j] + bias_rp.data) for j in range(C)]
-        # Stage 3: * M.
-        v3, side3, relu3 = stage(v2, side2, relu2, 3)
+        m.d.sync += [sum2[j].eq(acc2[j] + bias2) for j in range(C)]
+        # Stage 3a: the two partial products of sum2 * M (low 17 bits unsigned, high 16 signed).
+        LO = 17
+        v3a, side3a, relu3a = stage(v2b, side2b, relu2b, "3a")
+        s3a = Signal.like(shift)
+        m.d.sync += s3a.eq(s2b)
+        plo = [Signal(unsigned(LO + MULTIPLIER_BITS), name=f"plo_{j}") for j in range(C)]
+        phi = [Signal(signed(ACC_BITS + 1 - LO + MULTIPLIER_BITS + 1), name=f"phi_{j}") for j in range(C)]
+        m.d.sync += [plo[j].eq(sum2[j][:LO] * m2b) for j in range(C)]
+        m.d.sync += [phi[j].eq(sum2[j][LO:].as_signed() * m2b) for j in range(C)]
+        # Stage 3: their sum (= sum2 * M).
+        v3, side3, relu3 = stage(v3a, side3a, relu3a, 3)
         s3 = Signal.like(shift)
         rnd3 = Signal(signed(ACC_BITS + MULTIPLIER_BITS + 3))
-        m.d.sync += [s3.eq(s2), rnd3.eq(Const(1, 1) << (s2 - 1)[:6])]
+        m.d.sync += [s3.eq(s3a), rnd3.eq(Const(1, 1) << (s3a - 1)[:6])]
         prod3 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"prod3_{j}") for j in range(C)]
-        m.d.sync += [prod3[j].eq(sum2[j] * m2) for j in range(C)]
+        m.d.sync += [prod3[j].eq((phi[j] << LO) + plo[j]) for j in range(C)]
         # Stage 4: + 2**(s-1).
         v4, side4, relu4 = stage(v3, side3, relu3, 4)
         s4 = Signal.like(shift)

@@ -53,6 +53,23 @@ def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.St
                               "cols": cols, "live": range(5), "odd": 1})
 
 
+def _cmul(x, k: int):
+    """``x * k`` for a small constant ``k`` as shifts and one add / subtract (no multiplier)."""
+    if k < 0:
+        return -_cmul(x, -k)
+    if k == 0:
+        return Const(0, 1)
+    if (k & (k - 1)) == 0:
+        return x << (k.bit_length() - 1)
+    if ((k + 1) & k) == 0:                      # 2**n - 1
+        return (x << k.bit_length()) - x
+    terms = [x << b for b in range(k.bit_length()) if (k >> b) & 1]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
 def _lowbit(m, v, name):
     """Index of the lowest set bit of ``v`` (0 when none)."""
     out = Signal(range(TAP_BITS), name=name)
@@ -176,9 +193,14 @@ class Sequencer(wiring.Component):
             m.d.comb += self.counters[n].eq(ctr[n])
 
         layer = Signal(range(cfg.max_layers + 1))
+        pbits = cfg.p_max.bit_length()
+        rd_start = max(LAYER_FIELDS.index("period"), LAYER_FIELDS.index("out_hw")) + 2
+        assert rd_start + pbits - 1 <= len(LAYER_FIELDS), "row_dec needs more descriptor cycles"
         di = Signal(range(len(LAYER_FIELDS) + 2))
         pad = Signal(2)
         m.d.comb += pad.eq(F["k"] >> 1)
+        pad_w = Signal(_FIELD_BITS + 1)  # pad * w_in (pad is 0 or 1: k is 1 or 3)
+        m.d.comb += pad_w.eq(Mux(pad != 0, F["w_in"], 0))
         stride2 = Signal()
         m.d.comb += stride2.eq(F["stride"] == 2)
         S = signed(AB + 4)
@@ -199,11 +221,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [fold.eq(F["fold"] == 1), two.eq(g2 | fold)]
         multi = Signal()                  # a tile covers several output rows
         m.d.comb += multi.eq(two | g4)
-        tr = Signal(range(5))             # output rows per tile (1, 2 or 4)
-        m.d.comb += tr.eq(Mux(g4, 4, Mux(two, 2, 1)))
+        tr = Signal(range(5))             # output rows per tile (1, 2 or 4; set in SETUP)
         q4 = max(1, R // 4)
-        gs = Signal(range(R + 1))         # rows per group
-        m.d.comb += gs.eq(Mux(g4, q4, Mux(g2, R // 2, R)))
+        gs = Signal(range(R + 1))         # rows per group (set in SETUP)
         y_step = Signal(4)                # input rows from one tile row to the next: G * s
         rw_step = Signal(S)               # G * s * w_in
         pix_step = Signal(AB + 8)         # output address from one tile row (pair) to the next
@@ -349,6 +369,25 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.result.valid.eq(res_valid), self.result.payload.data.eq(res_data),
                      self.result.payload.last.eq(res_last)]
 
+        # MAC counter, pipelined off the issue path: the step's active rows, columns and output
+        # rows are registered, their product formed in two more stages with shifts and adds (no
+        # multiplier), then added; ``macs`` lags the issued steps by three cycles (the layer's
+        # drain is far longer).
+        mac_v = Signal()
+        mac_r, mac_c, mac_l = Signal.like(rows_act), Signal.like(cols_act), Signal.like(live)
+        m.d.sync += mac_v.eq(0)
+        mac_p1 = Signal(range(R * C + 1))
+        mac_l1 = Signal.like(live)
+        mac_inc = Signal(range(4 * R * C + 1))
+        p1 = Const(0, 1)
+        for b in range(len(mac_c)):
+            p1 = p1 + Mux(mac_c[b], mac_r << b, 0)
+        m.d.sync += [mac_p1.eq(Mux(mac_v, p1, 0)), mac_l1.eq(mac_l),
+                     mac_inc.eq(Mux(mac_l1 == 4, mac_p1 << 2,
+                                    Mux(mac_l1 == 3, mac_p1 + (mac_p1 << 1),
+                                        Mux(mac_l1 == 2, mac_p1 << 1, Mux(mac_l1 == 1, mac_p1, 0))))),
+                     ctr["macs"].eq(ctr["macs"] + mac_inc)]
+
         def layer_done():
             m.next = "DRAIN"
 
@@ -366,24 +405,33 @@ class Sequencer(wiring.Component):
                     for i, n in enumerate(LAYER_FIELDS):
                         with m.Case(i + 1):
                             m.d.sync += F[n].eq(drp.data)
+                # row_dec = period * out_hw, one bit of period a cycle once both fields are
+                # loaded (no multiplier; the descriptor load has cycles to spare).
+                with m.If(di == 0):
+                    m.d.sync += row_dec.eq(0)
+                for b in range(pbits):
+                    with m.If((di == rd_start + b) & F["period"][b]):
+                        m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
                 with m.If(di == len(LAYER_FIELDS)):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.sync += [
                     w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
                     x_step.eq(Mux(stride2, 2 * C, C)),
-                    row_dec.eq(F["period"] * F["out_hw"]),
                     r.eq(0), cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
+                    tr.eq(Mux(g4, 4, Mux(two, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
                     blk_base.eq(F["weight_base"]), gap.eq(R),
                 ]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
                 P_ = F["period"]
-                m.d.sync += [blk_inc.eq(Mux(g4, row_dec * q4, Mux(g2, row_dec * (R // 2), row_dec * R))),
-                             top_off.eq(Mux(g4, row_dec * (q4 - 1),
-                                            Mux(g2, row_dec * (R // 2 - 1), row_dec * (R - 1)))),
-                             blk_chs.eq(Mux(g4, P_ * q4, Mux(g2, P_ * (R // 2), P_ * R))),
-                             top_ch.eq(Mux(g4, P_ * (q4 - 1), Mux(g2, P_ * (R // 2 - 1), P_ * (R - 1)))),
+                m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
+                                            Mux(g2, _cmul(row_dec, R // 2), _cmul(row_dec, R)))),
+                             top_off.eq(Mux(g4, _cmul(row_dec, q4 - 1),
+                                            Mux(g2, _cmul(row_dec, R // 2 - 1), _cmul(row_dec, R - 1)))),
+                             blk_chs.eq(Mux(g4, _cmul(P_, q4), Mux(g2, _cmul(P_, R // 2), _cmul(P_, R)))),
+                             top_ch.eq(Mux(g4, _cmul(P_, q4 - 1),
+                                           Mux(g2, _cmul(P_, R // 2 - 1), _cmul(P_, R - 1)))),
                              y_step.eq(Mux(g4, Mux(stride2, 8, 4),
                                            Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1)))),
                              rw_step.eq(Mux(g4, w_step << 2, Mux(two, w_step << 1, w_step))),
@@ -392,14 +440,14 @@ class Sequencer(wiring.Component):
                                              Mux(g4, F["out_w"] << 2,
                                                  Mux(two, F["out_w"] << 1, F["out_w"])))),
                              top_row.eq(Mux(pool, Mux(g4, F["out_w"], 0),
-                                            Mux(g4, F["out_w"] * 3, Mux(g2, F["out_w"], 0))))]
+                                            Mux(g4, _cmul(F["out_w"], 3), Mux(g2, F["out_w"], 0))))]
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
                     dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
                     dyo = Signal(range(4), name=f"dy{k}")
                     m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], int(k == mid))))
                     fold_off = w_step - Mux(stride2, C, C // 2) if k == mid else 0
                     m.d.sync += [off.eq(Mux(fold & ~g2 & ~g4, fold_off,
-                                            Mux(dyo == 3, w_step * 3, Mux(dyo == 2, w_step << 1,
+                                            Mux(dyo == 3, _cmul(w_step, 3), Mux(dyo == 2, w_step << 1,
                                                                           Mux(dyo == 1, w_step, 0))))),
                                  dyr.eq(Mux(stride2, dyo << 1, dyo))]
                 m.next = "CLASS"
@@ -417,7 +465,7 @@ class Sequencer(wiring.Component):
             with m.State("PREP"):
                 m.d.sync += [first_tap.eq(start_tap), tap.eq(start_tap), c.eq(0),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
-                             oy.eq(0), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-(pad * F["w_in"])),
+                             oy.eq(0), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -426,7 +474,8 @@ class Sequencer(wiring.Component):
                                  rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(waddr),
                                  first.eq(0), waddr.eq(waddr + 1),
                                  ctr["busy"].eq(ctr["busy"] + 1),
-                                 ctr["macs"].eq(ctr["macs"] + rows_act * cols_act * live)]
+                                 mac_v.eq(1), mac_r.eq(rows_act), mac_c.eq(cols_act),
+                                 mac_l.eq(live)]
                     m.d.sync += [a.eq(n0 + off) for a, off in zip(rdk_addr, port_off)]
                     m.d.sync += [o.eq(okk) for o, okk in zip(rdk_ok, oks)]
                     with m.If(more_taps):
@@ -474,7 +523,7 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w + rw_step)]
                                 with m.Else():
                                     m.d.sync += [oy.eq(0), pix_row.eq(0), row_y0.eq(-pad),
-                                                 row_w.eq(-(pad * F["w_in"])),
+                                                 row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
                                     with m.If(rows_left > gs):
                                         m.d.sync += [rows_left.eq(rows_left - gs),

@@ -6,7 +6,9 @@ position of the class's shared tap sequence) enters per cycle: ``w[i]`` is row `
 ``i`` cycles, column ``j`` delayed ``j``) so that weights move right and activations move down
 through registers only, and PE ``(i, j)`` sees step ``t`` at cycle ``t + i + j``.
 
-Each PE multiplies (registered 8 x 8 product), then accumulates into a 32-bit accumulator that
+Each PE multiplies (its operands copied into their own registers, then a registered 8 x 8
+product: the multiplier sits between two registers of its own, not on the systolic paths), then
+accumulates into a 32-bit accumulator that
 ``first`` clears; ``last`` copies the final sum into a result register. When the bottom PE of a
 column has captured, the column's results load into a drain chain that shifts down one row per
 cycle; the columns are then deskewed so that :attr:`out_data` carries one filter row (all C
@@ -25,7 +27,7 @@ __all__ = ["SystolicArray", "ARRAY_LATENCY"]
 
 def ARRAY_LATENCY(rows: int, cols: int) -> int:
     """Cycles from a tile's ``last`` step at the inputs to :attr:`out_first` of its drain."""
-    return rows + cols + 3
+    return rows + cols + 4
 
 
 class SystolicArray(wiring.Component):
@@ -131,9 +133,14 @@ class SystolicArray(wiring.Component):
                 c_q = Signal(ctl, name=f"c_{i}_{j}")
                 aq = Signal(signed(8), name=f"a_{i}_{j}")
                 m.d.sync += [w_q.eq(w_left), c_q.eq(c_left), aq.eq(a_top)]
+                # The multiplier's own input registers (copies of the systolic ones).
+                wm = Signal(signed(8), name=f"wm_{i}_{j}")
+                am = Signal(signed(8), name=f"am_{i}_{j}")
+                c1 = Signal(ctl, name=f"c1_{i}_{j}")
+                m.d.sync += [wm.eq(w_q), am.eq(aq), c1.eq(c_q)]
                 prod = Signal(signed(16), name=f"p_{i}_{j}")
                 c2 = Signal(ctl, name=f"c2_{i}_{j}")
-                m.d.sync += [prod.eq(w_q * aq), c2.eq(c_q)]
+                m.d.sync += [prod.eq(wm * am), c2.eq(c1)]
                 acc = Signal(signed(ACC_BITS), name=f"acc_{i}_{j}")
                 r = Signal(signed(ACC_BITS), name=f"res_{i}_{j}")
                 cp = Signal(name=f"cap_{i}_{j}")

@@ -83,6 +83,8 @@ DESC_LAYER_WORDS = 32
 LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 2 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
+#: Cycles of the engine's output path (``gateware.output_path.OUTPUT_LATENCY``).
+OUTPUT_PATH_CYCLES = 8
 #: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
 POOL_CYCLES = 2
 
@@ -90,8 +92,10 @@ POOL_CYCLES = 2
 def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     """Cycles from a layer's last issued step until its last row is written back (then the next
     layer may read it): issue register, two read stages, the array, the tag stage, the output path
-    (and the pool stage of a pooled layer)."""
-    from_issue = 2 + (rows + cols + 3) + rows + 6
+    (and the pool stage of a pooled layer). The output path is
+    ``gateware.output_path.OUTPUT_LATENCY`` (8) cycles, the array
+    ``gateware.systolic_array.ARRAY_LATENCY`` (``rows + cols + 4``)."""
+    from_issue = 2 + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
     return from_issue + (POOL_CYCLES if pool else 0)
 
 

@@ -146,3 +146,12 @@ def test_pool_stage_against_numpy():
     for (i, w), (_, g) in zip(want, got):
         if w is not None:
             assert g == [int(v) for v in w], f"row {i}"
+
+
+def test_latency_matches_cycle_model():
+    # hw.layout's exact cycle model counts the output path's and the array's pipeline stages.
+    from hw.layout import OUTPUT_PATH_CYCLES, drain_cycles
+    from gateware.systolic_array import ARRAY_LATENCY
+    assert OUTPUT_PATH_CYCLES == OUTPUT_LATENCY
+    for R, C in ((4, 4), (8, 8), (8, 2)):
+        assert drain_cycles(R, C) == 2 + ARRAY_LATENCY(R, C) + R + OUTPUT_LATENCY
