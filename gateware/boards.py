@@ -21,6 +21,8 @@ from typing import Callable
 from amaranth_boards.arty_a7 import ArtyA7_35Platform as _ArtyA7_35, ArtyA7_100Platform as _ArtyA7_100
 from amaranth_boards.ulx3s import ULX3S_85F_Platform as _ULX3S_85F
 
+from .uart import MIN_DIVISOR
+
 __all__ = [
     "ArtyA7_35Platform", "ArtyA7_100Platform", "ULX3S_85FPlatform",
     "Capacity", "Board", "BOARDS", "DEFAULT_BOARD", "UnknownBoardError", "BaudError",
@@ -217,13 +219,13 @@ def uart_divisor(*, clk_hz: int, baud: int, max_error: float = 0.02) -> tuple[in
         raise ValueError(f"Maximum baud error must be in (0, 0.05), not {max_error!r}")
     divisor = max(1, round(clk_hz / baud))
     error = clk_hz / divisor / baud - 1
-    if divisor < 4:
+    if divisor < MIN_DIVISOR:
         raise BaudError(
             f"Baud rate {baud} is not reachable at {clk_hz / 1e6:g} MHz: it needs "
-            f"{clk_hz / baud:.2f} clocks per bit, the UART needs at least 4")
+            f"{clk_hz / baud:.2f} clocks per bit, the UART needs at least {MIN_DIVISOR}")
     if abs(error) > max_error:
         nearby = ", ".join(f"{clk_hz / d:.0f} (divisor {d})"
-                           for d in (divisor - 1, divisor, divisor + 1) if d >= 4)
+                           for d in (divisor - 1, divisor, divisor + 1) if d >= MIN_DIVISOR)
         raise BaudError(
             f"Baud rate {baud} is not reachable at {clk_hz / 1e6:g} MHz within "
             f"{max_error:.0%}: the nearest divisor {divisor} gives {clk_hz / divisor:.0f} baud "

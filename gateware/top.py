@@ -107,7 +107,7 @@ class UartEngine(wiring.Component):
     config : hw.array.ArrayConfig, optional
         Generator parameters of the core (default: ``ArrayConfig()``).
     divisor : int
-        Clock cycles per UART bit (``gateware.uart.uart_divisor(clk_hz=, baud=)``).
+        Clock cycles per UART bit (``gateware.boards.uart_divisor(clk_hz=, baud=)``).
     timeout : int
         Mid-frame timeout of the link, in clock cycles.
     error_hold : int

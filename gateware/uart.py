@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from gateware.interfaces import ByteStream
 
-__all__ = ["MIN_DIVISOR", "UartRx", "UartTx", "uart_divisor", "check_divisor"]
+__all__ = ["MIN_DIVISOR", "UartRx", "UartTx", "check_divisor"]
 
 #: Three samples around mid-bit need at least four cycles per bit.
 MIN_DIVISOR = 4
@@ -24,28 +24,6 @@ def check_divisor(divisor) -> int:
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < MIN_DIVISOR:
         raise ValueError(f"Divisor must be an integer of at least {MIN_DIVISOR} clock cycles per "
                          f"bit, not {divisor!r}")
-    return divisor
-
-
-def uart_divisor(*, clk_hz: float, baud: float, tolerance: float = 0.02) -> int:
-    """Clock cycles per bit for ``baud`` at ``clk_hz``.
-
-    Raises
-    ------
-    ValueError
-        If the rounded divisor is below :data:`MIN_DIVISOR` or misses ``baud`` by more than
-        ``tolerance`` (relative); the message names the rate actually achieved.
-    """
-    if not clk_hz > 0 or not baud > 0:
-        raise ValueError(f"Clock and baud rate must be positive, not {clk_hz!r} and {baud!r}")
-    divisor = round(clk_hz / baud)
-    if divisor < MIN_DIVISOR:
-        raise ValueError(f"Baud rate {baud} needs at least {MIN_DIVISOR} cycles per bit at "
-                         f"{clk_hz} Hz; the highest is {clk_hz / MIN_DIVISOR:.0f}")
-    actual = clk_hz / divisor
-    if abs(actual - baud) / baud > tolerance:
-        raise ValueError(f"Baud rate {baud} at {clk_hz} Hz: divisor {divisor} gives {actual:.0f}, "
-                         f"off by more than {tolerance:.0%}")
     return divisor
 
 

@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from gateware.uart import UartRx, UartTx, uart_divisor
+from gateware.uart import UartRx, UartTx
 
 
 def bits_8n1(byte, stop=1):
@@ -32,12 +32,6 @@ def test_validation():
             cls(divisor=3)
         with pytest.raises(ValueError, match="not 4.5"):
             cls(divisor=4.5)
-    assert uart_divisor(clk_hz=100e6, baud=2_000_000) == 50
-    assert uart_divisor(clk_hz=100e6, baud=3_000_000) == 33
-    with pytest.raises(ValueError, match="the highest is 25000000"):
-        uart_divisor(clk_hz=100e6, baud=50e6)
-    with pytest.raises(ValueError, match="off by more than 2%"):
-        uart_divisor(clk_hz=10e6, baud=1.5e6)
 
 
 @pytest.mark.parametrize("divisor, skew", [(4, 0.0), (5, 0.03), (7, -0.03), (16, 0.04), (16, -0.04)])
