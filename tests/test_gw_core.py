@@ -15,10 +15,11 @@ from hw.reference import run_model
 VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P16")
 
 
-def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000):
+def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
+             pack_pairs=None):
     """Load ``qmodel`` and ``frame`` into a :class:`Core`, run it, return (result bytes, counters)."""
     layout = build_layout(qmodel, config)
-    dut = Core(config=config)
+    dut = Core(config=config, pack_pairs=pack_pairs)
     words = layout.load_words(frame)
     rng = np.random.default_rng(seed)
     out, counters, lens = [], {}, {}
@@ -98,10 +99,20 @@ def test_random_layer(seed):
     check(q, ArrayConfig.for_model(q, rows=rows, cols=cols), seed=seed, ready_p=0.7, valid_p=0.8)
 
 
-def test_chain_with_fc():
+@pytest.mark.parametrize("pack_pairs", [None, False], ids=["default", "unpacked"])
+def test_chain_with_fc(pack_pairs):
+    """Also with the array's pair packing off (as on ECP5): same bytes, same cycle counts."""
     q = random_chain_model([dict(c_out=6), dict(c_out=12, stride=2, variant="PSD2_P8"),
                             dict(c_out=5, k=1), dict(c_out=7, kind="fc")], c_in=2, h=7, w=9, seed=5)
-    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, ready_p=0.5)
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, ready_p=0.5, pack_pairs=pack_pairs)
+
+
+def test_rejects_bad_pack_pairs():
+    q = random_layer_model(seed=1, c_in=1, c_out=2, h=3, w=3)
+    cfg = ArrayConfig.for_model(q, rows=2, cols=2)
+    assert Core(config=cfg).pack_pairs is None and Core(config=cfg, pack_pairs=True).pack_pairs
+    with pytest.raises(TypeError, match="Core pack_pairs must be a bool or None, not 'yes'"):
+        Core(config=cfg, pack_pairs="yes")
 
 
 def test_digitsnet():
