@@ -166,15 +166,17 @@ def make_engine(*, config, divisor):
     return UartEngine(config=config, divisor=divisor)
 
 
-def estimate_memory(config) -> dict:
+def estimate_memory(config, *, family: str = "xc7") -> dict:
     """Block-RAM bits and DSPs an :class:`~hw.array.ArrayConfig` asks for, before synthesis.
 
     The memories: weights (``weight_depth`` x ``rows`` int8), activations (``act_depth`` bytes
     in every one of the ``groups`` copies of the banks, one per row group's read port),
     per-channel parameters (``param_depth`` x (32-bit bias + 22-bit requantization word:
-    16-bit multiplier and 6-bit shift)), period tables (``table_depth`` x 9-bit masks); one
-    multiplier per MAC. An estimate for a quick refusal: the synthesis report
-    (``utilization.json``) is the verdict.
+    16-bit multiplier and 6-bit shift)), period tables (``table_depth`` x 9-bit masks). DSPs:
+    the MACs (on ``family`` ``"xc7"`` two int8 MACs share a DSP48E1, see
+    :class:`gateware.systolic_array.SystolicArray`; elsewhere one each) plus two for each of the
+    ``cols`` 33 x 16 requantization multipliers. An estimate for a quick refusal: the synthesis
+    report (``utilization.json``) is the verdict.
     """
     from hw.quant import MULTIPLIER_BITS
     parts = {
@@ -183,8 +185,10 @@ def estimate_memory(config) -> dict:
         "parameters": config.param_depth * (32 + MULTIPLIER_BITS + 6),
         "tables": config.table_depth * 9,
     }
+    mac_dsp = config.rows * (-(-config.cols // 2) if family == "xc7" else config.cols)
+    dsp_parts = {"macs": mac_dsp, "requantization": 2 * config.cols}
     return {"bram_bits": sum(parts.values()), "bram_parts": parts,
-            "dsp": config.rows * config.cols}
+            "dsp": sum(dsp_parts.values()), "dsp_parts": dsp_parts}
 
 
 def check_fit(*, config, board: Board, what: str = "the engine") -> None:
@@ -192,7 +196,7 @@ def check_fit(*, config, board: Board, what: str = "the engine") -> None:
     what overflows and by how much."""
     if board.capacity is None:
         return
-    need = estimate_memory(config)
+    need = estimate_memory(config, family=board.family)
     cap = board.capacity
     problems = []
     if need["bram_bits"] > cap.bram_bits:
@@ -200,11 +204,14 @@ def check_fit(*, config, board: Board, what: str = "the engine") -> None:
         problems.append(f"block RAM: needs {need['bram_bits']:,} bits ({detail}), the part has "
                         f"{cap.bram_bits:,}: {need['bram_bits'] - cap.bram_bits:,} bits over")
     if need["dsp"] > cap.dsp:
+        parts = need["dsp_parts"]
         problems.append(f"DSPs: {config.rows}x{config.cols} array needs {need['dsp']} "
-                        f"multipliers, the part has {cap.dsp}: {need['dsp'] - cap.dsp} over")
+                        f"({parts['macs']} for the MACs + {parts['requantization']} for the "
+                        f"requantization), the part has {cap.dsp}: {need['dsp'] - cap.dsp} over")
     if problems:
         bigger = [b.name for b in BOARDS.values() if b.capacity and b.capacity.bram_bits >=
-                  need["bram_bits"] and b.capacity.dsp >= need["dsp"]]
+                  need["bram_bits"] and b.capacity.dsp >= estimate_memory(
+                      config, family=b.family)["dsp"]]
         hint = f"; boards that fit: {', '.join(bigger)}" if bigger else ""
         raise BuildError(f"{what} does not fit {board.name} ({board.part}): "
                          + "; ".join(problems) + hint)

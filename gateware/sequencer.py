@@ -22,6 +22,11 @@ rows and columns) that the output side pops when the array drains the tile. A ``
 held until R cycles after the previous one (the drain chain's time), the only bubble in steady
 state. After the last layer has been written back, the result bytes are streamed out.
 
+Timing: the walker decides each step from registers only (the index buffer's registered masks,
+the remaining taps of the channel, a registered last-channel flag); the step's address terms go
+to an issue snapshot and are summed into the issue register a cycle later
+(:data:`ISSUE_LATENCY`), and a tile's tag is summed a cycle after its snapshot.
+
 Counters (of the last frame): ``cycles`` from start to the last layer's last write, ``busy`` the
 cycles a step entered the array, ``macs`` the active PE operations (existing filter x existing
 output pixel), ``stalls`` the readout cycles the result stream was not ready.
@@ -38,7 +43,11 @@ from .act_buffer import READ_LATENCY
 from .index_buffer import IndexBuffer, TAP_BITS
 from .interfaces import ResultByte, Counters
 
-__all__ = ["Sequencer", "TileTag"]
+__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY"]
+
+#: Registers from the walker's decision to issue a step to the step outputs (``step_valid``,
+#: ``w_addr``, ``rd_addr``): the issue snapshot and the issue register.
+ISSUE_LATENCY = 2
 
 _FIELD_BITS = 24
 
@@ -67,15 +76,6 @@ def _cmul(x, k: int):
     out = terms[0]
     for t in terms[1:]:
         out = out + t
-    return out
-
-
-def _lowbit(m, v, name):
-    """Index of the lowest set bit of ``v`` (0 when none)."""
-    out = Signal(range(TAP_BITS), name=name)
-    for t in reversed(range(TAP_BITS)):
-        with m.If(v[t]):
-            m.d.comb += out.eq(t)
     return out
 
 
@@ -245,6 +245,7 @@ class Sequencer(wiring.Component):
         dy = Signal()                     # pool1: the tile is the pair's second row
         # Loop state.
         r = Signal(range(cfg.p_max + 1))
+        q_zero = Signal()                 # no class has more than rem filters' share (q == 0)
         rows_left = Signal(signed(_FIELD_BITS + 2))
         cls_ch = Signal(_FIELD_BITS)      # param channel of filter r
         cls_out = Signal(AB + 8)          # out_base + r * out_hw
@@ -252,7 +253,7 @@ class Sequencer(wiring.Component):
         blk_out = Signal(AB + 8)
         blk_base = Signal(self._wb + 1)
         waddr = Signal(self._wb + 1)
-        oy = Signal(_FIELD_BITS)
+        oy_left = Signal(signed(_FIELD_BITS + 1))   # h_out - oy: output rows from the tile's first
         cols_left = Signal(signed(_FIELD_BITS + 1))
         pix_row = Signal(AB + 8)          # oy * out_w
         ox0 = Signal(_FIELD_BITS)
@@ -260,9 +261,15 @@ class Sequencer(wiring.Component):
         row_w = Signal(S)                 # row_y0 * w_in
         x_base = Signal(S)                # ox0 * s - pad
         c = Signal(_FIELD_BITS)
+        ch_last = Signal()                # c is the last input channel (c + 1 >= c_in)
         chan = Signal(S)                  # in_base + c * hw_in
-        tap = Signal(range(TAP_BITS))
-        first_tap = Signal(range(TAP_BITS))
+        # The tap walk: the current step's kernel offsets and the taps of the channel still to
+        # come (the index buffer hands over each channel's lowest tap and the rest).
+        ky = Signal(2)
+        kx = Signal(2)
+        rem = Signal(TAP_BITS)
+        first_tap = Signal(range(TAP_BITS))   # the class's first channel, for each new tile
+        first_rem = Signal(TAP_BITS)
         first = Signal()
         gap = Signal(range(R + 2))
 
@@ -273,29 +280,49 @@ class Sequencer(wiring.Component):
         if GM >= 2:
             m.d.comb += self.split.eq(Cat(*split_bits))
 
-        # Current step (combinational from the loop state).
-        ky = Signal(2)
-        kx = Signal(2)
-        with m.If(F["k"] == 3):
-            m.d.comb += [ky.eq(Mux(tap >= 6, 2, Mux(tap >= 3, 1, 0))),
-                         kx.eq(tap - Mux(tap >= 6, 6, Mux(tap >= 3, 3, 0)))]
-        above = Signal(TAP_BITS)
-        m.d.comb += above.eq(ib.mask & ~((Const(2, TAP_BITS + 2) << tap) - 1))
-        next_tap = _lowbit(m, above, "next_tap")
-        chan_tap = _lowbit(m, ib.next_mask, "chan_tap")
-        start_tap = _lowbit(m, ib.mask, "start_tap")
+        # The walker (RUN): one step a cycle from registers only; its step goes to the issue
+        # snapshot (A), whose address arithmetic registers into the issue stage (S1) a cycle
+        # later (two short adder stages instead of one long one).
+        k3 = Signal()
+        m.d.comb += k3.eq(F["k"] == 3)
+
+        def goto_tap(tap):
+            """Load ky, kx of tap ``tap`` (row-major in the 3x3 kernel; 1x1 kernels: 0, 0)."""
+            return [ky.eq(Mux(k3, Mux(tap >= 6, 2, Mux(tap >= 3, 1, 0)), 0)),
+                    kx.eq(Mux(k3, tap - Mux(tap >= 6, 6, Mux(tap >= 3, 3, 0)), 0))]
+
         more_taps = Signal()
-        ch_last = Signal()
         is_last = Signal()
         hold = Signal()
-        m.d.comb += [more_taps.eq(above != 0), ch_last.eq(c + 1 >= F["c_in"]),
-                     is_last.eq(ch_last & ~more_taps), hold.eq(is_last & (gap < R))]
-        y = Signal(S)
-        m.d.comb += y.eq(row_y0 + ky)
+        m.d.comb += [more_taps.eq(rem != 0), is_last.eq(ch_last & ~more_taps),
+                     hold.eq(is_last & (gap < R))]
+        one_ch = Signal()
+        m.d.comb += one_ch.eq(F["c_in"] <= 1)
+        rem_tap = Signal(range(TAP_BITS))
+        for t in reversed(range(TAP_BITS)):
+            with m.If(rem[t]):
+                m.d.comb += rem_tap.eq(t)
+
+        # Issue snapshot (A): the step, its partial address sums and, for a tile's last step,
+        # the tag's terms.
+        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_waddr = Signal(self._wb)
+        a_cw = Signal(S)                  # chan + row_w + x_base
+        a_kk = Signal(S)                  # ky * w_in + kx
+        a_kk_ports = [Signal(S, name=f"a_kk{k + 1}") for k in range(1, max(2, GM))]
+        a_xk = Signal(S)                  # x_base + kx: column 0's input x
+        a_y = Signal(S)                   # row_y0 + ky: group 0's input row
+        m.d.sync += a_valid.eq(0)
         ky_w = Signal(S)
         m.d.comb += ky_w.eq(Mux(ky == 2, F["w_in"] << 1, Mux(ky == 1, F["w_in"], 0)))
+        issue_snapshot = [a_valid.eq(1), a_first.eq(first), a_last.eq(is_last), a_waddr.eq(waddr),
+                          a_cw.eq(chan + row_w + x_base), a_kk.eq(ky_w + kx),
+                          a_xk.eq(x_base + kx), a_y.eq(row_y0 + ky)]
+        issue_snapshot += [a.eq(ky_w + kx + off) for a, off in zip(a_kk_ports, port_off)]
+        y = Signal(S)
+        m.d.comb += y.eq(a_y)
         n0 = Signal(S)
-        m.d.comb += n0.eq(chan + row_w + ky_w + x_base + kx)
+        m.d.comb += n0.eq(a_cw + a_kk)
         ok = Signal(C)
         oks = [Signal(C, name=f"ok{k + 1}") for k in range(1, max(2, GM))]   # ports 1 ..
         y_oks = []
@@ -309,7 +336,7 @@ class Sequencer(wiring.Component):
         x_oks = []
         for j in range(C):
             xj = Signal(S, name=f"x{j}")
-            m.d.comb += xj.eq(x_base + kx + Mux(stride2, 2 * j, j))
+            m.d.comb += xj.eq(a_xk + Mux(stride2, 2 * j, j))
             x_ok = Signal(name=f"x_ok{j}")
             m.d.comb += x_ok.eq((xj >= 0) & (xj < F["w_in"]))
             x_oks.append(x_ok)
@@ -326,7 +353,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += okk[j].eq(yk_ok & x_oks[j])
         live = Signal(range(5))           # output rows of the tile that exist
         left = Signal(signed(_FIELD_BITS + 1))
-        m.d.comb += [left.eq(F["h_out"] - oy), live.eq(Mux(left >= tr, tr, left))]
+        m.d.comb += [left.eq(oy_left), live.eq(Mux(left >= tr, tr, left))]
         g1_ok = Signal()                  # the tile's second output row exists
         m.d.comb += g1_ok.eq(two & (live >= 2))
         rows_act = Signal(range(R + 1))
@@ -338,9 +365,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [rows_act.eq(Mux(rows_left >= gs, gs, rows_left)),
                      cols_act.eq(Mux(cols_left >= C, C, cols_left))]
 
-        # Issue stage registers (S1).
+        # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
-        m.d.sync += [s_valid.eq(0)]
+        m.d.sync += [s_valid.eq(a_valid), s_first.eq(a_first), s_last.eq(a_last)]
         m.d.comb += [self.step_valid.eq(s_valid), self.step_first.eq(s_first),
                      self.step_last.eq(s_last)]
         rd_addr = Signal(signed(AB + 2))
@@ -353,10 +380,24 @@ class Sequencer(wiring.Component):
         w_addr = Signal(self._wb)
         m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(rd_ok), self.rd_stride2.eq(rd_s2),
                      self.w_addr.eq(w_addr)]
+        with m.If(a_valid):
+            m.d.sync += [rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(a_waddr)]
+            m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_addr, a_kk_ports)]
+            m.d.sync += [o.eq(okk) for o, okk in zip(rdk_ok, oks)]
 
+        # The tag: its terms snapshot with the tile's last step, summed a cycle later (it is
+        # needed only when the tile drains, many cycles on).
         tag_valid = Signal()
         m.d.sync += tag_valid.eq(0)
         m.d.comb += self.tag.valid.eq(tag_valid)
+        t_valid = Signal()
+        m.d.sync += t_valid.eq(0)
+        t_out = Signal(AB + 8)            # blk_out + top_off
+        t_pix = Signal(AB + 8)            # pix_row + the tile's first column (pooled: lane) + top_row
+        t_fields = Signal(self._tag)
+        with m.If(t_valid):
+            m.d.sync += [tag_valid.eq(1), self.tag.payload.eq(t_fields),
+                         self.tag.payload.addr.eq(t_out + t_pix)]
         outstanding = Signal(range(64))
         push = Signal()
         m.d.sync += outstanding.eq(outstanding + push - self.tile_done)
@@ -415,7 +456,8 @@ class Sequencer(wiring.Component):
                 with m.If(di == len(LAYER_FIELDS)):
                     m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.sync += [
+                m.d.comb += ib.start.eq(1)
+                m.d.sync += [q_zero.eq(F["q"] == 0),
                     w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
                     x_step.eq(Mux(stride2, 2 * C, C)),
                     r.eq(0), cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
@@ -452,58 +494,62 @@ class Sequencer(wiring.Component):
                                  dyr.eq(Mux(stride2, dyo << 1, dyo))]
                 m.next = "CLASS"
             with m.State("CLASS"):
+                # Filters of class r: q + (r < rem). rem < P and P <= p_max, so the compares
+                # need only the class counter's width (short paths into the state register).
                 nr = Signal(_FIELD_BITS + 1)
-                m.d.comb += nr.eq(F["q"] + (r < F["rem"]))
-                with m.If(r >= F["period"]):
+                has_extra = Signal()
+                m.d.comb += [has_extra.eq(r < F["rem"][:len(r)]), nr.eq(F["q"] + has_extra)]
+                with m.If(r >= F["period"][:len(r)]):
                     layer_done()
-                with m.Elif(nr == 0):
+                with m.Elif(q_zero & ~has_extra):
+                    m.d.comb += ib.next_class.eq(1)
                     m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1), cls_out.eq(cls_out + F["out_hw"])]
                 with m.Else():
-                    m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
+                    m.d.comb += ib.restart.eq(1)
                     m.d.sync += [rows_left.eq(nr), blk_ch.eq(cls_ch), blk_out.eq(cls_out)]
                     m.next = "PREP"
             with m.State("PREP"):
-                m.d.sync += [first_tap.eq(start_tap), tap.eq(start_tap), c.eq(0),
+                m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), rem.eq(ib.rest),
+                             *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
-                             oy.eq(0), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
+                             oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~hold):
-                    m.d.sync += [s_valid.eq(1), s_first.eq(first), s_last.eq(is_last),
-                                 rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(waddr),
-                                 first.eq(0), waddr.eq(waddr + 1),
+                    m.d.sync += issue_snapshot
+                    m.d.sync += [first.eq(0), waddr.eq(waddr + 1),
                                  ctr["busy"].eq(ctr["busy"] + 1),
                                  mac_v.eq(1), mac_r.eq(rows_act), mac_c.eq(cols_act),
                                  mac_l.eq(live)]
-                    m.d.sync += [a.eq(n0 + off) for a, off in zip(rdk_addr, port_off)]
-                    m.d.sync += [o.eq(okk) for o, okk in zip(rdk_ok, oks)]
                     with m.If(more_taps):
-                        m.d.sync += tap.eq(next_tap)
+                        m.d.sync += [rem.eq(rem & (rem - 1)), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):
                         m.d.comb += ib.advance.eq(1)
-                        m.d.sync += [tap.eq(chan_tap), c.eq(c + 1), chan.eq(chan + F["hw_in"])]
+                        m.d.sync += [rem.eq(ib.next_rest), *goto_tap(ib.next_first_tap),
+                                     c.eq(c + 1), ch_last.eq(c + 2 >= F["c_in"]),
+                                     chan.eq(chan + F["hw_in"])]
                     with m.If(is_last):
                         # Tile done: push its tag, restart the tap walk, move to the next tile.
-                        m.d.comb += push.eq(1)
-                        m.d.sync += [tag_valid.eq(1), gap.eq(1),
-                                     self.tag.payload.channel.eq(blk_ch + top_ch),
-                                     self.tag.payload.addr.eq(blk_out + top_off + pix_row
-                                                              + Mux(pool, ox0 >> 1, ox0) + top_row),
-                                     self.tag.payload.rows.eq(rows_act),
-                                     self.tag.payload.live.eq(live),
-                                     self.tag.payload.odd.eq(dy),
+                        m.d.sync += [t_valid.eq(1), gap.eq(1),
+                                     t_fields.channel.eq(blk_ch + top_ch),
+                                     t_out.eq(blk_out + top_off),
+                                     t_pix.eq(pix_row + Mux(pool, ox0 >> 1, ox0) + top_row),
+                                     t_fields.rows.eq(rows_act),
+                                     t_fields.live.eq(live),
+                                     t_fields.odd.eq(dy),
                                      # Pooled with row groups: the core drops a pair whose
                                      # second row does not exist; folded: the tag does.
-                                     self.tag.payload.cols.eq(Mux(
+                                     t_fields.cols.eq(Mux(
                                          pool, Mux(fold & ~g1_ok, 0, pool_cols),
                                          Mux(fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols)))]
-                        m.d.comb += [ib.restart.eq(1), ib.start_slot.eq(r)]
-                        m.d.sync += [c.eq(0), chan.eq(F["in_base"]), tap.eq(first_tap), first.eq(1),
+                        m.d.comb += ib.restart.eq(1)
+                        m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
+                                     rem.eq(first_rem), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base)]
-                        with m.If(pool1 & ~dy & (oy + 1 < F["h_out"])):
+                        with m.If(pool1 & ~dy & (oy_left > 1)):
                             # Pooled, one row per tile: the pair's second row, same columns.
-                            m.d.sync += [dy.eq(1), oy.eq(oy + 1),
+                            m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),
                                          row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
@@ -512,17 +558,17 @@ class Sequencer(wiring.Component):
                                 m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
                                              cols_left.eq(cols_left - C)]
                                 with m.If(dy):      # back to the pair's first row
-                                    m.d.sync += [oy.eq(oy - 1),
+                                    m.d.sync += [oy_left.eq(oy_left + 1),
                                                  row_y0.eq(row_y0 - Mux(stride2, 2, 1)),
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(oy + tr < F["h_out"]):
-                                    m.d.sync += [oy.eq(oy + tr), pix_row.eq(pix_row + pix_step),
+                                with m.If(oy_left > tr):
+                                    m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + pix_step),
                                                  row_y0.eq(row_y0 + y_step),
                                                  row_w.eq(row_w + rw_step)]
                                 with m.Else():
-                                    m.d.sync += [oy.eq(0), pix_row.eq(0), row_y0.eq(-pad),
+                                    m.d.sync += [oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad),
                                                  row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
                                     with m.If(rows_left > gs):
@@ -530,6 +576,7 @@ class Sequencer(wiring.Component):
                                                      blk_ch.eq(blk_ch + blk_chs),
                                                      blk_out.eq(blk_out + blk_inc)]
                                     with m.Else():
+                                        m.d.comb += ib.next_class.eq(1)
                                         m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),
                                                      cls_out.eq(cls_out + F["out_hw"])]
                                         m.next = "CLASS"
@@ -561,6 +608,9 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += ctr["stalls"].eq(ctr["stalls"] + 1)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        # Outside the FSM so that it is a continuous assignment from registers: a procedural
+        # one may stay X in Icarus until its inputs first change, poisoning `outstanding`.
+        m.d.comb += push.eq(fsm.ongoing("RUN") & ~hold & is_last)
         with m.If(~fsm.ongoing("IDLE") & ~fsm.ongoing("READ") & ~fsm.ongoing("READ_WAIT")
                   & ~fsm.ongoing("SEND")):
             m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)

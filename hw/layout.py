@@ -91,11 +91,11 @@ POOL_CYCLES = 2
 
 def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     """Cycles from a layer's last issued step until its last row is written back (then the next
-    layer may read it): issue register, two read stages, the array, the tag stage, the output path
-    (and the pool stage of a pooled layer). The output path is
+    layer may read it): issue snapshot and issue register, two read stages, the array, the tag
+    stage, the output path (and the pool stage of a pooled layer). The output path is
     ``gateware.output_path.OUTPUT_LATENCY`` (8) cycles, the array
     ``gateware.systolic_array.ARRAY_LATENCY`` (``rows + cols + 4``)."""
-    from_issue = 2 + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
+    from_issue = 3 + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
     return from_issue + (POOL_CYCLES if pool else 0)
 
 

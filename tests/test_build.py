@@ -74,8 +74,20 @@ def test_check_fit_names_overflow():
     message = str(info.value)
     assert f"needs {need['bram_bits']:,} bits" in message
     assert f"{need['bram_bits'] - BOARDS['arty_a7'].capacity.bram_bits:,} bits over" in message
-    assert "16x16 array needs 256 multipliers, the part has 90: 166 over" in message
+    # By hand: 16 rows x 8 column pairs (two int8 MACs a DSP48E1) + 2 x 16 requantization.
+    assert "16x16 array needs 160 (128 for the MACs + 32 for the requantization), the part has " \
+           "90: 70 over" in message
     gb.check_fit(config=ArrayConfig(), board=BOARDS["arty_a7"])  # the default fits
+
+
+def test_dsp_estimate_per_family():
+    cfg = ArrayConfig(rows=16, cols=16)
+    assert gb.estimate_memory(cfg, family="xc7")["dsp"] == 16 * 8 + 32
+    assert gb.estimate_memory(cfg, family="ecp5")["dsp"] == 16 * 16 + 32
+    small = ArrayConfig(rows=4, cols=2)
+    assert gb.estimate_memory(small, family="xc7")["dsp_parts"] == {"macs": 4, "requantization": 4}
+    # The 16x16 engine fits the A7-100T's 240 DSP48E1 with pair packing (not the 35T's 90).
+    gb.check_fit(config=cfg.replace(weight_depth=4096, act_depth=65536), board=BOARDS["arty_a7_100"])
 
 
 def test_xilinx_counts_and_verdict():

@@ -152,6 +152,8 @@ def test_latency_matches_cycle_model():
     # hw.layout's exact cycle model counts the output path's and the array's pipeline stages.
     from hw.layout import OUTPUT_PATH_CYCLES, drain_cycles
     from gateware.systolic_array import ARRAY_LATENCY
+    from gateware.sequencer import ISSUE_LATENCY
     assert OUTPUT_PATH_CYCLES == OUTPUT_LATENCY
     for R, C in ((4, 4), (8, 8), (8, 2)):
-        assert drain_cycles(R, C) == 2 + ARRAY_LATENCY(R, C) + R + OUTPUT_LATENCY
+        # + 1: the tag stage between the drain and the output path.
+        assert drain_cycles(R, C) == ISSUE_LATENCY + 1 + ARRAY_LATENCY(R, C) + R + OUTPUT_LATENCY
