@@ -16,8 +16,10 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["ActBuffer", "READ_LATENCY"]
 
-#: Cycles from a read request to :attr:`ActBuffer.rd_data`.
-READ_LATENCY = 2
+#: Cycles from a read request to :attr:`ActBuffer.rd_data`: the block-RAM read, a register
+#: right after it (ECP5's DP16KD has a clock-to-out of almost 6 ns, too slow to feed the column
+#: select in the same cycle at 100 MHz), then the column select and zero padding.
+READ_LATENCY = 3
 
 
 class ActBuffer(wiring.Component):
@@ -145,17 +147,22 @@ class ActBuffer(wiring.Component):
 
     def _select(self, m, p, rd_lo, rd_ok, rd_data, bank_data):
         C, B, lb = self._cols, 2 * self._cols, self._lb
-        # Cycle 2: pick each column's bank, zero the padding.
-        lo1 = Signal(lb, name=f"lo1_{p}")
-        s2 = Signal(name=f"s2_{p}")
+        # Cycle 1 (with the read): each column's bank, registered with the padding flags.
+        sel1 = [Signal(lb, name=f"rsel1_{p}_{jj}") for jj in range(C)]
         ok1 = Signal(C, name=f"ok1_{p}")
-        m.d.sync += [lo1.eq(rd_lo), s2.eq(self.rd_stride2), ok1.eq(rd_ok)]
+        m.d.sync += [sel1[jj].eq(rd_lo + Mux(self.rd_stride2, 2 * jj, jj)) for jj in range(C)]
+        m.d.sync += ok1.eq(rd_ok)
+        # Cycle 2: the banks' outputs registered; the select and flags follow.
+        data2 = [Signal(8, name=f"rdata2_{p}_{b}") for b in range(B)]
+        m.d.sync += [data2[b].eq(bank_data[b]) for b in range(B)]
+        sel2 = [Signal(lb, name=f"rsel2_{p}_{jj}") for jj in range(C)]
+        ok2 = Signal(C, name=f"ok2_{p}")
+        m.d.sync += [sel2[jj].eq(sel1[jj]) for jj in range(C)] + [ok2.eq(ok1)]
+        # Cycle 3: pick each column's bank, zero the padding.
         for jj in range(C):
-            sel = Signal(lb, name=f"rsel{p}_{jj}")
-            m.d.comb += sel.eq(lo1 + Mux(s2, 2 * jj, jj))
             byte = Signal(8, name=f"rbyte{p}_{jj}")
-            with m.Switch(sel):
+            with m.Switch(sel2[jj]):
                 for b in range(B):
                     with m.Case(b):
-                        m.d.comb += byte.eq(bank_data[b])
-            m.d.sync += rd_data[jj].eq(Mux(ok1[jj], byte, 0))
+                        m.d.comb += byte.eq(data2[b])
+            m.d.sync += rd_data[jj].eq(Mux(ok2[jj], byte, 0))

@@ -33,7 +33,7 @@ from .boards import BOARDS, DEFAULT_BOARD, BaudError, Board, Capacity, UnknownBo
 __all__ = [
     "BuildResult", "BuildError", "ToolMissingError", "build", "find_tool", "parse_array",
     "make_config", "make_engine", "estimate_memory", "check_fit", "synth_xilinx_utilization",
-    "xilinx_counts", "main",
+    "xilinx_counts", "ecp5_report_timing", "ecp5_fmax", "main",
 ]
 
 #: Cells Yosys maps distributed RAM / shift registers to, and the LUTs each occupies.
@@ -295,7 +295,7 @@ def xilinx_verdict(counts: dict, capacity: Capacity) -> dict:
 
 # --- ECP5 timing -------------------------------------------------------------------------------
 
-def _ecp5_timing(report: dict, *, target_mhz: float) -> dict:
+def ecp5_report_timing(report: dict, *, target_mhz: float) -> dict:
     """``timing.json`` content from nextpnr's ``--report`` JSON: the engine clock's Fmax and,
     when short of the target, the critical path's cells."""
     fmax = report.get("fmax", {})
@@ -312,8 +312,55 @@ def _ecp5_timing(report: dict, *, target_mhz: float) -> dict:
         steps = paths[0].get("path", [])
         timing["critical_path"] = [
             {"type": s.get("type"), "from": s.get("from", {}).get("cell"),
-             "to": s.get("to", {}).get("cell"), "net": s.get("net"),
+             "from_port": s.get("from", {}).get("port"), "to": s.get("to", {}).get("cell"),
+             "to_port": s.get("to", {}).get("port"), "net": s.get("net"),
              "delay_ns": round(s.get("delay", 0.0), 3)} for s in steps]
+    return timing
+
+
+def _nextpnr_part_options(board: Board) -> list:
+    """nextpnr-ecp5's device, package and speed options for ``board``'s part, taken from its
+    amaranth-boards platform (the same ones Amaranth's own build script passes)."""
+    platform = board.platform()
+    return [platform._nextpnr_device_options[platform.device], "--package",
+            platform._nextpnr_package_options[platform.package].upper(),
+            "--speed", str(platform.speed)]
+
+
+def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f",
+              target_mhz: float | None = None) -> dict:
+    """Post-route timing of a stand-alone Verilog design on ``board``'s ECP5 part.
+
+    Runs Yosys ``synth_ecp5`` and ``nextpnr-ecp5`` (the same tools and part options as the
+    board build) with every clock constrained to ``target_mhz`` (default: the board's clock) and
+    the IOs placed freely, and returns :func:`ecp5_report_timing` of nextpnr's report plus
+    ``utilization`` and ``seconds``. For timing one component in a harness (``bench.fmax``);
+    the board build times the whole engine behind its PLL.
+    """
+    spec = get_board(board)
+    if spec.family != "ecp5":
+        raise ValueError(f"Board {board!r} is not an ECP5 board")
+    target_mhz = spec.clk_hz / 1e6 if target_mhz is None else target_mhz
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / f"{top}.v").write_text(verilog_text)
+    (work_dir / f"{top}.ys").write_text(f"read_verilog {top}.v\n"
+                                        f"synth_ecp5 -top {top}\n"
+                                        f"write_json {top}.json\n")
+    t0 = time.monotonic()
+    _run_logged([find_tool("YOSYS"), "-q", "-s", f"{top}.ys"], cwd=work_dir,
+                log=work_dir / "yosys.log")
+    _run_logged([find_tool("NEXTPNR_ECP5"), "--quiet", *_nextpnr_part_options(spec),
+                 "--freq", f"{target_mhz:g}", "--json", f"{top}.json",
+                 "--report", f"{top}.report.json", "--detailed-timing-report",
+                 "--timing-allow-fail", "--lpf-allow-unconstrained"],
+                cwd=work_dir, log=work_dir / "nextpnr.log")
+    report = json.loads((work_dir / f"{top}.report.json").read_text())
+    timing = ecp5_report_timing(report, target_mhz=target_mhz)
+    timing.update(part=spec.part,
+                  utilization={k: v for k, v in report.get("utilization", {}).items()
+                               if v.get("used")},
+                  seconds=round(time.monotonic() - t0, 1))
     return timing
 
 
@@ -446,7 +493,7 @@ def _build_ecp5(result, *, progress, program, platform):
     t0 = time.monotonic()
     _run_logged(["sh", "build_top.sh"], cwd=out_dir, log=out_dir / "flow.log", env=env)
     report = json.loads((out_dir / "top.report.json").read_text())
-    timing = _ecp5_timing(report, target_mhz=spec.clk_hz / 1e6)
+    timing = ecp5_report_timing(report, target_mhz=spec.clk_hz / 1e6)
     timing.update(board=spec.name, part=spec.part, engine=result.engine,
                   array=f"{result.config.rows}x{result.config.cols}",
                   utilization={k: v for k, v in report.get("utilization", {}).items()

@@ -7,8 +7,8 @@ load stream is ready whenever the core is idle (and back-pressured while it runs
 early INPUT word can never collide with a write-back). The compute pipeline has a fixed latency
 and no internal back-pressure; the only elastic points are the load and result streams.
 
-Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> column
-select and zero padding (S3) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
+Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> bank
+output registers (S3) -> column select and zero padding (S4) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
 (popped from a FIFO sized for the tiles in flight) gives each drained row its channel and address
 -> output path (bias, requantization, ReLU, clamp) -> optional 2x2 max-pool -> write-back of C
 bytes (pooled: C/2, or C/4 when folded).
@@ -108,18 +108,23 @@ class Core(wiring.Component):
             act.ld_en.eq(wr & (space == Space.INPUT)), act.ld_addr.eq(addr), act.ld_data.eq(word),
         ]
 
-        # Step: S1 (sequencer registers) -> S2 (memory reads) -> S3 (array inputs).
+        # Step: S1 (sequencer registers) -> READ_LATENCY cycles of activation reads (the
+        # weight entry is read in the first; its register chain covers the rest) -> array inputs.
         m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
                      seq.rd_data0.eq(act.rd_data[0])]
+
+        def delayed(sig, n, name):
+            for k in range(n):
+                nxt = Signal.like(sig, name=f"{name}_d{k}")
+                m.d.sync += nxt.eq(sig)
+                sig = nxt
+            return sig
+
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
-            s2, s3 = Signal(), Signal()
-            m.d.sync += [s2.eq(src), s3.eq(s2)]
-            m.d.comb += dst.eq(s3)
-        w3 = Signal.like(ws.w)
-        m.d.sync += w3.eq(ws.w)
-        m.d.comb += [arr.w.eq(w3), arr.a.eq(act.rd_data)]
+            m.d.comb += dst.eq(delayed(src, READ_LATENCY, src.name))
+        m.d.comb += [arr.w.eq(delayed(ws.w, READ_LATENCY - 1, "w")), arr.a.eq(act.rd_data)]
         if GM >= 2:
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),
@@ -131,7 +136,6 @@ class Core(wiring.Component):
             mid = getattr(act, f"rd{GM // 2 + 1}_data")
             for j in range(C // 2, C):
                 m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], act.rd_data[j]))
-        assert READ_LATENCY == 2
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
         in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2

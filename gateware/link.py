@@ -141,6 +141,17 @@ class Link(wiring.Component):
         wpos = Signal(range(MAX_PAYLOAD // 4 + 1))     # word position of `word` in the image
         n_sect = Signal(16)                              # sections still to come
         crc_pos = Signal(range(MAX_PAYLOAD // 4 + 1))  # word position of the image CRC
+        # Words between the current one and the image CRC, registered: wpos and crc_pos change
+        # only with a completed word, at least four bytes (cycles) before the next one is
+        # checked, so the section checks compare against a register instead of an adder chain.
+        room = Signal(range(-(MAX_PAYLOAD // 4) - 2, MAX_PAYLOAD // 4 + 1))
+        m.d.sync += room.eq(crc_pos - wpos - 1)
+        # A completed image word is checked and routed the cycle after its last byte (words are
+        # at least four cycles apart), from a register: the checks' compares and the decisions
+        # they enable do not follow the receive path in the same cycle.
+        img_stb = Signal()
+        img_word = Signal(32)
+        m.d.sync += img_stb.eq(0)
         sec_left = Signal(range(SPACE_WORDS + 1))
         sec_space = Signal(len(core.load.payload.space))
         sec_addr = Signal(ADDR_BITS)
@@ -183,9 +194,9 @@ class Link(wiring.Component):
             m.d.sync += [nak_code.eq(code), self.nak.eq(1)]
             respond(NAK, 2, _Kind.NAK)
 
-        def sections_done(next_pos, crc_at):
+        def sections_done(at_crc):
             # After the last section the next word must be the image CRC.
-            with m.If(next_pos != crc_at):
+            with m.If(~at_crc):
                 fail(ErrorCode.BAD_SECTION)
             with m.Else():
                 m.d.sync += phase.eq(_Phase.CRC)
@@ -200,10 +211,14 @@ class Link(wiring.Component):
             frame_crc.start.eq(crc_start),
             frame_crc.data.eq(Mux(tx_side, tx.payload, rx.payload)),
             frame_crc.valid.eq(Mux(tx_side, tx_crc_valid, rx_take & in_frame_crc)),
-            img_crc.data.eq(rx.payload),
-            img_crc.valid.eq(rx_take & in_image_crc & (cmd == Command.LOAD_IMAGE)
-                             & (phase < _Phase.CRC)),
         ]
+        # The image CRC takes each byte a cycle late, as the image words are checked: `phase`
+        # then reflects every word completed before the byte.
+        crc_byte = Signal(8)
+        crc_take = Signal()
+        m.d.sync += [crc_byte.eq(rx.payload),
+                     crc_take.eq(rx_take & in_image_crc & (cmd == Command.LOAD_IMAGE))]
+        m.d.comb += [img_crc.data.eq(crc_byte), img_crc.valid.eq(crc_take & (phase < _Phase.CRC))]
 
         # Mid-frame idle counter: counts only while the host sends nothing, not while we stall.
         mid_frame = Signal()
@@ -308,12 +323,7 @@ class Link(wiring.Component):
                                     m.d.sync += in_addr.eq(in_addr + 1)
                             with m.Case(Command.LOAD_IMAGE):
                                 with m.If(bidx == 3):
-                                    self._image_word(m, word=word, wpos=wpos, phase=phase,
-                                                     n_sect=n_sect, crc_pos=crc_pos,
-                                                     sec_left=sec_left, sec_space=sec_space,
-                                                     sec_addr=sec_addr, seen=seen, length=length,
-                                                     img_crc=img_crc.crc, emit=emit, fail=fail,
-                                                     sections_done=sections_done)
+                                    m.d.sync += [img_stb.eq(1), img_word.eq(word)]
                 with m.Elif(timed_out):
                     nak(ErrorCode.TIMEOUT)
 
@@ -416,10 +426,18 @@ class Link(wiring.Component):
                     with m.If(k == 3):
                         m.next = "HUNT"
 
+        with m.If(img_stb):
+            # wpos has moved on to the next word.
+            self._image_word(m, word=img_word, wpos=wpos - 1, phase=phase, n_sect=n_sect,
+                             crc_pos=crc_pos, sec_left=sec_left, sec_space=sec_space,
+                             sec_addr=sec_addr, seen=seen, length=length, room=room,
+                             img_crc=img_crc.crc, emit=emit, fail=fail,
+                             sections_done=sections_done)
+
         return m
 
     def _image_word(self, m, *, word, wpos, phase, n_sect, crc_pos, sec_left, sec_space, sec_addr,
-                    seen, length, img_crc, emit, fail, sections_done):
+                    seen, length, room, img_crc, emit, fail, sections_done):
         """One complete image word: the checks of :func:`hw.image.parse_image`, in its order."""
         with m.Switch(phase):
             with m.Case(_Phase.HEAD):
@@ -439,7 +457,7 @@ class Link(wiring.Component):
                         with m.If((word << 2) != length):
                             fail(ErrorCode.BAD_SECTION)
                         with m.Elif(n_sect == 0):
-                            sections_done(HEADER_WORDS, word - 1)
+                            sections_done(word == HEADER_WORDS + 1)
                         with m.Else():
                             m.d.sync += phase.eq(_Phase.SECT)
             with m.Case(_Phase.SECT):
@@ -450,7 +468,7 @@ class Link(wiring.Component):
                     for s in Space:
                         with m.Case(s):
                             m.d.comb += [known.eq(1), cap_ok.eq(n_words <= self._capacity[s])]
-                fits = (wpos + 1 + n_words) <= crc_pos
+                fits = n_words <= room            # wpos + 1 + n_words <= crc_pos
                 with m.If(~known | (seen >> space[:3])[0] | ~cap_ok | ~fits):
                     fail(ErrorCode.BAD_SECTION)
                 with m.Else():
@@ -458,7 +476,7 @@ class Link(wiring.Component):
                                  n_sect.eq(n_sect - 1)]
                     with m.If(n_words == 0):
                         with m.If(n_sect == 1):
-                            sections_done(wpos + 1, crc_pos)
+                            sections_done(room == 0)
                     with m.Else():
                         m.d.sync += [phase.eq(_Phase.DATA), sec_left.eq(n_words),
                                      sec_space.eq(space), sec_addr.eq(0)]
@@ -467,7 +485,7 @@ class Link(wiring.Component):
                 m.d.sync += [sec_addr.eq(sec_addr + 1), sec_left.eq(sec_left - 1)]
                 with m.If(sec_left == 1):
                     with m.If(n_sect == 0):
-                        sections_done(wpos + 1, crc_pos)
+                        sections_done(room == 0)
                     with m.Else():
                         m.d.sync += phase.eq(_Phase.SECT)
             with m.Case(_Phase.CRC):

@@ -69,8 +69,8 @@ from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
-           "layer_cycles", "drain_cycles", "POOL_CYCLES", "layer_mapping", "model_cycles",
-           "GROUP_CHOICES"]
+           "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
+           "layer_mapping", "model_cycles", "GROUP_CHOICES"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -83,6 +83,12 @@ DESC_LAYER_WORDS = 32
 LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 2 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
+#: Cycles from a step's issue to the array inputs: the activation buffer's read latency
+#: (``gateware.act_buffer.READ_LATENCY``: bank read, bank output register, column select).
+READ_CYCLES = 3
+#: Cycles a step spends in the sequencer before its issue register (the issue snapshot:
+#: ``gateware.sequencer.ISSUE_LATENCY - 1``).
+ISSUE_CYCLES = 1
 #: Cycles of the engine's output path (``gateware.output_path.OUTPUT_LATENCY``).
 OUTPUT_PATH_CYCLES = 8
 #: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
@@ -91,11 +97,12 @@ POOL_CYCLES = 2
 
 def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     """Cycles from a layer's last issued step until its last row is written back (then the next
-    layer may read it): issue snapshot and issue register, two read stages, the array, the tag
-    stage, the output path (and the pool stage of a pooled layer). The output path is
-    ``gateware.output_path.OUTPUT_LATENCY`` (8) cycles, the array
+    layer may read it): the issue snapshot (:data:`ISSUE_CYCLES`), the read stages
+    (:data:`READ_CYCLES`, the issue register's included), the array, the tag stage, the output
+    path (and the pool stage of a pooled layer). The output path is
+    ``gateware.output_path.OUTPUT_LATENCY`` (:data:`OUTPUT_PATH_CYCLES`) cycles, the array
     ``gateware.systolic_array.ARRAY_LATENCY`` (``rows + cols + 4``)."""
-    from_issue = 3 + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
+    from_issue = ISSUE_CYCLES + READ_CYCLES + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
     return from_issue + (POOL_CYCLES if pool else 0)
 
 
