@@ -178,8 +178,16 @@ def _top(config):
                        core=Core(config=config, pack_pairs=False))], []
 
 
+def _sequencer(config):
+    from gateware.act_buffer import flat_addr_bits
+    from gateware.sequencer import Sequencer
+    ab = flat_addr_bits(cols=config.cols, bank_depth=config.bank_depth)
+    return [Sequencer(config=config, act_addr_bits=ab)], []
+
+
 #: name -> factory of ``(components, links)`` for an ``hw.array.ArrayConfig``.
 COMPONENTS = {
+    "sequencer": _sequencer,
     "link": _link,
     "uart": _uart,
     "act_buffer": _act_buffer,

@@ -14,12 +14,17 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ActBuffer", "READ_LATENCY"]
+__all__ = ["ActBuffer", "READ_LATENCY", "flat_addr_bits"]
 
 #: Cycles from a read request to :attr:`ActBuffer.rd_data`: the block-RAM read, a register
 #: right after it (ECP5's DP16KD has a clock-to-out of almost 6 ns, too slow to feed the column
 #: select in the same cycle at 100 MHz), then the column select and zero padding.
 READ_LATENCY = 3
+
+
+def flat_addr_bits(*, cols: int, bank_depth: int) -> int:
+    """Bits of a flat byte address into ``2 * cols`` banks of ``bank_depth`` bytes."""
+    return max(1, (bank_depth * 2 * cols - 1).bit_length())
 
 
 class ActBuffer(wiring.Component):
@@ -62,7 +67,7 @@ class ActBuffer(wiring.Component):
             raise ValueError(f"ActBuffer ports must be 1, 2 or 4, not {ports!r}")
         self._cols, self._depth, self._ports = cols, bank_depth, ports
         self._lb = (2 * cols).bit_length() - 1
-        self._abits = max(1, (bank_depth * 2 * cols - 1).bit_length())
+        self._abits = flat_addr_bits(cols=cols, bank_depth=bank_depth)
         super().__init__({
             "rd_addr": In(signed(self._abits + 2)), "rd_stride2": In(1), "rd_ok": In(cols),
             "rd_data": Out(data.ArrayLayout(signed(8), cols)),

@@ -62,6 +62,13 @@ def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.St
                               "cols": cols, "live": range(5), "odd": 1})
 
 
+def _exceeds(x, y, bits: int, *, equal: bool = False):
+    """``x > y`` (``x >= y`` with ``equal``) for a non-negative counter ``x`` and ``y < 2**bits``:
+    the high bits only need an OR, so the compare stays ``bits`` wide (short paths)."""
+    low = x[:bits] >= y if equal else x[:bits] > y
+    return (x[bits:] != 0) | low
+
+
 def _cmul(x, k: int):
     """``x * k`` for a small constant ``k`` as shifts and one add / subtract (no multiplier)."""
     if k < 0:
@@ -353,7 +360,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += okk[j].eq(yk_ok & x_oks[j])
         live = Signal(range(5))           # output rows of the tile that exist
         left = Signal(signed(_FIELD_BITS + 1))
-        m.d.comb += [left.eq(oy_left), live.eq(Mux(left >= tr, tr, left))]
+        m.d.comb += [left.eq(oy_left), live.eq(Mux(_exceeds(left, tr, 3, equal=True), tr, left))]
         g1_ok = Signal()                  # the tile's second output row exists
         m.d.comb += g1_ok.eq(two & (live >= 2))
         rows_act = Signal(range(R + 1))
@@ -362,8 +369,11 @@ class Sequencer(wiring.Component):
         m.d.comb += low_cols.eq((Const(1, C + 1) << cols_act) - 1)
         pool_cols = Signal(C)             # pooled lanes: floor(cols_act / 2) (folded: C/4)
         m.d.comb += pool_cols.eq((Const(1, C + 1) << (cols_act >> 1)) - 1)
-        m.d.comb += [rows_act.eq(Mux(rows_left >= gs, gs, rows_left)),
-                     cols_act.eq(Mux(cols_left >= C, C, cols_left))]
+        # (rows_left, cols_left and oy_left count down from positive values and stay positive.)
+        gb = len(gs)
+        cb = (C + 1).bit_length()
+        m.d.comb += [rows_act.eq(Mux(_exceeds(rows_left, gs, gb, equal=True), gs, rows_left)),
+                     cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
@@ -547,14 +557,14 @@ class Sequencer(wiring.Component):
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
                                      rem.eq(first_rem), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base)]
-                        with m.If(pool1 & ~dy & (oy_left > 1)):
+                        with m.If(pool1 & ~dy & _exceeds(oy_left, 1, 3)):
                             # Pooled, one row per tile: the pair's second row, same columns.
                             m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),
                                          row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
                             m.d.sync += dy.eq(0)
-                            with m.If(cols_left > C):
+                            with m.If(_exceeds(cols_left, C, cb)):
                                 m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
                                              cols_left.eq(cols_left - C)]
                                 with m.If(dy):      # back to the pair's first row
@@ -563,7 +573,7 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(oy_left > tr):
+                                with m.If(_exceeds(oy_left, tr, 3)):
                                     m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + pix_step),
                                                  row_y0.eq(row_y0 + y_step),
                                                  row_w.eq(row_w + rw_step)]
@@ -571,7 +581,7 @@ class Sequencer(wiring.Component):
                                     m.d.sync += [oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad),
                                                  row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
-                                    with m.If(rows_left > gs):
+                                    with m.If(_exceeds(rows_left, gs, gb)):
                                         m.d.sync += [rows_left.eq(rows_left - gs),
                                                      blk_ch.eq(blk_ch + blk_chs),
                                                      blk_out.eq(blk_out + blk_inc)]
