@@ -205,11 +205,14 @@ class Sequencer(wiring.Component):
         assert rd_start + pbits - 1 <= len(LAYER_FIELDS), "row_dec needs more descriptor cycles"
         di = Signal(range(len(LAYER_FIELDS) + 2))
         pad = Signal(2)
-        m.d.comb += pad.eq(F["k"] >> 1)
+        # Per-layer flags registered from the descriptor fields every cycle (valid from SETUP:
+        # SETUP0 gives them a cycle after the last field), so no wide compare of a field sits on
+        # a step's path.
+        m.d.sync += pad.eq(F["k"] >> 1)
         pad_w = Signal(_FIELD_BITS + 1)  # pad * w_in (pad is 0 or 1: k is 1 or 3)
-        m.d.comb += pad_w.eq(Mux(pad != 0, F["w_in"], 0))
+        m.d.sync += pad_w.eq(Mux(F["k"] >> 1 != 0, F["w_in"], 0))
         stride2 = Signal()
-        m.d.comb += stride2.eq(F["stride"] == 2)
+        m.d.sync += stride2.eq(F["stride"] == 2)
         S = signed(AB + 4)
         # Per-layer constants (SETUP).
         w_step = Signal(S)      # s * w_in: flat distance between output rows' input rows
@@ -220,12 +223,13 @@ class Sequencer(wiring.Component):
         GM = self._gmax
         g2 = Signal()                     # two row groups
         g4 = Signal()                     # four row groups
-        m.d.comb += g2.eq((F["groups"] == 2) & (GM >= 2))
+        m.d.sync += g2.eq((F["groups"] == 2) & (GM >= 2))
         if GM >= 4:
-            m.d.comb += g4.eq(F["groups"] == 4)
+            m.d.sync += g4.eq(F["groups"] == 4)
         fold = Signal()                   # two output rows in the two column halves
         two = Signal()                    # a tile covers two output rows
-        m.d.comb += [fold.eq(F["fold"] == 1), two.eq(g2 | fold)]
+        m.d.sync += fold.eq(F["fold"] == 1)
+        m.d.comb += two.eq(g2 | fold)
         multi = Signal()                  # a tile covers several output rows
         m.d.comb += multi.eq(two | g4)
         tr = Signal(range(5))             # output rows per tile (1, 2 or 4; set in SETUP)
@@ -239,7 +243,8 @@ class Sequencer(wiring.Component):
         top_ch = Signal(_FIELD_BITS)      # P * (gs - 1): the block's top row
         pool = Signal()                   # 2x2 max-pool: out_w / out_hw are the pooled sizes
         pool1 = Signal()                  # pooled, one output row per tile: rows run in pairs
-        m.d.comb += [pool.eq(F["pool"] == 1), pool1.eq(pool & ~multi)]
+        m.d.sync += pool.eq(F["pool"] == 1)
+        m.d.comb += pool1.eq(pool & ~multi)
         # Extra read ports k = 1 .. G_max-1 (port k feeds row k * R / G_max): the output row
         # offset dy of group k * G / G_max (when whole), or the fold's second row at R / 2.
         mid = max(1, GM // 2)
@@ -278,7 +283,10 @@ class Sequencer(wiring.Component):
         first_tap = Signal(range(TAP_BITS))   # the class's first channel, for each new tile
         first_rem = Signal(TAP_BITS)
         first = Signal()
-        gap = Signal(range(R + 2))
+        # Last steps at least max(R, 2) cycles apart: R for the drain chain, 2 so that the tile
+        # flags below (registered from the loop state) are current at every tile's end.
+        span = max(R, 2)
+        gap = Signal(range(span + 2))
 
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
@@ -291,7 +299,7 @@ class Sequencer(wiring.Component):
         # snapshot (A), whose address arithmetic registers into the issue stage (S1) a cycle
         # later (two short adder stages instead of one long one).
         k3 = Signal()
-        m.d.comb += k3.eq(F["k"] == 3)
+        m.d.sync += k3.eq(F["k"] == 3)
 
         def goto_tap(tap):
             """Load ky, kx of tap ``tap`` (row-major in the 3x3 kernel; 1x1 kernels: 0, 0)."""
@@ -302,9 +310,9 @@ class Sequencer(wiring.Component):
         is_last = Signal()
         hold = Signal()
         m.d.comb += [more_taps.eq(rem != 0), is_last.eq(ch_last & ~more_taps),
-                     hold.eq(is_last & (gap < R))]
+                     hold.eq(is_last & (gap < span))]
         one_ch = Signal()
-        m.d.comb += one_ch.eq(F["c_in"] <= 1)
+        m.d.sync += one_ch.eq(F["c_in"] <= 1)
         rem_tap = Signal(range(TAP_BITS))
         for t in reversed(range(TAP_BITS)):
             with m.If(rem[t]):
@@ -340,12 +348,14 @@ class Sequencer(wiring.Component):
             y_oks.append(yk_ok)
         y_ok = Signal()
         m.d.comb += y_ok.eq((y >= 0) & (y < F["h_in"]))
+        # Column j's input x is a_xk + s * j; it exists when 0 <= x < w_in, i.e. when a_xk lies in
+        # [-s * j, w_in - s * j): per-layer bounds, so the compare needs no add first.
         x_oks = []
         for j in range(C):
-            xj = Signal(S, name=f"x{j}")
-            m.d.comb += xj.eq(a_xk + Mux(stride2, 2 * j, j))
+            x_hi = Signal(S, name=f"x_hi{j}")
+            m.d.sync += x_hi.eq(F["w_in"] - Mux(stride2, 2 * j, j))
             x_ok = Signal(name=f"x_ok{j}")
-            m.d.comb += x_ok.eq((xj >= 0) & (xj < F["w_in"]))
+            m.d.comb += x_ok.eq((a_xk >= Mux(stride2, -2 * j, -j)) & (a_xk < x_hi))
             x_oks.append(x_ok)
         for j in range(C):
             # Folded: port 0 serves columns 0 .. C/2-1 (row oy), the port at row R/2 columns
@@ -374,6 +384,17 @@ class Sequencer(wiring.Component):
         cb = (C + 1).bit_length()
         m.d.comb += [rows_act.eq(Mux(_exceeds(rows_left, gs, gb, equal=True), gs, rows_left)),
                      cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
+
+        # What a tile's end does next, registered from the loop state (which changes only at tile
+        # ends, at least two cycles apart, and in PREP, which sets them for the new values).
+        next_pair = Signal()              # pooled, one row per tile: the pair's second row next
+        more_cols = Signal()              # another tile along the row
+        more_rows = Signal()              # another tile row (or pair) of this block
+        more_blocks = Signal()            # another block of filters of this class
+        m.d.sync += [next_pair.eq(pool1 & ~dy & _exceeds(oy_left, 1, 3)),
+                     more_cols.eq(_exceeds(cols_left, C, cb)),
+                     more_rows.eq(_exceeds(oy_left, tr, 3)),
+                     more_blocks.eq(_exceeds(rows_left, gs, gb))]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
@@ -443,11 +464,14 @@ class Sequencer(wiring.Component):
             m.next = "DRAIN"
 
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
-        m.d.sync += gap.eq(Mux(gap < R, gap + 1, gap))
+        m.d.sync += gap.eq(Mux(gap < span, gap + 1, gap))
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [layer.eq(0), di.eq(0)] + [ctr[n].eq(0) for n in COUNTERS]
+                    # (`outstanding` is 0 here; clearing it also drops an X that Icarus may
+                    # compute before its first evaluation of the output side.)
+                    m.d.sync += [layer.eq(0), di.eq(0), outstanding.eq(0)]
+                    m.d.sync += [ctr[n].eq(0) for n in COUNTERS]
                     m.next = "DESC"
             with m.State("DESC"):
                 m.d.comb += drp.addr.eq(DESC_HEADER_WORDS + layer * DESC_LAYER_WORDS + di)
@@ -464,7 +488,9 @@ class Sequencer(wiring.Component):
                     with m.If((di == rd_start + b) & F["period"][b]):
                         m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
                 with m.If(di == len(LAYER_FIELDS)):
-                    m.next = "SETUP"
+                    m.next = "SETUP0"
+            with m.State("SETUP0"):
+                m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
                 m.d.sync += [q_zero.eq(F["q"] == 0),
@@ -472,7 +498,7 @@ class Sequencer(wiring.Component):
                     x_step.eq(Mux(stride2, 2 * C, C)),
                     r.eq(0), cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
                     tr.eq(Mux(g4, 4, Mux(two, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
-                    blk_base.eq(F["weight_base"]), gap.eq(R),
+                    blk_base.eq(F["weight_base"]), gap.eq(span),
                 ]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
@@ -523,6 +549,9 @@ class Sequencer(wiring.Component):
                              *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
                              oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
+                             next_pair.eq(pool1 & _exceeds(F["h_out"], 1, 3)),
+                             more_cols.eq(_exceeds(F["w_out"], C, cb)),
+                             more_rows.eq(_exceeds(F["h_out"], tr, 3)),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -557,14 +586,14 @@ class Sequencer(wiring.Component):
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
                                      rem.eq(first_rem), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base)]
-                        with m.If(pool1 & ~dy & _exceeds(oy_left, 1, 3)):
+                        with m.If(next_pair):
                             # Pooled, one row per tile: the pair's second row, same columns.
                             m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),
                                          row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
                             m.d.sync += dy.eq(0)
-                            with m.If(_exceeds(cols_left, C, cb)):
+                            with m.If(more_cols):
                                 m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
                                              cols_left.eq(cols_left - C)]
                                 with m.If(dy):      # back to the pair's first row
@@ -573,7 +602,7 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(_exceeds(oy_left, tr, 3)):
+                                with m.If(more_rows):
                                     m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + pix_step),
                                                  row_y0.eq(row_y0 + y_step),
                                                  row_w.eq(row_w + rw_step)]
@@ -581,7 +610,7 @@ class Sequencer(wiring.Component):
                                     m.d.sync += [oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad),
                                                  row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
-                                    with m.If(_exceeds(rows_left, gs, gb)):
+                                    with m.If(more_blocks):
                                         m.d.sync += [rows_left.eq(rows_left - gs),
                                                      blk_ch.eq(blk_ch + blk_chs),
                                                      blk_out.eq(blk_out + blk_inc)]

@@ -78,9 +78,9 @@ LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out
                 "param_base", "in_base", "out_base", "groups", "fold")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
-#: Cycles per layer outside its tiles: descriptor load (one per field, plus one), two setup cycles
-#: and the final class check.
-LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 2 + 1
+#: Cycles per layer outside its tiles: descriptor load (one per field, plus one), three setup
+#: cycles and the final class check.
+LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 3 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
 #: Cycles from a step's issue to the array inputs: the activation buffer's read latency
@@ -112,24 +112,25 @@ def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_row
 
     Per class: one CLASS cycle (plus one PREP cycle when the class has filters; classes after the
     last non-empty one overlap the drain); per tile its
-    ``L_r`` steps plus the cycles its last step is held until ``rows`` cycles after the previous
+    ``L_r`` steps plus the cycles its last step is held until ``max(rows, 2)`` cycles after the previous
     tile's last step (the drain chain's time); then the pipeline drain (:data:`POOL_CYCLES` longer
     for a pooled layer: pooling itself costs no step and no tile).
     """
-    gap = rows
+    span = max(rows, 2)       # last steps at least this far apart (gateware.sequencer)
+    gap = span
     cycles = LAYER_OVERHEAD
     # Empty classes after the last non-empty one are checked while the pipeline drains.
     last = max(i for i, n in enumerate(class_filters) if n)
     for L, n in zip(steps[:last + 1], class_filters[:last + 1]):
         cycles += 1
-        gap = min(gap + 1, rows)
+        gap = min(gap + 1, span)
         if not n:
             continue
         cycles += 1
-        gap = min(gap + 1, rows)
+        gap = min(gap + 1, span)
         for _ in range(-(-n // (group_rows or rows)) * tiles):
-            gap = min(gap + L - 1, rows)
-            hold = max(0, rows - gap)
+            gap = min(gap + L - 1, span)
+            hold = max(0, span - gap)
             cycles += L + hold
             gap = 1
     return cycles + drain_cycles(rows, cols, pool)
