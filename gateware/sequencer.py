@@ -201,9 +201,13 @@ class Sequencer(wiring.Component):
 
         layer = Signal(range(cfg.max_layers + 1))
         pbits = cfg.p_max.bit_length()
-        rd_start = max(LAYER_FIELDS.index("period"), LAYER_FIELDS.index("out_hw")) + 2
-        assert rd_start + pbits - 1 <= len(LAYER_FIELDS), "row_dec needs more descriptor cycles"
-        di = Signal(range(len(LAYER_FIELDS) + 2))
+        # Field i is read at di = i, registered out of the block RAM (its clock-to-out is slow on
+        # ECP5) and loaded into F at di = i + 2.
+        desc_q = Signal(32)
+        m.d.sync += desc_q.eq(drp.data)
+        rd_start = max(LAYER_FIELDS.index("period"), LAYER_FIELDS.index("out_hw")) + 3
+        assert rd_start + pbits - 1 <= len(LAYER_FIELDS) + 1, "row_dec needs more descriptor cycles"
+        di = Signal(range(len(LAYER_FIELDS) + 3))
         pad = Signal(2)
         # Per-layer flags registered from the descriptor fields every cycle (valid from SETUP:
         # SETUP0 gives them a cycle after the last field), so no wide compare of a field sits on
@@ -478,8 +482,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += di.eq(di + 1)
                 with m.Switch(di):
                     for i, n in enumerate(LAYER_FIELDS):
-                        with m.Case(i + 1):
-                            m.d.sync += F[n].eq(drp.data)
+                        with m.Case(i + 2):
+                            m.d.sync += F[n].eq(desc_q)
                 # row_dec = period * out_hw, one bit of period a cycle once both fields are
                 # loaded (no multiplier; the descriptor load has cycles to spare).
                 with m.If(di == 0):
@@ -487,7 +491,7 @@ class Sequencer(wiring.Component):
                 for b in range(pbits):
                     with m.If((di == rd_start + b) & F["period"][b]):
                         m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
-                with m.If(di == len(LAYER_FIELDS)):
+                with m.If(di == len(LAYER_FIELDS) + 1):
                     m.next = "SETUP0"
             with m.State("SETUP0"):
                 m.next = "SETUP"

@@ -78,9 +78,9 @@ LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out
                 "param_base", "in_base", "out_base", "groups", "fold")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
-#: Cycles per layer outside its tiles: descriptor load (one per field, plus one), three setup
-#: cycles and the final class check.
-LAYER_OVERHEAD = len(LAYER_FIELDS) + 1 + 3 + 1
+#: Cycles per layer outside its tiles: descriptor load (one per field, plus two: the block RAM's
+#: read and its output register), three setup cycles and the final class check.
+LAYER_OVERHEAD = len(LAYER_FIELDS) + 2 + 3 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
 #: Cycles from a step's issue to the array inputs: the activation buffer's read latency
