@@ -262,6 +262,15 @@ class Sequencer(wiring.Component):
         # Loop state.
         r = Signal(range(cfg.p_max + 1))
         q_zero = Signal()                 # no class has more than rem filters' share (q == 0)
+        # Class r's flags, registered with r (set for the new value wherever r changes): all
+        # classes done (r >= P), and class r takes one of the rem extra filters (r < rem).
+        cls_done = Signal()
+        cls_extra = Signal()
+
+        def next_class_flags():
+            nxt = r + 1
+            return [r.eq(nxt), cls_done.eq(nxt >= F["period"][:len(r)]),
+                    cls_extra.eq(nxt < F["rem"][:len(r)])]
         rows_left = Signal(signed(_FIELD_BITS + 2))
         cls_ch = Signal(_FIELD_BITS)      # param channel of filter r
         cls_out = Signal(AB + 8)          # out_base + r * out_hw
@@ -310,10 +319,13 @@ class Sequencer(wiring.Component):
             return [ky.eq(Mux(k3, Mux(tap >= 6, 2, Mux(tap >= 3, 1, 0)), 0)),
                     kx.eq(Mux(k3, tap - Mux(tap >= 6, 6, Mux(tap >= 3, 3, 0)), 0))]
 
-        more_taps = Signal()
+        more_taps = Signal()              # rem != 0, registered with rem
+
+        def load_rem(v):
+            return [rem.eq(v), more_taps.eq(v != 0)]
         is_last = Signal()
         hold = Signal()
-        m.d.comb += [more_taps.eq(rem != 0), is_last.eq(ch_last & ~more_taps),
+        m.d.comb += [is_last.eq(ch_last & ~more_taps),
                      hold.eq(is_last & (gap < span))]
         one_ch = Signal()
         m.d.sync += one_ch.eq(F["c_in"] <= 1)
@@ -500,7 +512,9 @@ class Sequencer(wiring.Component):
                 m.d.sync += [q_zero.eq(F["q"] == 0),
                     w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
                     x_step.eq(Mux(stride2, 2 * C, C)),
-                    r.eq(0), cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
+                    r.eq(0), cls_done.eq(F["period"][:len(r)] == 0),
+                    cls_extra.eq(F["rem"][:len(r)] != 0),
+                    cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
                     tr.eq(Mux(g4, 4, Mux(two, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
                     blk_base.eq(F["weight_base"]), gap.eq(span),
                 ]
@@ -534,22 +548,21 @@ class Sequencer(wiring.Component):
                                  dyr.eq(Mux(stride2, dyo << 1, dyo))]
                 m.next = "CLASS"
             with m.State("CLASS"):
-                # Filters of class r: q + (r < rem). rem < P and P <= p_max, so the compares
-                # need only the class counter's width (short paths into the state register).
+                # Filters of class r: q + (r < rem), from the flags registered with r.
                 nr = Signal(_FIELD_BITS + 1)
-                has_extra = Signal()
-                m.d.comb += [has_extra.eq(r < F["rem"][:len(r)]), nr.eq(F["q"] + has_extra)]
-                with m.If(r >= F["period"][:len(r)]):
+                m.d.comb += nr.eq(F["q"] + cls_extra)
+                with m.If(cls_done):
                     layer_done()
-                with m.Elif(q_zero & ~has_extra):
+                with m.Elif(q_zero & ~cls_extra):
                     m.d.comb += ib.next_class.eq(1)
-                    m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1), cls_out.eq(cls_out + F["out_hw"])]
+                    m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
+                                 cls_out.eq(cls_out + F["out_hw"])]
                 with m.Else():
                     m.d.comb += ib.restart.eq(1)
                     m.d.sync += [rows_left.eq(nr), blk_ch.eq(cls_ch), blk_out.eq(cls_out)]
                     m.next = "PREP"
             with m.State("PREP"):
-                m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), rem.eq(ib.rest),
+                m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), *load_rem(ib.rest),
                              *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
                              oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
@@ -566,10 +579,10 @@ class Sequencer(wiring.Component):
                                  mac_v.eq(1), mac_r.eq(rows_act), mac_c.eq(cols_act),
                                  mac_l.eq(live)]
                     with m.If(more_taps):
-                        m.d.sync += [rem.eq(rem & (rem - 1)), *goto_tap(rem_tap)]
+                        m.d.sync += [*load_rem(rem & (rem - 1)), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):
                         m.d.comb += ib.advance.eq(1)
-                        m.d.sync += [rem.eq(ib.next_rest), *goto_tap(ib.next_first_tap),
+                        m.d.sync += [*load_rem(ib.next_rest), *goto_tap(ib.next_first_tap),
                                      c.eq(c + 1), ch_last.eq(c + 2 >= F["c_in"]),
                                      chan.eq(chan + F["hw_in"])]
                     with m.If(is_last):
@@ -588,7 +601,7 @@ class Sequencer(wiring.Component):
                                          Mux(fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols)))]
                         m.d.comb += ib.restart.eq(1)
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
-                                     rem.eq(first_rem), *goto_tap(first_tap), first.eq(1),
+                                     *load_rem(first_rem), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base)]
                         with m.If(next_pair):
                             # Pooled, one row per tile: the pair's second row, same columns.
@@ -620,7 +633,7 @@ class Sequencer(wiring.Component):
                                                      blk_out.eq(blk_out + blk_inc)]
                                     with m.Else():
                                         m.d.comb += ib.next_class.eq(1)
-                                        m.d.sync += [r.eq(r + 1), cls_ch.eq(cls_ch + 1),
+                                        m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
                                                      cls_out.eq(cls_out + F["out_hw"])]
                                         m.next = "CLASS"
             with m.State("DRAIN"):
