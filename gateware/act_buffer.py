@@ -14,12 +14,20 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ActBuffer", "READ_LATENCY", "flat_addr_bits"]
+__all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 
 #: Cycles from a read request to :attr:`ActBuffer.rd_data`: the block-RAM read, a register
 #: right after it (ECP5's DP16KD has a clock-to-out of almost 6 ns, too slow to feed the column
 #: select in the same cycle at 100 MHz), then the column select and zero padding.
 READ_LATENCY = 3
+
+#: Cycles from a write request (:attr:`ActBuffer.wr_en`, :attr:`ActBuffer.ld_en`) to its bytes
+#: being in the banks: each bank's enable, address and byte are registered first, so the lane
+#: rotation and the write/load choice do not share a cycle with the long routes to the
+#: ``2 * cols * ports`` block RAMs. It adds no cycles to a layer: the sequencer waits for the
+#: last write-back request and then loads the next descriptor (or the result's read) before
+#: it reads the activations again, far more than one cycle.
+WRITE_LATENCY = 1
 
 
 def flat_addr_bits(*, cols: int, bank_depth: int) -> int:
@@ -53,9 +61,18 @@ class ActBuffer(wiring.Component):
         Further read ports (same stride): each reads its own copy of the banks, which every
         write updates too (the activations of row groups 1, 2, 3).
     wr_en, wr_addr, wr_mask, wr_data : In
-        Write ``wr_data[j]`` to ``wr_addr + j`` for each ``j`` with ``wr_mask`` bit ``j`` set.
+        Write ``wr_data[j]`` to ``wr_addr + j`` for each ``j`` with ``wr_mask`` bit ``j`` set,
+        :data:`WRITE_LATENCY` cycles later (a read issued that many cycles after the request
+        sees the new bytes).
     ld_en, ld_addr, ld_data : In
-        Loader: write the 4 little-endian bytes of ``ld_data`` to ``4 * ld_addr .. + 3``.
+        Loader: write the 4 little-endian bytes of ``ld_data`` to ``4 * ld_addr .. + 3`` (also
+        :data:`WRITE_LATENCY` cycles later).
+
+    A read of a bank address written in the same cycle returns undefined data on hardware (the
+    banks are marked ``no_rw_check``; simulation returns the old byte). Every read touches all
+    ``2 * cols`` banks, but only the bytes of ``ok`` columns are used, and those never collide:
+    a layer reads one ping-pong region and writes the other (``hw.layout``), and the loader
+    writes only between frames.
     """
 
     def __init__(self, *, cols: int, bank_depth: int, ports: int = 1):
@@ -118,11 +135,13 @@ class ActBuffer(wiring.Component):
             # Loader: 4 consecutive bytes, at most one of which is bank b.
             k = Signal(lb, name=f"lbyte{b}")
             m.d.comb += k.eq(b - ld_n[:lb])
+            # Registered (WRITE_LATENCY): the banks' write ports see only these registers.
             en, a, d = Signal(name=f"wen{b}"), Signal(self._abits, name=f"wad{b}"), Signal(8, name=f"wd{b}")
+            m.d.sync += en.eq(0)
             with m.If(self.wr_en & lane_on):
-                m.d.comb += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), d.eq(lane)]
+                m.d.sync += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), d.eq(lane)]
             with m.Elif(self.ld_en & (k < 4)):
-                m.d.comb += [en.eq(1), a.eq(ld_n >> lb), d.eq(self.ld_data.word_select(k[:2], 8))]
+                m.d.sync += [en.eq(1), a.eq(ld_n >> lb), d.eq(self.ld_data.word_select(k[:2], 8))]
             wen.append(en)
             waddr.append(a)
             wdata.append(d)
@@ -138,7 +157,12 @@ class ActBuffer(wiring.Component):
             m.d.comb += [rd_lo.eq(rd_addr[:lb]), rd_hi.eq(rd_addr >> lb)]
             bank_data = []
             for b in range(B):
-                mem = Memory(shape=unsigned(8), depth=self._depth, init=[])
+                # ``no_rw_check``: a read and a write of the same address in one cycle return
+                # undefined data, so Yosys maps the bank to a bare DP16KD port pair instead of
+                # emulating read-old-data with a write register and a bypass LUT after the
+                # block-RAM output (its slowest path). No used byte ever collides: see the class.
+                mem = Memory(shape=unsigned(8), depth=self._depth, init=[],
+                             attrs={"no_rw_check": 1})
                 m.submodules[f"bank{p}_{b}"] = mem
                 if p == 0:
                     self.banks.append(mem)

@@ -157,6 +157,28 @@ class Link(wiring.Component):
         sec_addr = Signal(ADDR_BITS)
         seen = Signal(len(Space))
         in_addr = Signal(ADDR_BITS)  # INFER input word address
+        # The section-header checks, made on the word's last byte and registered with it (the
+        # word is `wbuf`'s low three bytes and that byte), and the state compares, registered
+        # every cycle (their registers change only with an image word): the checked word's
+        # decisions then start from single flags, not from compares of `img_word`.
+        sect_space, sect_words = wbuf[:8], Cat(wbuf[8:24], rx.payload)
+        sect_known = Signal()
+        sect_cap_ok = Signal()
+        sect_fits = Signal()
+        sect_seen = Signal()
+        sect_empty = Signal()
+        known_now, cap_ok_now = Signal(), Signal()
+        with m.Switch(sect_space):
+            for s in Space:
+                with m.Case(s):
+                    m.d.comb += [known_now.eq(1),
+                                 cap_ok_now.eq(sect_words <= self._capacity[s])]
+        m.d.sync += [sect_known.eq(known_now), sect_cap_ok.eq(cap_ok_now),
+                     sect_fits.eq(sect_words <= room),   # wpos + 1 + n_words <= crc_pos
+                     sect_seen.eq((seen >> sect_space[:3])[0]), sect_empty.eq(sect_words == 0)]
+        sect_one, sect_none, data_last, room_none = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [sect_one.eq(n_sect == 1), sect_none.eq(n_sect == 0),
+                     data_last.eq(sec_left == 1), room_none.eq(room == 0)]
 
         # Response.
         rsp_cmd = Signal(8)
@@ -207,10 +229,16 @@ class Link(wiring.Component):
         crc_start = Signal()
         tx_side = Signal()       # the response is being sent
         tx_crc_valid = Signal()
+        # A sent byte enters the frame CRC a cycle late, from a register: the response byte's
+        # select (counters, status) and the CRC update do not share a cycle. The CRC state waits
+        # for that last update before it sends (one cycle per response).
+        tx_crc_byte = Signal(8)
+        tx_crc_take = Signal()
+        m.d.sync += [tx_crc_byte.eq(tx.payload), tx_crc_take.eq(tx_crc_valid)]
         m.d.comb += [
             frame_crc.start.eq(crc_start),
-            frame_crc.data.eq(Mux(tx_side, tx.payload, rx.payload)),
-            frame_crc.valid.eq(Mux(tx_side, tx_crc_valid, rx_take & in_frame_crc)),
+            frame_crc.data.eq(Mux(tx_side, tx_crc_byte, rx.payload)),
+            frame_crc.valid.eq(Mux(tx_side, tx_crc_take, rx_take & in_frame_crc)),
         ]
         # The image CRC takes each byte a cycle late, as the image words are checked: `phase`
         # then reflects every word completed before the byte.
@@ -419,8 +447,8 @@ class Link(wiring.Component):
                         m.d.sync += k.eq(0)
                         m.next = "T_CRC"
             with m.State("T_CRC"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(frame_crc.crc.word_select(k, 8)),
-                             tx_side.eq(1)]
+                m.d.comb += [tx.valid.eq(~tx_crc_take),
+                             tx.payload.eq(frame_crc.crc.word_select(k, 8)), tx_side.eq(1)]
                 with m.If(tx_take):
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == 3):
@@ -430,15 +458,24 @@ class Link(wiring.Component):
             # wpos has moved on to the next word.
             self._image_word(m, word=img_word, wpos=wpos - 1, phase=phase, n_sect=n_sect,
                              crc_pos=crc_pos, sec_left=sec_left, sec_space=sec_space,
-                             sec_addr=sec_addr, seen=seen, length=length, room=room,
+                             sec_addr=sec_addr, seen=seen, length=length,
                              img_crc=img_crc.crc, emit=emit, fail=fail,
-                             sections_done=sections_done)
+                             sections_done=sections_done,
+                             flags=dict(known=sect_known, cap_ok=sect_cap_ok, fits=sect_fits,
+                                        seen=sect_seen, empty=sect_empty, one=sect_one,
+                                        none=sect_none, data_last=data_last,
+                                        room_none=room_none))
 
         return m
 
     def _image_word(self, m, *, word, wpos, phase, n_sect, crc_pos, sec_left, sec_space, sec_addr,
-                    seen, length, room, img_crc, emit, fail, sections_done):
-        """One complete image word: the checks of :func:`hw.image.parse_image`, in its order."""
+                    seen, length, img_crc, emit, fail, sections_done, flags):
+        """One complete image word: the checks of :func:`hw.image.parse_image`, in its order.
+
+        ``flags`` are the registered checks of this word as a section header (``known``,
+        ``cap_ok``, ``fits``, ``seen``, ``empty``) and of the parser state (``one``, ``none``:
+        one / no section left; ``data_last``: this is the section's last word; ``room_none``: no
+        word left before the image CRC)."""
         with m.Switch(phase):
             with m.Case(_Phase.HEAD):
                 with m.Switch(wpos[:2]):
@@ -456,36 +493,29 @@ class Link(wiring.Component):
                         m.d.sync += crc_pos.eq(word - 1)
                         with m.If((word << 2) != length):
                             fail(ErrorCode.BAD_SECTION)
-                        with m.Elif(n_sect == 0):
+                        with m.Elif(flags["none"]):
                             sections_done(word == HEADER_WORDS + 1)
                         with m.Else():
                             m.d.sync += phase.eq(_Phase.SECT)
             with m.Case(_Phase.SECT):
                 space, n_words = word[:8], word[8:]
-                cap_ok = Signal()
-                known = Signal()
-                with m.Switch(space):
-                    for s in Space:
-                        with m.Case(s):
-                            m.d.comb += [known.eq(1), cap_ok.eq(n_words <= self._capacity[s])]
-                fits = n_words <= room            # wpos + 1 + n_words <= crc_pos
-                with m.If(~known | (seen >> space[:3])[0] | ~cap_ok | ~fits):
+                with m.If(~flags["known"] | flags["seen"] | ~flags["cap_ok"] | ~flags["fits"]):
                     fail(ErrorCode.BAD_SECTION)
                 with m.Else():
                     m.d.sync += [seen.eq(seen | (C(1, 1) << space[:3])),
                                  n_sect.eq(n_sect - 1)]
-                    with m.If(n_words == 0):
-                        with m.If(n_sect == 1):
-                            sections_done(room == 0)
+                    with m.If(flags["empty"]):
+                        with m.If(flags["one"]):
+                            sections_done(flags["room_none"])
                     with m.Else():
                         m.d.sync += [phase.eq(_Phase.DATA), sec_left.eq(n_words),
                                      sec_space.eq(space), sec_addr.eq(0)]
             with m.Case(_Phase.DATA):
                 emit(sec_space, sec_addr, word)
                 m.d.sync += [sec_addr.eq(sec_addr + 1), sec_left.eq(sec_left - 1)]
-                with m.If(sec_left == 1):
-                    with m.If(n_sect == 0):
-                        sections_done(room == 0)
+                with m.If(flags["data_last"]):
+                    with m.If(flags["none"]):
+                        sections_done(flags["room_none"])
                     with m.Else():
                         m.d.sync += phase.eq(_Phase.SECT)
             with m.Case(_Phase.CRC):

@@ -5,11 +5,13 @@ computes, exactly as :func:`hw.quant.requantize`::
 
     y = clamp(((acc + bias) * M + 2**(s - 1)) >> s, lo, 127)      lo = 0 if relu else -128
 
-with every intermediate wide enough never to wrap (``acc + bias`` in 33 bits, the product in 50,
-the rounded sum in 51). Each operation has its own register stage (param read, bias register,
-add, two partial products, their sum, round, shift, clamp) so that no wide adder follows a memory
-read or a multiplier in the same cycle: the 33 x 16 product is split at bit 17 into two products
-that each fit one 18 x 18 multiplier (ECP5 MULT18X18D; one DSP48E1 each), registered, then added. The channel's
+with every intermediate wide enough never to wrap (``acc + bias`` in 33 bits, the product in 50).
+The rounding is done after the shift, ``(x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1``, so it
+needs no wide adder. Each operation has its own register stage (param read, bias register, add,
+multiplier operands, two partial products, their sum, shift by ``s - 1``, round and clamp) so
+that no wide adder follows a memory read or a multiplier in the same cycle: the 33 x 16 product
+is split at bit 17 into two products that each fit one 18 x 18 multiplier (ECP5 MULT18X18D; one
+DSP48E1 each), registered, then added. The channel's
 bias, ``M`` and ``s`` live in two small memories written through the load port (BIAS, REQUANT).
 A sideband (the write address and lane mask) travels alongside unchanged.
 
@@ -111,37 +113,52 @@ class OutputPath(wiring.Component):
         m.d.sync += [m2b.eq(m2), s2b.eq(s2)]
         sum2 = [Signal(signed(ACC_BITS + 1), name=f"sum2_{j}") for j in range(C)]
         m.d.sync += [sum2[j].eq(acc2[j] + bias2) for j in range(C)]
+        # Stage 3p: the multipliers' operands, registered again where the multipliers sit: the
+        # adder's result registers are tied to its carry chain, and the route from there into a
+        # MULT18X18D and back out to a register was the output path's slowest path. The shift
+        # is prepared for stage 4: by s - 1 (the rounding is finished after it, in stage 5).
+        # M gets a register per lane, each next to its lane's two multipliers instead of one
+        # register routed to all 2C; their distinct reset values (M is don't-care until a valid
+        # row) keep Yosys from merging the copies back into one.
+        v3p, side3p, relu3p = stage(v2b, side2b, relu2b, "3p")
+        m3p = [Signal.like(mult, init=j, name=f"m3p_{j}") for j in range(C)]
+        sh3p, exact3p = Signal.like(shift), Signal()
+        a3p = [Signal(signed(ACC_BITS + 1), name=f"a3p_{j}") for j in range(C)]
+        m.d.sync += [m3p[j].eq(m2b) for j in range(C)]
+        m.d.sync += [sh3p.eq(Mux(s2b == 0, 0, s2b - 1)), exact3p.eq(s2b == 0)]
+        m.d.sync += [a3p[j].eq(sum2[j]) for j in range(C)]
         # Stage 3a: the two partial products of sum2 * M (low 17 bits unsigned, high 16 signed).
         LO = 17
-        v3a, side3a, relu3a = stage(v2b, side2b, relu2b, "3a")
-        s3a = Signal.like(shift)
-        m.d.sync += s3a.eq(s2b)
+        v3a, side3a, relu3a = stage(v3p, side3p, relu3p, "3a")
+        sh3a, exact3a = Signal.like(shift), Signal()
+        m.d.sync += [sh3a.eq(sh3p), exact3a.eq(exact3p)]
         plo = [Signal(unsigned(LO + MULTIPLIER_BITS), name=f"plo_{j}") for j in range(C)]
         phi = [Signal(signed(ACC_BITS + 1 - LO + MULTIPLIER_BITS + 1), name=f"phi_{j}") for j in range(C)]
-        m.d.sync += [plo[j].eq(sum2[j][:LO] * m2b) for j in range(C)]
-        m.d.sync += [phi[j].eq(sum2[j][LO:].as_signed() * m2b) for j in range(C)]
+        m.d.sync += [plo[j].eq(a3p[j][:LO] * m3p[j]) for j in range(C)]
+        m.d.sync += [phi[j].eq(a3p[j][LO:].as_signed() * m3p[j]) for j in range(C)]
         # Stage 3: their sum (= sum2 * M).
         v3, side3, relu3 = stage(v3a, side3a, relu3a, 3)
-        s3 = Signal.like(shift)
-        rnd3 = Signal(signed(ACC_BITS + MULTIPLIER_BITS + 3))
-        m.d.sync += [s3.eq(s3a), rnd3.eq(Const(1, 1) << (s3a - 1)[:6])]
+        sh3, exact3 = Signal.like(shift), Signal()
+        m.d.sync += [sh3.eq(sh3a), exact3.eq(exact3a)]
         prod3 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"prod3_{j}") for j in range(C)]
         m.d.sync += [prod3[j].eq((phi[j] << LO) + plo[j]) for j in range(C)]
-        # Stage 4: + 2**(s-1).
+        # Stage 4: >> (s - 1) (arithmetic). (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, so
+        # the rounding constant needs no wide adder of its own: it becomes the 9-bit increment
+        # and the shifted compares of stage 5.
         v4, side4, relu4 = stage(v3, side3, relu3, 4)
-        s4 = Signal.like(shift)
-        m.d.sync += s4.eq(s3)
-        t4 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 3), name=f"t4_{j}") for j in range(C)]
-        m.d.sync += [t4[j].eq(prod3[j] + rnd3) for j in range(C)]
-        # Stage 5: >> s (arithmetic).
-        v5, side5, relu5 = stage(v4, side4, relu4, 5)
-        q5 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 3), name=f"q5_{j}") for j in range(C)]
-        m.d.sync += [q5[j].eq(t4[j] >> s4) for j in range(C)]
-        # Stage 6: clamp to lo..127.
-        m.d.sync += [self.out_valid.eq(v5), self.out_side.eq(side5)]
+        exact4 = Signal()
+        m.d.sync += exact4.eq(exact3)
+        y4 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"y4_{j}") for j in range(C)]
+        m.d.sync += [y4[j].eq(prod3[j] >> sh3) for j in range(C)]
+        # Stage 5: round (s > 0: q = (y + 1) >> 1) and clamp to lo..127, both read off y
+        # (q > 127 <=> y > 254; q < 0 <=> y < -1; q < -128 <=> y < -257).
+        m.d.sync += [self.out_valid.eq(v4), self.out_side.eq(side4)]
         for j in range(C):
-            lo = Mux(relu5, 0, -128)
-            m.d.sync += self.out_data[j].eq(Mux(q5[j] > 127, 127, Mux(q5[j] < lo, lo, q5[j])))
+            y = y4[j]
+            q = Mux(exact4, y[:8], (y[:9] + 1)[1:9])
+            over = Mux(exact4, y > 127, y > 254)
+            under = Mux(relu4, Mux(exact4, y < 0, y < -1), Mux(exact4, y < -128, y < -257))
+            m.d.sync += self.out_data[j].eq(Mux(over, 127, Mux(under, Mux(relu4, 0, -128), q)))
         return m
 
 
@@ -168,7 +185,7 @@ class PoolStage(wiring.Component):
     - ``op == POOL_FOLD``: lanes ``0 .. cols/4 - 1`` carry ``max(h[i], h[i + cols/4])``: a folded
       row holds output row ``y`` in its lower column half and ``y + 1`` in its upper half.
 
-    A combine may follow its store by a single cycle (the memory read is transparent).
+    A combine may follow its store by a single cycle (the store is bypassed into the read).
     Every compare is 8 bits wide and registered.
 
     Members
@@ -199,37 +216,51 @@ class PoolStage(wiring.Component):
         C, H = self._cols, self._cols // 2
 
         def smax(a, b):
-            return Mux(a > b, a, b)
+            # Compared as unsigned with the sign bits flipped: the carry chain's carry-out is
+            # then the answer, with no signed-overflow LUT between it and the select.
+            return Mux((a.as_unsigned() ^ 0x80) > (b.as_unsigned() ^ 0x80), a, b)
 
-        # Stage A: horizontal maxima of lane pairs; the kept row is read for this row.
+        # Stage A: horizontal maxima of lane pairs, and each lane's other operand for stage B:
+        # the kept row's (combine; store: unused) or, for a fold, the upper column half's maximum.
         va, opa = Signal(), Signal(2)
         sidea = Signal(self._side)
         addra = Signal.like(self.addr)
         h = [Signal(signed(8), name=f"hmax{i}") for i in range(H)]
+        other = [Signal(signed(8), name=f"other{i}") for i in range(H)]
         m.d.sync += [va.eq(self.valid & self.pool), opa.eq(self.op), sidea.eq(self.side),
                      addra.eq(self.addr)]
         m.d.sync += [h[i].eq(smax(self.data[2 * i], self.data[2 * i + 1])) for i in range(H)]
         kept = Memory(shape=data.ArrayLayout(signed(8), H), depth=max(2, self._rows), init=[])
         m.submodules.kept = kept
         wp = kept.write_port()
-        rp = kept.read_port(transparent_for=[wp])
-        m.d.comb += [wp.en.eq(va & (opa == POOL_STORE)), wp.addr.eq(addra),
-                     rp.addr.eq(self.addr), rp.en.eq(1)]
+        m.d.comb += [wp.en.eq(va & (opa == POOL_STORE)), wp.addr.eq(addra)]
         for i in range(H):
             m.d.comb += wp.data[i].eq(h[i])
-        # Stage B: the vertical maximum.
+        # The kept row is read asynchronously (distributed RAM), with the store of this same
+        # cycle bypassed in, and registered here: stage B's compares then start from registers
+        # alone (a registered memory read followed by the compare in one cycle was the slowest
+        # path of the output side), and a combine may still follow its store by one cycle.
+        rp = kept.read_port(domain="comb")
+        m.d.comb += rp.addr.eq(self.addr)
+        bypass = wp.en & (addra == self.addr)
+        for i in range(H):
+            kept_i = Mux(bypass, wp.data[i], rp.data[i])
+            if i < C // 4:
+                j = i + C // 4
+                fold_i = smax(self.data[2 * j], self.data[2 * j + 1])   # = h[i + C/4]
+                m.d.sync += other[i].eq(Mux(self.op == POOL_FOLD, fold_i, kept_i))
+            else:
+                m.d.sync += other[i].eq(kept_i)
+        # Stage B: the vertical (or folded) maximum; a fold's lanes from C/4 on are zero.
         vb = Signal()
         sideb = Signal(self._side)
         pooled = Signal(data.ArrayLayout(signed(8), C))
         m.d.sync += [vb.eq(va), sideb.eq(sidea)]
         for i in range(H):
-            with m.If(opa == POOL_FOLD):
-                if i < C // 4:
-                    m.d.sync += pooled[i].eq(smax(h[i], h[i + C // 4]))
-                else:
-                    m.d.sync += pooled[i].eq(0)
-            with m.Else():
-                m.d.sync += pooled[i].eq(smax(h[i], rp.data[i]))
+            if i < C // 4:
+                m.d.sync += pooled[i].eq(smax(h[i], other[i]))
+            else:
+                m.d.sync += pooled[i].eq(Mux(opa == POOL_FOLD, 0, smax(h[i], other[i])))
         for i in range(H, C):
             m.d.sync += pooled[i].eq(0)
         with m.If(self.pool):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gateware.act_buffer import ActBuffer, READ_LATENCY
+from gateware.act_buffer import ActBuffer, READ_LATENCY, WRITE_LATENCY
 
 
 @pytest.mark.parametrize("cols,seed", [(2, 0), (4, 1), (8, 2)])
@@ -47,6 +47,8 @@ def test_reads_writes_against_flat_memory(cols, seed):
             ctx.set(dut.ld_data, int(w))
             await ctx.tick()
         ctx.set(dut.ld_en, 0)
+        for _ in range(WRITE_LATENCY):  # the last word reaches the banks
+            await ctx.tick()
         await read_all(got_reads)
         for n0, d, mask in writes:                        # output path: C bytes
             ctx.set(dut.wr_en, 1)
@@ -56,6 +58,8 @@ def test_reads_writes_against_flat_memory(cols, seed):
                 ctx.set(dut.wr_data[j], int(d[j]))
             await ctx.tick()
         ctx.set(dut.wr_en, 0)
+        for _ in range(WRITE_LATENCY):
+            await ctx.tick()
         await read_all(got_after)
 
     sim = Simulator(dut)
@@ -109,6 +113,8 @@ def test_extra_ports_read_their_own_copy(ports):
             ctx.set(dut.wr_data[j], int(wr[1][j]))
         await ctx.tick()
         ctx.set(dut.wr_en, 0)
+        for _ in range(WRITE_LATENCY):  # the write reaches the banks
+            await ctx.tick()
         for req in reads + [reads[-1]] * READ_LATENCY:
             # One stride for every port (the sequencer's), so take port 0's.
             for n, (n0, _, ok) in zip(names, req):
@@ -139,3 +145,43 @@ def test_extra_ports_read_their_own_copy(ports):
 def test_rejects_three_ports():
     with pytest.raises(ValueError, match="ports must be 1, 2 or 4, not 3"):
         ActBuffer(cols=2, bank_depth=4, ports=3)
+
+
+def test_write_latency():
+    """A read issued WRITE_LATENCY cycles after a write (or loader) request of the same bytes
+    returns them."""
+    cols, depth = 4, 4
+    dut = ActBuffer(cols=cols, bank_depth=depth)
+    new = [5, -6, 7, -8]
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.ld_en, 1)
+        ctx.set(dut.ld_addr, 1)                           # bytes 4..7
+        ctx.set(dut.ld_data, 0x0403_0201)
+        await ctx.tick()
+        ctx.set(dut.ld_en, 0)
+        for _ in range(WRITE_LATENCY):
+            await ctx.tick()
+        ctx.set(dut.rd_addr, 4)
+        ctx.set(dut.rd_ok, (1 << cols) - 1)
+        await ctx.tick()
+        ctx.set(dut.wr_en, 1)                             # bytes 4..7 again, while reading
+        ctx.set(dut.wr_addr, 4)
+        ctx.set(dut.wr_mask, (1 << cols) - 1)
+        for j in range(cols):
+            ctx.set(dut.wr_data[j], new[j])
+        await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for _ in range(WRITE_LATENCY):
+            await ctx.tick()
+        await ctx.tick()                                  # the read of the written bytes
+        for _ in range(READ_LATENCY):
+            got.append([ctx.get(dut.rd_data[j]) for j in range(cols)])
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got[-1] == new
