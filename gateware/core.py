@@ -19,7 +19,7 @@ groups of R/2 (R/4) rows computing the same filters for consecutive output rows,
 rotation classes (the occupancy trap) do not leave rows idle.
 """
 
-from amaranth import Module, Signal, Mux, signed
+from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, data
 from amaranth.lib.fifo import SyncFIFOBuffered
 

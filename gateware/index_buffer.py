@@ -114,7 +114,7 @@ class IndexBuffer(wiring.Component):
         def following(ptr):
             return Mux(ptr == last, self.base, ptr + 1)
 
-        def read(addr, en, name):
+        def read(addr, en):
             """A registered table read (the address a register or a layer constant, so no
             control logic sits in front of the table)."""
             port = mem.read_port(domain="sync")
@@ -127,9 +127,9 @@ class IndexBuffer(wiring.Component):
         p = self.period
         cls_slot = Signal(range(self._p_max + 1))
         cls_ahead = Signal(ab)
-        start_reads = [read(self.base + Mux(p > i, i, Mux(p == 2, i & 1, 0)), self.start,
-                            f"start{i}") for i in range(3)]
-        shifted = read(cls_ahead, self.next_class, "class_ahead")
+        start_reads = [read(self.base + Mux(p > i, i, Mux(p == 2, i & 1, 0)), self.start)
+                       for i in range(3)]
+        shifted = read(cls_ahead, self.next_class)
         cls_masks = [Signal(TAP_BITS, name=f"class_mask{i}") for i in range(3)]
         started, moved = Signal(), Signal()
         m.d.sync += [started.eq(self.start), moved.eq(self.next_class & ~self.start)]
@@ -149,7 +149,7 @@ class IndexBuffer(wiring.Component):
         # During the walk: the slot after the next one prefetched, the address of the one after.
         walk_ahead = Signal(ab)
         after_next = Signal(TAP_BITS)
-        fetched = read(walk_ahead, self.advance, "walk_ahead")
+        fetched = read(walk_ahead, self.advance)
         fresh = Signal()
         m.d.sync += fresh.eq(self.advance & ~self.restart)
 

@@ -20,7 +20,7 @@ each row with the other output row of its pooling pair (kept in a small row memo
 pooled bytes, :data:`POOL_LATENCY` cycles later; rows of other layers pass straight through.
 """
 
-from amaranth import Module, Signal, Const, Mux, signed, unsigned
+from amaranth import Module, Signal, Mux, signed, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
