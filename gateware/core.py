@@ -31,6 +31,7 @@ from .weight_streamer import WeightStreamer
 from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer
+from .pipeline import delayed
 
 __all__ = ["Core"]
 
@@ -114,17 +115,10 @@ class Core(wiring.Component):
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
                      seq.rd_data0.eq(act.rd_data[0])]
 
-        def delayed(sig, n, name):
-            for k in range(n):
-                nxt = Signal.like(sig, name=f"{name}_d{k}")
-                m.d.sync += nxt.eq(sig)
-                sig = nxt
-            return sig
-
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
-            m.d.comb += dst.eq(delayed(src, READ_LATENCY, src.name))
-        m.d.comb += [arr.w.eq(delayed(ws.w, READ_LATENCY - 1, "w")), arr.a.eq(act.rd_data)]
+            m.d.comb += dst.eq(delayed(m, src, READ_LATENCY, src.name))
+        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - 1, "w")), arr.a.eq(act.rd_data)]
         if GM >= 2:
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),

@@ -32,6 +32,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from hw.quant import ACC_BITS
+from .pipeline import delayed
 
 __all__ = ["SystolicArray", "ARRAY_LATENCY"]
 
@@ -135,13 +136,6 @@ class SystolicArray(wiring.Component):
         R, C = self._rows, self._cols
         ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 
-        def delayed(sig, n, name):
-            for k in range(n):
-                nxt = Signal.like(sig, name=f"{name}_d{k}")
-                m.d.sync += nxt.eq(sig)
-                sig = nxt
-            return sig
-
         pack = self._pack_pairs
         if pack is None:
             pack = _platform_packs_pairs(platform)
@@ -152,9 +146,9 @@ class SystolicArray(wiring.Component):
         m.d.comb += [step.valid.eq(self.valid), step.first.eq(self.first), step.last.eq(self.last)]
         # Skewed injection: row i (weights and control) i cycles late, column j j cycles late
         # (an odd packed column one cycle less, to meet its pair's weight register).
-        w_in = [delayed(self.w[i], i, f"wskew{i}") for i in range(R)]
-        c_in = [delayed(step, i, f"cskew{i}") for i in range(R)]
-        a_in = [delayed(self.a[j], j - odd[j], f"askew{j}") for j in range(C)]
+        w_in = [delayed(m, self.w[i], i, f"wskew{i}") for i in range(R)]
+        c_in = [delayed(m, step, i, f"cskew{i}") for i in range(R)]
+        a_in = [delayed(m, self.a[j], j - odd[j], f"askew{j}") for j in range(C)]
         G = self._groups
         # Group k's injection at row k * R / G: delayed by that row + j so that it meets its
         # skewed weights.
@@ -162,7 +156,7 @@ class SystolicArray(wiring.Component):
         for k in range(1, G):
             h = k * R // G
             src = getattr(self, f"a{k + 1}")
-            inject[h] = (k - 1, [delayed(src[j], h + j - odd[j], f"a{k + 1}skew{j}")
+            inject[h] = (k - 1, [delayed(m, src[j], h + j - odd[j], f"a{k + 1}skew{j}")
                                  for j in range(C)])
 
         res = [[None] * C for _ in range(R)]
@@ -249,7 +243,7 @@ class SystolicArray(wiring.Component):
                     else:
                         m.d.sync += [dr[i].eq(dr[i - 1]), dv[i].eq(dv[i - 1]), df[i].eq(df[i - 1])]
             # Deskew: column j is C-1-j cycles ahead of the last column.
-            outs.append(delayed(dr[R - 1], C - 1 - j, f"deskew{j}"))
+            outs.append(delayed(m, dr[R - 1], C - 1 - j, f"deskew{j}"))
             if j == C - 1:
                 valids = (dv[R - 1], df[R - 1])
         for j in range(C):
