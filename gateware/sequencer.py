@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
 from hw.memory_map import ADDR_BITS, COUNTERS
 from .act_buffer import READ_LATENCY
-from .index_buffer import IndexBuffer, TAP_BITS
+from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
 
 __all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY"]
@@ -329,10 +329,7 @@ class Sequencer(wiring.Component):
                      hold.eq(is_last & (gap < span))]
         one_ch = Signal()
         m.d.sync += one_ch.eq(F["c_in"] <= 1)
-        rem_tap = Signal(range(TAP_BITS))
-        for t in reversed(range(TAP_BITS)):
-            with m.If(rem[t]):
-                m.d.comb += rem_tap.eq(t)
+        rem_tap, rem_rest = split_lowest_tap(m, rem, "walk")   # the next tap of this channel
 
         # Issue snapshot (A): the step, its partial address sums and, for a tile's last step,
         # the tag's terms.
@@ -579,7 +576,7 @@ class Sequencer(wiring.Component):
                                  mac_v.eq(1), mac_r.eq(rows_act), mac_c.eq(cols_act),
                                  mac_l.eq(live)]
                     with m.If(more_taps):
-                        m.d.sync += [*load_rem(rem & (rem - 1)), *goto_tap(rem_tap)]
+                        m.d.sync += [*load_rem(rem_rest), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):
                         m.d.comb += ib.advance.eq(1)
                         m.d.sync += [*load_rem(ib.next_rest), *goto_tap(ib.next_first_tap),
