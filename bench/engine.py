@@ -5,7 +5,11 @@ engine's Verilog in Verilator (one build, all cases in one cocotb run) and repor
 engine's own ``cycles`` and ``macs`` counters, utilization ``macs / (R * C * cycles)``, the cycles of
 the dense (pSC9) version of the same layer on the same array, the speedup over dense, the ideal
 speedup (dense MACs / sparse MACs) and whether the RTL output matched hw.reference bit for bit.
-``--speed`` also measures simulated cycles per second on Verilator and Icarus.
+Each row also carries ``nnz_per_filter`` (non-zeros per filter row; for a network the smallest
+of its layers), ``in_target`` (the utilization target >= 0.90 applies: at least 64 of them) and
+``tile_bound``: the best utilization the layer's mapping allows (``hw.layout.tile_bound``: the
+tiles' cycles alone, no per-layer overhead), which separates shape quantization from engine
+overhead. ``--speed`` also measures simulated cycles per second on Verilator and Icarus.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="veril
             "utilization": round(macs / (config.rows * config.cols * cyc), 4),
             "dense_cycles": dense[name], "speedup": round(dense[name] / cyc, 3),
             "ideal_speedup": round(dense_macs[name] / macs, 3), "bit_exact": bool(r["bit_exact"]),
+            **_bounds(r["layout"].layers, config),
         })
     sim_cycles = sum(r["counters"]["cycles"] for r in results)
     compute_wall = sum(r["compute_wall_s"] for r in results)
@@ -82,6 +87,22 @@ def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="veril
             "sim_cycles": sim_cycles, "compute_cycles_per_s": round(sim_cycles / max(compute_wall, 1e-9)),
             "dense_all_bit_exact": all(r["bit_exact"] for r in results)}
     return rows, info
+
+
+#: The issue's utilization target applies to layers with at least this many non-zeros per filter.
+TARGET_NNZ_PER_FILTER = 64
+
+
+def _bounds(plans, config) -> dict:
+    """``nnz_per_filter`` (the layers' mean non-zeros per filter row), ``in_target`` (whether the
+    utilization target applies) and ``tile_bound``: the utilization the mapping allows at best
+    (:func:`hw.layout.tile_bound`, MAC-weighted over the layers)."""
+    from hw.layout import tile_bound
+    R, C = config.rows, config.cols
+    nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"]) for p in plans]
+    slots = sum(p.macs / tile_bound(p, rows=R, cols=C) for p in plans)
+    return {"nnz_per_filter": round(min(nnz), 1), "in_target": min(nnz) >= TARGET_NNZ_PER_FILTER,
+            "tile_bound": round(sum(p.macs for p in plans) / slots, 4)}
 
 
 def sim_speed(sim: str, *, config=BENCH_CONFIG) -> dict:
@@ -123,18 +144,22 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
                      "dense_cycles": d["counters"]["cycles"],
                      "speedup": round(d["counters"]["cycles"] / cyc, 3),
                      "ideal_speedup": round(dense_macs / macs, 3),
-                     "bit_exact": bool(s["bit_exact"] and d["bit_exact"])})
+                     "bit_exact": bool(s["bit_exact"] and d["bit_exact"]),
+                     **_bounds(s["layout"].layers, config)})
     return rows
 
 
 def _table(rows) -> str:
-    head = f"{'case':20s} {'variant':9s} {'cycles':>8s} {'macs':>9s} {'util':>6s} {'dense':>8s} " \
-           f"{'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact"
+    head = f"{'case':20s} {'variant':9s} {'nnz/f':>6s} {'cycles':>8s} {'macs':>9s} {'util':>6s} " \
+           f"{'bound':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact"
     lines = [head]
     for r in rows:
-        lines.append(f"{r['case']:20s} {r['variant']:9s} {r['cycles']:8d} {r['macs']:9d} "
-                     f"{r['utilization']:6.3f} {r['dense_cycles']:8d} {r['speedup']:7.2f} "
-                     f"{r['ideal_speedup']:6.2f} {r['speedup'] / r['ideal_speedup']:8.3f} {r['bit_exact']}")
+        # '*': the utilization target (>= 0.90 with >= 64 non-zeros per filter) applies.
+        nnz = f"{r['nnz_per_filter']:5.0f}{'*' if r['in_target'] else ' '}"
+        lines.append(f"{r['case']:20s} {r['variant']:9s} {nnz:>6s} {r['cycles']:8d} {r['macs']:9d} "
+                     f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['dense_cycles']:8d} "
+                     f"{r['speedup']:7.2f} {r['ideal_speedup']:6.2f} "
+                     f"{r['speedup'] / r['ideal_speedup']:8.3f} {r['bit_exact']}")
     return "\n".join(lines)
 
 

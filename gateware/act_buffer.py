@@ -182,14 +182,14 @@ class ActBuffer(wiring.Component):
         m.d.sync += [sel1[jj].eq(rd_lo + Mux(self.rd_stride2, 2 * jj, jj)) for jj in range(C)]
         m.d.sync += ok1.eq(rd_ok)
         # Cycle 2: the banks' outputs registered; the select and flags follow.
-        data2 = [Signal(8, name=f"rdata2_{p}_{b}") for b in range(B)]
+        data2 = [Signal(8, name=f"rdata2_{p}_{b}", reset_less=True) for b in range(B)]
         m.d.sync += [data2[b].eq(bank_data[b]) for b in range(B)]
         sel2 = [Signal(lb, name=f"rsel2_{p}_{jj}") for jj in range(C)]
         ok2 = Signal(C, name=f"ok2_{p}")
         m.d.sync += [sel2[jj].eq(sel1[jj]) for jj in range(C)] + [ok2.eq(ok1)]
         # Cycle 3: pick each column's bank, zero the padding.
         for jj in range(C):
-            byte = Signal(8, name=f"rbyte{p}_{jj}")
+            byte = Signal(8, name=f"rbyte{p}_{jj}", reset_less=True)
             with m.Switch(sel2[jj]):
                 for b in range(B):
                     with m.Case(b):

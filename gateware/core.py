@@ -118,7 +118,7 @@ class Core(wiring.Component):
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
             m.d.comb += dst.eq(delayed(m, src, READ_LATENCY, src.name))
-        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - 1, "w")), arr.a.eq(act.rd_data)]
+        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - 1, "w", reset_less=True)), arr.a.eq(act.rd_data)]
         if GM >= 2:
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),

@@ -95,23 +95,23 @@ class OutputPath(wiring.Component):
 
         # Stage 1: parameters arrive from memory.
         v1, side1, relu1 = stage(self.valid, self.side, self.relu, 1)
-        acc1 = [Signal(signed(ACC_BITS), name=f"acc1_{j}") for j in range(C)]
+        acc1 = [Signal(signed(ACC_BITS), name=f"acc1_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [acc1[j].eq(self.acc[j]) for j in range(C)]
         mult = Signal(unsigned(MULTIPLIER_BITS))
         shift = Signal(range(SHIFT_MAX + 1))
         m.d.comb += [mult.eq(rq_rp.data[:MULTIPLIER_BITS]), shift.eq(rq_rp.data[MULTIPLIER_BITS:])]
         # Stage 2: the bias read is registered (a BRAM output feeds no adder directly).
         v2, side2, relu2 = stage(v1, side1, relu1, 2)
-        m2, s2 = Signal.like(mult), Signal.like(shift)
+        m2, s2 = Signal.like(mult, reset_less=True), Signal.like(shift, reset_less=True)
         m.d.sync += [m2.eq(mult), s2.eq(shift)]
-        bias2 = Signal(signed(32))
-        acc2 = [Signal(signed(ACC_BITS), name=f"acc2_{j}") for j in range(C)]
+        bias2 = Signal(signed(32), reset_less=True)
+        acc2 = [Signal(signed(ACC_BITS), name=f"acc2_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [bias2.eq(bias_rp.data)] + [acc2[j].eq(acc1[j]) for j in range(C)]
         # Stage 2b: + bias.
         v2b, side2b, relu2b = stage(v2, side2, relu2, "2b")
-        m2b, s2b = Signal.like(mult), Signal.like(shift)
+        m2b, s2b = Signal.like(mult, reset_less=True), Signal.like(shift, reset_less=True)
         m.d.sync += [m2b.eq(m2), s2b.eq(s2)]
-        sum2 = [Signal(signed(ACC_BITS + 1), name=f"sum2_{j}") for j in range(C)]
+        sum2 = [Signal(signed(ACC_BITS + 1), name=f"sum2_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [sum2[j].eq(acc2[j] + bias2) for j in range(C)]
         # Stage 3p: the multipliers' operands, registered again where the multipliers sit: the
         # adder's result registers are tied to its carry chain, and the route from there into a
@@ -122,33 +122,33 @@ class OutputPath(wiring.Component):
         # row) keep Yosys from merging the copies back into one.
         v3p, side3p, relu3p = stage(v2b, side2b, relu2b, "3p")
         m3p = [Signal.like(mult, init=j, name=f"m3p_{j}") for j in range(C)]
-        sh3p, exact3p = Signal.like(shift), Signal()
-        a3p = [Signal(signed(ACC_BITS + 1), name=f"a3p_{j}") for j in range(C)]
+        sh3p, exact3p = Signal.like(shift, reset_less=True), Signal(reset_less=True)
+        a3p = [Signal(signed(ACC_BITS + 1), name=f"a3p_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [m3p[j].eq(m2b) for j in range(C)]
         m.d.sync += [sh3p.eq(Mux(s2b == 0, 0, s2b - 1)), exact3p.eq(s2b == 0)]
         m.d.sync += [a3p[j].eq(sum2[j]) for j in range(C)]
         # Stage 3a: the two partial products of sum2 * M (low 17 bits unsigned, high 16 signed).
         LO = 17
         v3a, side3a, relu3a = stage(v3p, side3p, relu3p, "3a")
-        sh3a, exact3a = Signal.like(shift), Signal()
+        sh3a, exact3a = Signal.like(shift, reset_less=True), Signal(reset_less=True)
         m.d.sync += [sh3a.eq(sh3p), exact3a.eq(exact3p)]
-        plo = [Signal(unsigned(LO + MULTIPLIER_BITS), name=f"plo_{j}") for j in range(C)]
-        phi = [Signal(signed(ACC_BITS + 1 - LO + MULTIPLIER_BITS + 1), name=f"phi_{j}") for j in range(C)]
+        plo = [Signal(unsigned(LO + MULTIPLIER_BITS), name=f"plo_{j}", reset_less=True) for j in range(C)]
+        phi = [Signal(signed(ACC_BITS + 1 - LO + MULTIPLIER_BITS + 1), name=f"phi_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [plo[j].eq(a3p[j][:LO] * m3p[j]) for j in range(C)]
         m.d.sync += [phi[j].eq(a3p[j][LO:].as_signed() * m3p[j]) for j in range(C)]
         # Stage 3: their sum (= sum2 * M).
         v3, side3, relu3 = stage(v3a, side3a, relu3a, 3)
-        sh3, exact3 = Signal.like(shift), Signal()
+        sh3, exact3 = Signal.like(shift, reset_less=True), Signal(reset_less=True)
         m.d.sync += [sh3.eq(sh3a), exact3.eq(exact3a)]
-        prod3 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"prod3_{j}") for j in range(C)]
+        prod3 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"prod3_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [prod3[j].eq((phi[j] << LO) + plo[j]) for j in range(C)]
         # Stage 4: >> (s - 1) (arithmetic). (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, so
         # the rounding constant needs no wide adder of its own: it becomes the 9-bit increment
         # and the shifted compares of stage 5.
         v4, side4, relu4 = stage(v3, side3, relu3, 4)
-        exact4 = Signal()
+        exact4 = Signal(reset_less=True)
         m.d.sync += exact4.eq(exact3)
-        y4 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"y4_{j}") for j in range(C)]
+        y4 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"y4_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [y4[j].eq(prod3[j] >> sh3) for j in range(C)]
         # Stage 5: round (s > 0: q = (y + 1) >> 1) and clamp to lo..127, both read off y
         # (q > 127 <=> y > 254; q < 0 <=> y < -1; q < -128 <=> y < -257).

@@ -146,9 +146,9 @@ class SystolicArray(wiring.Component):
         m.d.comb += [step.valid.eq(self.valid), step.first.eq(self.first), step.last.eq(self.last)]
         # Skewed injection: row i (weights and control) i cycles late, column j j cycles late
         # (an odd packed column one cycle less, to meet its pair's weight register).
-        w_in = [delayed(m, self.w[i], i, f"wskew{i}") for i in range(R)]
+        w_in = [delayed(m, self.w[i], i, f"wskew{i}", reset_less=True) for i in range(R)]
         c_in = [delayed(m, step, i, f"cskew{i}") for i in range(R)]
-        a_in = [delayed(m, self.a[j], j - odd[j], f"askew{j}") for j in range(C)]
+        a_in = [delayed(m, self.a[j], j - odd[j], f"askew{j}", reset_less=True) for j in range(C)]
         G = self._groups
         # Group k's injection at row k * R / G: delayed by that row + j so that it meets its
         # skewed weights.
@@ -156,7 +156,8 @@ class SystolicArray(wiring.Component):
         for k in range(1, G):
             h = k * R // G
             src = getattr(self, f"a{k + 1}")
-            inject[h] = (k - 1, [delayed(m, src[j], h + j - odd[j], f"a{k + 1}skew{j}")
+            inject[h] = (k - 1, [delayed(m, src[j], h + j - odd[j], f"a{k + 1}skew{j}",
+                                         reset_less=True)
                                  for j in range(C)])
 
         res = [[None] * C for _ in range(R)]
@@ -174,9 +175,9 @@ class SystolicArray(wiring.Component):
                     a_top = Mux(self.split[bit], a_k[j], a_q[j])
                 else:
                     a_top = a_q[j]
-                w_q = Signal(signed(8), name=f"w_{i}_{j}")
+                w_q = Signal(signed(8), name=f"w_{i}_{j}", reset_less=True)
                 c_q = Signal(ctl, name=f"c_{i}_{j}")
-                aq = Signal(signed(8), name=f"a_{i}_{j}")
+                aq = Signal(signed(8), name=f"a_{i}_{j}", reset_less=True)
                 m.d.sync += [w_q.eq(w_left), c_q.eq(c_left), aq.eq(a_top)]
                 w_row.append(w_q)
                 c_row.append(c_q)
@@ -191,23 +192,23 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 if odd[j]:
                     continue
-                wm = Signal(signed(8), name=f"wm_{i}_{j}")
+                wm = Signal(signed(8), name=f"wm_{i}_{j}", reset_less=True)
                 m.d.sync += wm.eq(w_row[j])
                 if j + 1 < C and odd[j + 1]:
                     # Registering the packed sum keeps the adder out of the multiplier's path.
-                    am = Signal(signed(25), name=f"am_{i}_{j}")
+                    am = Signal(signed(25), name=f"am_{i}_{j}", reset_less=True)
                     m.d.sync += am.eq((a_row[j + 1] << 16) + a_row[j])
-                    pp = Signal(signed(32), name=f"pp_{i}_{j}")
+                    pp = Signal(signed(32), name=f"pp_{i}_{j}", reset_less=True)
                     m.d.sync += pp.eq(wm * am + (1 << 15))
                     prods[j] = Cat(pp[:15], ~pp[15]).as_signed()
                     # The odd PE accumulates one cycle later, as it would unpacked.
-                    p_odd = Signal(signed(16), name=f"p_{i}_{j + 1}")
+                    p_odd = Signal(signed(16), name=f"p_{i}_{j + 1}", reset_less=True)
                     m.d.sync += p_odd.eq(pp[16:32])
                     prods[j + 1] = p_odd
                 else:
-                    am = Signal(signed(8), name=f"am_{i}_{j}")
+                    am = Signal(signed(8), name=f"am_{i}_{j}", reset_less=True)
                     m.d.sync += am.eq(a_row[j])
-                    prod = Signal(signed(16), name=f"p_{i}_{j}")
+                    prod = Signal(signed(16), name=f"p_{i}_{j}", reset_less=True)
                     m.d.sync += prod.eq(wm * am)
                     prods[j] = prod
 
@@ -215,8 +216,8 @@ class SystolicArray(wiring.Component):
                 c1 = Signal(ctl, name=f"c1_{i}_{j}")
                 c2 = Signal(ctl, name=f"c2_{i}_{j}")
                 m.d.sync += [c1.eq(c_row[j]), c2.eq(c1)]
-                acc = Signal(signed(ACC_BITS), name=f"acc_{i}_{j}")
-                r = Signal(signed(ACC_BITS), name=f"res_{i}_{j}")
+                acc = Signal(signed(ACC_BITS), name=f"acc_{i}_{j}", reset_less=True)
+                r = Signal(signed(ACC_BITS), name=f"res_{i}_{j}", reset_less=True)
                 cp = Signal(name=f"cap_{i}_{j}")
                 total = Signal(signed(ACC_BITS), name=f"sum_{i}_{j}")
                 m.d.comb += total.eq(Mux(c2.first, 0, acc) + prods[j])
@@ -230,7 +231,7 @@ class SystolicArray(wiring.Component):
         # Drain chains: column j loads when its bottom PE has captured, then shifts down.
         outs, valids = [], []
         for j in range(C):
-            dr = [Signal(signed(ACC_BITS), name=f"dr_{i}_{j}") for i in range(R)]
+            dr = [Signal(signed(ACC_BITS), name=f"dr_{i}_{j}", reset_less=True) for i in range(R)]
             dv = [Signal(name=f"dv_{i}_{j}") for i in range(R)]
             df = [Signal(name=f"df_{i}_{j}") for i in range(R)]
             with m.If(cap[R - 1][j]):
@@ -243,7 +244,7 @@ class SystolicArray(wiring.Component):
                     else:
                         m.d.sync += [dr[i].eq(dr[i - 1]), dv[i].eq(dv[i - 1]), df[i].eq(df[i - 1])]
             # Deskew: column j is C-1-j cycles ahead of the last column.
-            outs.append(delayed(m, dr[R - 1], C - 1 - j, f"deskew{j}"))
+            outs.append(delayed(m, dr[R - 1], C - 1 - j, f"deskew{j}", reset_less=True))
             if j == C - 1:
                 valids = (dv[R - 1], df[R - 1])
         for j in range(C):

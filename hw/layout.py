@@ -70,7 +70,7 @@ from .variants import parse_variant
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
-           "layer_mapping", "model_cycles", "GROUP_CHOICES"]
+           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -134,6 +134,18 @@ def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_row
             cycles += L + hold
             gap = 1
     return cycles + drain_cycles(rows, cols, pool)
+
+
+def tile_bound(plan, *, rows: int, cols: int) -> float:
+    """The utilization ``plan``'s mapping allows at best: its MACs over ``rows * cols`` times the
+    cycles of its tiles alone (each ``max(L_r, max(rows, 2))``, as in :func:`layer_cycles`), i.e.
+    without the per-layer overhead and drain. What it lacks of 1.0 is quantization: classes not
+    filling the rows of a group, maps not filling the columns or the output rows of a tile."""
+    gs = rows // plan.fields["groups"]
+    span = max(rows, 2)
+    tile_cycles = sum(-(-n // gs) * plan.tiles * max(L, span)
+                      for L, n in zip(plan.steps, plan.class_filters) if n)
+    return plan.macs / (rows * cols * tile_cycles)
 
 
 @dataclass(frozen=True)

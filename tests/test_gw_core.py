@@ -3,12 +3,13 @@ against hw.reference, with random back-pressure on the load and result streams."
 
 import numpy as np
 import pytest
+from amaranth import Module, ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from bench.layers import random_layer_model, random_chain_model
 from gateware.core import Core
 from hw.array import ArrayConfig
-from hw.layout import build_layout
+from hw.layout import build_layout, HEADER_FIELDS
 from hw.memory_map import Space
 from hw.reference import run_model
 
@@ -16,20 +17,50 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
-             pack_pairs=None):
-    """Load ``qmodel`` and ``frame`` into a :class:`Core`, run it, return (result bytes, counters)."""
+             pack_pairs=None, reset_after=None, reload=True):
+    """Load ``qmodel`` and ``frame`` into a :class:`Core`, run it, return (result bytes, counters).
+
+    ``reset_after``: first load and start once, assert the reset ``reset_after`` cycles into the
+    frame (everything in flight is abandoned; the datapath registers have no reset), then load
+    again (without ``reload`` only the descriptor header, the registers a reset clears; the
+    memories keep the rest) and run."""
     layout = build_layout(qmodel, config)
     dut = Core(config=config, pack_pairs=pack_pairs)
+    rst = Signal()
+    top = Module()
+    top.submodules.dut = ResetInserter(rst)(dut)
     words = layout.load_words(frame)
+    again = words
+    if not reload:
+        hdr = (words[:, 0] == Space.DESCRIPTORS) & (words[:, 1] < len(HEADER_FIELDS))
+        again = words[hdr]
     rng = np.random.default_rng(seed)
     out, counters, lens = [], {}, {}
 
     async def tb(ctx):
+        if reset_after is not None:
+            for sp, a, d in words:
+                ctx.set(dut.load.valid, 1)
+                ctx.set(dut.load.payload.space, int(sp))
+                ctx.set(dut.load.payload.addr, int(a))
+                ctx.set(dut.load.payload.data, int(d))
+                await ctx.tick()
+            ctx.set(dut.load.valid, 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            await ctx.tick().repeat(reset_after)
+            assert ctx.get(dut.busy), "the frame ended before the reset"
+            ctx.set(rst, 1)
+            await ctx.tick().repeat(2)
+            ctx.set(rst, 0)
+            assert not ctx.get(dut.busy)
+        load = words if reset_after is None else again
         i = 0
-        while i < len(words):
+        while i < len(load):
             on = rng.random() < valid_p
             ctx.set(dut.load.valid, on)
-            sp, a, d = (int(v) for v in words[i])
+            sp, a, d = (int(v) for v in load[i])
             ctx.set(dut.load.payload.space, sp)
             ctx.set(dut.load.payload.addr, a)
             ctx.set(dut.load.payload.data, d)
@@ -61,7 +92,7 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
         for k in ("cycles", "busy", "stalls", "macs"):
             counters[k] = ctx.get(dut.counters[k])
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
@@ -105,6 +136,25 @@ def test_chain_with_fc(pack_pairs):
     q = random_chain_model([dict(c_out=6), dict(c_out=12, stride=2, variant="PSD2_P8"),
                             dict(c_out=5, k=1), dict(c_out=7, kind="fc")], c_in=2, h=7, w=9, seed=5)
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, ready_p=0.5, pack_pairs=pack_pairs)
+
+
+@pytest.mark.parametrize("at", [40, 300])
+def test_reset_mid_frame(at):
+    """A reset in the middle of a frame (the array full of partial sums, rows in the output path)
+    leaves the engine usable: the same image and frame, loaded again, give the exact result and
+    the model's cycle count. The datapath registers are reset-less (off the reset net), so this
+    is what shows that nothing stale from the abandoned frame leaks into the next one."""
+    q = random_chain_model([dict(c_out=9, variant="PSD2_P8"), dict(c_out=6, stride=2)],
+                           c_in=3, h=8, w=9, seed=5)
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, reset_after=at)
+
+
+@pytest.mark.parametrize("at", [30, 45, 60, 75, 90])
+def test_start_right_after_reset(at):
+    """Start again the cycle after a mid-frame reset, without reloading (one layer: its input
+    region is intact): steps and rows still in the pipeline must not reach the new frame."""
+    q = random_layer_model(seed=4, c_in=5, c_out=8, h=6, w=8, variant="PSD2_P8")
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=4, reset_after=at, reload=False)
 
 
 def test_rejects_bad_pack_pairs():

@@ -176,3 +176,26 @@ def test_four_groups_cycle_model_and_pool():
     assert p.cycles == layer_cycles(p.steps, p.class_filters, 6, rows=8, cols=4, group_rows=2)
     assert pp.cycles == p.cycles + POOL_CYCLES and pp.macs == p.macs
     assert (pp.fields["out_w"], pp.fields["out_hw"]) == (4, 12)
+
+
+def test_tile_bound_hand_worked():
+    """FashionNet's conv3 shape (32 -> 32, 14x14 -> 7x7, stride 2) at PSD2_P8 on an 8x8 array with
+    two groups: classes of 4 filters fill the 4 rows of a group, a tile holds 2 output rows of 8
+    columns, so a class covers 7x7 pixels with ceil(7/2) * ceil(7/8) = 4 tiles of 2 x 8:
+    49 / 64 of the tile slots, whatever the steps."""
+    from hw.layout import tile_bound
+    q = random_layer_model(seed=1, c_in=32, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    cfg = ArrayConfig(rows=8, cols=8, groups=2, p_max=8, act_depth=16384)
+    (p,) = build_layout(q, cfg).layers
+    assert (p.fields["groups"], p.tiles) == (2, 4)
+    assert p.class_filters == (4,) * 8 and min(p.steps) >= 8
+    assert tile_bound(p, rows=8, cols=8) == pytest.approx(49 / 64)
+    # The engine's cycle count only adds per-layer overhead to the tiles' cycles.
+    assert p.macs / (64 * p.cycles) < tile_bound(p, rows=8, cols=8)
+    # Steps shorter than R: a tile still takes R cycles (the drain), so the bound drops with L / R.
+    q1 = random_layer_model(seed=1, c_in=1, c_out=8, h=8, w=8, variant="PSD1_P8")
+    (p1,) = build_layout(q1, ArrayConfig(rows=8, cols=8, groups=1, p_max=8)).layers
+    # One input channel: seven classes of one tap, the diagonal one (PSD) of nine.
+    assert p1.steps == (1,) * 7 + (9,) and p1.class_filters == (1,) * 8
+    # MACs (7 * 1 + 9) * 64 pixels; 8 tiles (one output row each) per class of max(L, 8) cycles.
+    assert tile_bound(p1, rows=8, cols=8) == pytest.approx((16 * 64) / (64 * 8 * (7 * 8 + 9)))
