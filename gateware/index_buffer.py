@@ -56,8 +56,8 @@ class IndexBuffer(wiring.Component):
     base, period : In
         The running layer's window (constant while it runs).
     start : In(1)
-        A layer starts: the class slot becomes 0 (``base`` and ``period`` must be valid; the
-        first :attr:`restart` may come two cycles later).
+        A layer starts: the class slot becomes 0 (``base`` and ``period`` must have held their
+        values since the cycle before; the first :attr:`restart` may come two cycles later).
     next_class : In(1)
         The class slot moves to the next class (``r + 1``; a restart may follow the next cycle).
     restart : In(1)
@@ -127,8 +127,12 @@ class IndexBuffer(wiring.Component):
         p = self.period
         cls_slot = Signal(range(self._p_max + 1))
         cls_ahead = Signal(ab)
-        start_reads = [read(self.base + Mux(p > i, i, Mux(p == 2, i & 1, 0)), self.start)
-                       for i in range(3)]
+        # The window's first three slots, added up every cycle: base and period hold still for
+        # the whole descriptor load before `start`, so the start reads need no adder in front.
+        start_addrs = [Signal(ab, name=f"start_addr{i}") for i in range(3)]
+        m.d.sync += [sa.eq(self.base + Mux(p > i, i, Mux(p == 2, i & 1, 0)))
+                     for i, sa in enumerate(start_addrs)]
+        start_reads = [read(sa, self.start) for sa in start_addrs]
         shifted = read(cls_ahead, self.next_class)
         cls_masks = [Signal(TAP_BITS, name=f"class_mask{i}") for i in range(3)]
         started, moved = Signal(), Signal()

@@ -26,6 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.quant import ACC_BITS, MULTIPLIER_BITS, SHIFT_MAX
+from .multiplier import RegisteredMultiplier
 
 __all__ = ["OutputPath", "OUTPUT_LATENCY", "PoolStage", "POOL_LATENCY", "POOL_STORE",
            "POOL_COMBINE", "POOL_FOLD"]
@@ -113,29 +114,27 @@ class OutputPath(wiring.Component):
         m.d.sync += [m2b.eq(m2), s2b.eq(s2)]
         sum2 = [Signal(signed(ACC_BITS + 1), name=f"sum2_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [sum2[j].eq(acc2[j] + bias2) for j in range(C)]
-        # Stage 3p: the multipliers' operands, registered again where the multipliers sit: the
-        # adder's result registers are tied to its carry chain, and the route from there into a
-        # MULT18X18D and back out to a register was the output path's slowest path. The shift
-        # is prepared for stage 4: by s - 1 (the rounding is finished after it, in stage 5).
-        # M gets a register per lane, each next to its lane's two multipliers instead of one
-        # register routed to all 2C; their distinct reset values (M is don't-care until a valid
-        # row) keep Yosys from merging the copies back into one.
-        v3p, side3p, relu3p = stage(v2b, side2b, relu2b, "3p")
-        m3p = [Signal.like(mult, init=j, name=f"m3p_{j}") for j in range(C)]
-        sh3p, exact3p = Signal.like(shift, reset_less=True), Signal(reset_less=True)
-        a3p = [Signal(signed(ACC_BITS + 1), name=f"a3p_{j}", reset_less=True) for j in range(C)]
-        m.d.sync += [m3p[j].eq(m2b) for j in range(C)]
-        m.d.sync += [sh3p.eq(Mux(s2b == 0, 0, s2b - 1)), exact3p.eq(s2b == 0)]
-        m.d.sync += [a3p[j].eq(sum2[j]) for j in range(C)]
-        # Stage 3a: the two partial products of sum2 * M (low 17 bits unsigned, high 16 signed).
+        # Stages 3p and 3a: the two partial products of sum2 * M (low 17 bits unsigned, high 16
+        # signed), each a RegisteredMultiplier: operands registered where the multiplier sits
+        # (3p; on the ECP5 inside the MULT18X18D), product registered (3a). The shift is
+        # prepared for stage 4: by s - 1 (the rounding is finished after it, in stage 5).
         LO = 17
+        v3p, side3p, relu3p = stage(v2b, side2b, relu2b, "3p")
+        sh3p, exact3p = Signal.like(shift, reset_less=True), Signal(reset_less=True)
+        m.d.sync += [sh3p.eq(Mux(s2b == 0, 0, s2b - 1)), exact3p.eq(s2b == 0)]
         v3a, side3a, relu3a = stage(v3p, side3p, relu3p, "3a")
         sh3a, exact3a = Signal.like(shift, reset_less=True), Signal(reset_less=True)
         m.d.sync += [sh3a.eq(sh3p), exact3a.eq(exact3p)]
-        plo = [Signal(unsigned(LO + MULTIPLIER_BITS), name=f"plo_{j}", reset_less=True) for j in range(C)]
-        phi = [Signal(signed(ACC_BITS + 1 - LO + MULTIPLIER_BITS + 1), name=f"phi_{j}", reset_less=True) for j in range(C)]
-        m.d.sync += [plo[j].eq(a3p[j][:LO] * m3p[j]) for j in range(C)]
-        m.d.sync += [phi[j].eq(a3p[j][LO:].as_signed() * m3p[j]) for j in range(C)]
+        plo, phi = [], []
+        for j in range(C):
+            lo = RegisteredMultiplier(a_shape=unsigned(LO), b_shape=unsigned(MULTIPLIER_BITS))
+            hi = RegisteredMultiplier(a_shape=signed(ACC_BITS + 1 - LO),
+                                      b_shape=unsigned(MULTIPLIER_BITS))
+            m.submodules[f"mul_lo{j}"], m.submodules[f"mul_hi{j}"] = lo, hi
+            m.d.comb += [lo.a.eq(sum2[j][:LO]), lo.b.eq(m2b),
+                         hi.a.eq(sum2[j][LO:].as_signed()), hi.b.eq(m2b)]
+            plo.append(lo.p)
+            phi.append(hi.p)
         # Stage 3: their sum (= sum2 * M).
         v3, side3, relu3 = stage(v3a, side3a, relu3a, 3)
         sh3, exact3 = Signal.like(shift, reset_less=True), Signal(reset_less=True)

@@ -32,6 +32,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from hw.quant import ACC_BITS
+from .multiplier import RegisteredMultiplier
 from .pipeline import delayed
 
 __all__ = ["SystolicArray", "ARRAY_LATENCY"]
@@ -192,9 +193,9 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 if odd[j]:
                     continue
-                wm = Signal(signed(8), name=f"wm_{i}_{j}", reset_less=True)
-                m.d.sync += wm.eq(w_row[j])
                 if j + 1 < C and odd[j + 1]:
+                    wm = Signal(signed(8), name=f"wm_{i}_{j}", reset_less=True)
+                    m.d.sync += wm.eq(w_row[j])
                     # Registering the packed sum keeps the adder out of the multiplier's path.
                     am = Signal(signed(25), name=f"am_{i}_{j}", reset_less=True)
                     m.d.sync += am.eq((a_row[j + 1] << 16) + a_row[j])
@@ -206,11 +207,10 @@ class SystolicArray(wiring.Component):
                     m.d.sync += p_odd.eq(pp[16:32])
                     prods[j + 1] = p_odd
                 else:
-                    am = Signal(signed(8), name=f"am_{i}_{j}", reset_less=True)
-                    m.d.sync += am.eq(a_row[j])
-                    prod = Signal(signed(16), name=f"p_{i}_{j}", reset_less=True)
-                    m.d.sync += prod.eq(wm * am)
-                    prods[j] = prod
+                    mul = RegisteredMultiplier(a_shape=signed(8), b_shape=signed(8))
+                    m.submodules[f"mul_{i}_{j}"] = mul
+                    m.d.comb += [mul.a.eq(w_row[j]), mul.b.eq(a_row[j])]
+                    prods[j] = mul.p
 
             for j in range(C):
                 c1 = Signal(ctl, name=f"c1_{i}_{j}")

@@ -36,6 +36,7 @@ def test_walk_wraps_within_window(seed):
         ctx.set(dut.we, 0)
         ctx.set(dut.base, base)
         ctx.set(dut.period, period)
+        await ctx.tick()          # base and period hold still from the cycle before start
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
