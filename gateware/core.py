@@ -27,7 +27,7 @@ from hw.memory_map import Space
 from hw.array import ArrayConfig
 from .interfaces import CoreSignature
 from .act_buffer import ActBuffer, READ_LATENCY
-from .weight_streamer import WeightStreamer
+from .weight_streamer import READ_LATENCY as WEIGHT_READ_LATENCY, WeightStreamer
 from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer
@@ -110,7 +110,8 @@ class Core(wiring.Component):
         ]
 
         # Step: S1 (sequencer registers) -> READ_LATENCY cycles of activation reads (the
-        # weight entry is read in the first; its register chain covers the rest) -> array inputs.
+        # weight entry is read in the first WEIGHT_READ_LATENCY; a register chain covers the
+        # rest) -> array inputs.
         m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
                      seq.rd_data0.eq(act.rd_data[0])]
@@ -118,7 +119,8 @@ class Core(wiring.Component):
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
             m.d.comb += dst.eq(delayed(m, src, READ_LATENCY, src.name))
-        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - 1, "w", reset_less=True)), arr.a.eq(act.rd_data)]
+        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - WEIGHT_READ_LATENCY, "w", reset_less=True)),
+                     arr.a.eq(act.rd_data)]
         if GM >= 2:
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),

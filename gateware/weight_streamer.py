@@ -13,7 +13,12 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["WeightStreamer"]
+__all__ = ["WeightStreamer", "READ_LATENCY"]
+
+#: Cycles from :attr:`WeightStreamer.addr` to :attr:`WeightStreamer.w`: the block-RAM read and a
+#: register right after it (a block RAM's clock-to-out is most of a cycle on the ECP5, ~5.8 ns,
+#: so the route to the array starts at a register instead).
+READ_LATENCY = 2
 
 
 class WeightStreamer(wiring.Component):
@@ -32,7 +37,7 @@ class WeightStreamer(wiring.Component):
         Load-port writes (WEIGHTS space): word ``waddr`` is bytes ``4 * (waddr mod wpe) ..`` of
         entry ``waddr div wpe``.
     addr : In
-        Entry to read; :attr:`w` holds it one cycle later.
+        Entry to read; :attr:`w` holds it :data:`READ_LATENCY` cycles later.
     w : Out(data.ArrayLayout(signed(8), rows))
     """
 
@@ -65,7 +70,9 @@ class WeightStreamer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, wpe = self._rows, self._wpe
-        mem = Memory(shape=unsigned(8 * R), depth=self._depth, init=[])
+        # ``no_rw_check``: loads and frames never overlap (the load port is not ready while a
+        # frame runs), so Yosys needs no read-old-data bypass after the block RAM.
+        mem = Memory(shape=unsigned(8 * R), depth=self._depth, init=[], attrs={"no_rw_check": 1})
         m.submodules.mem = mem
         wp = mem.write_port(granularity=8)
         part = Signal(range(wpe))
@@ -81,5 +88,6 @@ class WeightStreamer(wiring.Component):
             else:
                 m.d.comb += wp.en.eq((1 << R) - 1)
         rp = mem.read_port()
-        m.d.comb += [rp.addr.eq(self.addr), self.w.as_value().eq(rp.data)]
+        m.d.comb += rp.addr.eq(self.addr)
+        m.d.sync += self.w.as_value().eq(rp.data)
         return m

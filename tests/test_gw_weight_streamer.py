@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gateware.weight_streamer import WeightStreamer
+from gateware.weight_streamer import READ_LATENCY, WeightStreamer
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4, 8, 16])
@@ -27,10 +27,12 @@ def test_replays_entries(rows):
             ctx.set(dut.wdata, int(w))
             await ctx.tick()
         ctx.set(dut.we, 0)
-        for e in order:
-            ctx.set(dut.addr, e)
+        for t in range(len(order) + READ_LATENCY - 1):
+            if t < len(order):
+                ctx.set(dut.addr, order[t])
             await ctx.tick()
-            got.append([ctx.get(dut.w[i]) for i in range(rows)])   # one cycle of read latency
+            if t + 1 >= READ_LATENCY:
+                got.append([ctx.get(dut.w[i]) for i in range(rows)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
