@@ -190,8 +190,9 @@ class PoolStage(wiring.Component):
     Members
     -------
     valid, data, side, pool, op, addr : In
-        One requantized row (``cols`` int8), its sideband, whether the layer pools, the row's
-        pool operation and kept-row slot.
+        One requantized row (``cols`` int8), its sideband, whether the layer pools (used a
+        cycle after it changes: it must hold still while rows flow and for the cycle before),
+        the row's pool operation and kept-row slot.
     out_valid, out_data, out_side : Out
         The row (or its pooled lanes) and the sideband.
     """
@@ -221,12 +222,18 @@ class PoolStage(wiring.Component):
 
         # Stage A: horizontal maxima of lane pairs, and each lane's other operand for stage B:
         # the kept row's (combine; store: unused) or, for a fold, the upper column half's maximum.
+        # A local copy of the layer's pool flag: the flag's register sits in the sequencer, and
+        # the route from there into the output select below and on into the activation
+        # buffer's write crossbar was the full engine's critical path (4 ns of it the flag's
+        # route). The flag only changes between layers, when no row is in flight.
+        pool = Signal()
+        m.d.sync += pool.eq(self.pool)
         va, opa = Signal(), Signal(2)
         sidea = Signal(self._side)
         addra = Signal.like(self.addr)
         h = [Signal(signed(8), name=f"hmax{i}") for i in range(H)]
         other = [Signal(signed(8), name=f"other{i}") for i in range(H)]
-        m.d.sync += [va.eq(self.valid & self.pool), opa.eq(self.op), sidea.eq(self.side),
+        m.d.sync += [va.eq(self.valid & pool), opa.eq(self.op), sidea.eq(self.side),
                      addra.eq(self.addr)]
         m.d.sync += [h[i].eq(smax(self.data[2 * i], self.data[2 * i + 1])) for i in range(H)]
         kept = Memory(shape=data.ArrayLayout(signed(8), H), depth=max(2, self._rows), init=[])
@@ -262,7 +269,7 @@ class PoolStage(wiring.Component):
                 m.d.sync += pooled[i].eq(Mux(opa == POOL_FOLD, 0, smax(h[i], other[i])))
         for i in range(H, C):
             m.d.sync += pooled[i].eq(0)
-        with m.If(self.pool):
+        with m.If(pool):
             m.d.comb += [self.out_valid.eq(vb), self.out_data.eq(pooled), self.out_side.eq(sideb)]
         with m.Else():
             m.d.comb += [self.out_valid.eq(self.valid), self.out_data.eq(self.data),

@@ -117,6 +117,7 @@ def test_pool_stage_against_numpy():
 
     async def tb(ctx):
         ctx.set(dut.pool, 1)
+        await ctx.tick()              # the layer's flag is set the cycle before its rows
         for i, row in enumerate(rows + [None] * POOL_LATENCY):
             ctx.set(dut.valid, row is not None)
             if row is not None:
@@ -131,6 +132,8 @@ def test_pool_stage_against_numpy():
                 got.append((ctx.get(dut.out_side), [ctx.get(dut.out_data[j]) for j in range(C)]))
         # Not pooled: the row passes through in the same cycle.
         ctx.set(dut.pool, 0)
+        ctx.set(dut.valid, 0)
+        await ctx.tick()
         ctx.set(dut.valid, 1)
         ctx.set(dut.side, 99)
         for j in range(C):
