@@ -28,6 +28,10 @@ from hw.array import ArrayConfig
 from .interfaces import CoreSignature
 from .act_buffer import ActBuffer, READ_LATENCY
 from .weight_streamer import READ_LATENCY as WEIGHT_READ_LATENCY, WeightStreamer
+
+#: Cycles from a step's issue register to the array inputs: the slower of the activation read
+#: and the weight read (the other waits in registers).
+STEP_LATENCY = max(READ_LATENCY, WEIGHT_READ_LATENCY)
 from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer
@@ -109,32 +113,37 @@ class Core(wiring.Component):
             act.ld_en.eq(wr & (space == Space.INPUT)), act.ld_addr.eq(addr), act.ld_data.eq(word),
         ]
 
-        # Step: S1 (sequencer registers) -> READ_LATENCY cycles of activation reads (the
-        # weight entry is read in the first WEIGHT_READ_LATENCY; a register chain covers the
-        # rest) -> array inputs.
+        # Step: S1 (sequencer registers) -> STEP_LATENCY cycles of activation and weight reads
+        # (each padded with registers to the slower one) -> array inputs.
         m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
                      seq.rd_data0.eq(act.rd_data[0])]
 
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
-            m.d.comb += dst.eq(delayed(m, src, READ_LATENCY, src.name))
-        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - WEIGHT_READ_LATENCY, "w", reset_less=True)),
-                     arr.a.eq(act.rd_data)]
+            m.d.comb += dst.eq(delayed(m, src, STEP_LATENCY, src.name))
+        m.d.comb += arr.w.eq(delayed(m, ws.w, STEP_LATENCY - WEIGHT_READ_LATENCY, "w", reset_less=True))
+        # Activation data of port p (1 = rd_data), aligned with the weights.
+        def act_data(p):
+            src = act.rd_data if p == 1 else getattr(act, f"rd{p}_data")
+            return delayed(m, src, STEP_LATENCY - READ_LATENCY, f"a{p}", reset_less=True)
+        a1 = act_data(1)
+        m.d.comb += arr.a.eq(a1)
         if GM >= 2:
+            ports = {p: act_data(p) for p in range(2, GM + 1)}
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),
                              getattr(act, f"rd{p}_ok").eq(getattr(seq, f"rd{p}_ok")),
-                             getattr(arr, f"a{p}").eq(getattr(act, f"rd{p}_data"))]
+                             getattr(arr, f"a{p}").eq(ports[p])]
             m.d.comb += arr.split.eq(seq.split)
             # Folded layers: the upper column half computes the next output row from the port
             # injected at row R/2.
-            mid = getattr(act, f"rd{GM // 2 + 1}_data")
+            mid = ports[GM // 2 + 1]
             for j in range(C // 2, C):
-                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], act.rd_data[j]))
+                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], a1[j]))
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
-        in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
+        in_flight = -(-(STEP_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
         m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size, depth=in_flight)
         m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload),
                      seq.tag.ready.eq(tags.w_rdy)]

@@ -17,8 +17,9 @@ __all__ = ["WeightStreamer", "READ_LATENCY", "BANK_DEPTH"]
 
 #: Cycles from :attr:`WeightStreamer.addr` to :attr:`WeightStreamer.w`: the block-RAM read, a
 #: register next to the bank's block RAMs (their clock-to-out is most of a cycle on the ECP5,
-#: ~5.8 ns, so no route or mux follows it in the same cycle), the bank select.
-READ_LATENCY = 3
+#: ~5.8 ns, so no long route follows it in the same cycle), the bank select, and one more
+#: register: the weight buffer's block RAMs are spread over the chip, the array is in one place.
+READ_LATENCY = 4
 #: Entries per bank: a DP16KD holds 2048 x 9 bits, its deepest configuration with byte writes.
 BANK_DEPTH = 2048
 
@@ -109,8 +110,10 @@ class WeightStreamer(wiring.Component):
             m.d.comb += rp.addr.eq(self.addr[:bank_bits])
             m.d.sync += q.eq(rp.data)
             held.append(q)
+        selected = Signal(8 * R, reset_less=True)
         with m.Switch(sel2):
             for b, q in enumerate(held):
                 with m.Case(b):
-                    m.d.sync += self.w.as_value().eq(q)
+                    m.d.sync += selected.eq(q)
+        m.d.sync += self.w.as_value().eq(selected)
         return m
