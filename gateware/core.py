@@ -98,9 +98,15 @@ class Core(wiring.Component):
         m.d.comb += [ld.ready.eq(~seq.busy), self.config_id.eq(cfg.config_id),
                      self.busy.eq(seq.busy), seq.start.eq(self.start),
                      self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len)]
+        # Accepted words are registered before they fan out to the memories: `ready` decodes the
+        # sequencer's state, and that decode feeding the activation buffer's write select in the
+        # same cycle was a critical path. A word lands one cycle after it is accepted (a start in
+        # the next cycle still finds it: the first descriptor read comes a cycle after that).
         wr = Signal()
-        m.d.comb += wr.eq(ld.valid & ld.ready)
-        addr, word, space = ld.payload.addr, ld.payload.data, ld.payload.space
+        addr, word, space = (Signal.like(ld.payload.addr), Signal.like(ld.payload.data),
+                             Signal.like(ld.payload.space))
+        m.d.sync += [wr.eq(ld.valid & ld.ready), addr.eq(ld.payload.addr),
+                     word.eq(ld.payload.data), space.eq(ld.payload.space)]
         m.d.comb += [
             seq.desc_we.eq(wr & (space == Space.DESCRIPTORS)), seq.desc_addr.eq(addr),
             seq.desc_data.eq(word),
