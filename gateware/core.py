@@ -28,10 +28,6 @@ from hw.array import ArrayConfig
 from .interfaces import CoreSignature
 from .act_buffer import ActBuffer, READ_LATENCY
 from .weight_streamer import READ_LATENCY as WEIGHT_READ_LATENCY, WeightStreamer
-
-#: Cycles from a step's issue register to the array inputs: the slower of the activation read
-#: and the weight read (the other waits in registers).
-STEP_LATENCY = max(READ_LATENCY, WEIGHT_READ_LATENCY)
 from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer
@@ -98,15 +94,9 @@ class Core(wiring.Component):
         m.d.comb += [ld.ready.eq(~seq.busy), self.config_id.eq(cfg.config_id),
                      self.busy.eq(seq.busy), seq.start.eq(self.start),
                      self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len)]
-        # Accepted words are registered before they fan out to the memories: `ready` decodes the
-        # sequencer's state, and that decode feeding the activation buffer's write select in the
-        # same cycle was a critical path. A word lands one cycle after it is accepted (a start in
-        # the next cycle still finds it: the first descriptor read comes a cycle after that).
         wr = Signal()
-        addr, word, space = (Signal.like(ld.payload.addr), Signal.like(ld.payload.data),
-                             Signal.like(ld.payload.space))
-        m.d.sync += [wr.eq(ld.valid & ld.ready), addr.eq(ld.payload.addr),
-                     word.eq(ld.payload.data), space.eq(ld.payload.space)]
+        m.d.comb += wr.eq(ld.valid & ld.ready)
+        addr, word, space = ld.payload.addr, ld.payload.data, ld.payload.space
         m.d.comb += [
             seq.desc_we.eq(wr & (space == Space.DESCRIPTORS)), seq.desc_addr.eq(addr),
             seq.desc_data.eq(word),
@@ -119,37 +109,32 @@ class Core(wiring.Component):
             act.ld_en.eq(wr & (space == Space.INPUT)), act.ld_addr.eq(addr), act.ld_data.eq(word),
         ]
 
-        # Step: S1 (sequencer registers) -> STEP_LATENCY cycles of activation and weight reads
-        # (each padded with registers to the slower one) -> array inputs.
+        # Step: S1 (sequencer registers) -> READ_LATENCY cycles of activation reads (the
+        # weight entry is read in the first WEIGHT_READ_LATENCY; a register chain covers the
+        # rest) -> array inputs.
         m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
                      seq.rd_data0.eq(act.rd_data[0])]
 
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
         for src, dst in ctl:
-            m.d.comb += dst.eq(delayed(m, src, STEP_LATENCY, src.name))
-        m.d.comb += arr.w.eq(delayed(m, ws.w, STEP_LATENCY - WEIGHT_READ_LATENCY, "w", reset_less=True))
-        # Activation data of port p (1 = rd_data), aligned with the weights.
-        def act_data(p):
-            src = act.rd_data if p == 1 else getattr(act, f"rd{p}_data")
-            return delayed(m, src, STEP_LATENCY - READ_LATENCY, f"a{p}", reset_less=True)
-        a1 = act_data(1)
-        m.d.comb += arr.a.eq(a1)
+            m.d.comb += dst.eq(delayed(m, src, READ_LATENCY, src.name))
+        m.d.comb += [arr.w.eq(delayed(m, ws.w, READ_LATENCY - WEIGHT_READ_LATENCY, "w", reset_less=True)),
+                     arr.a.eq(act.rd_data)]
         if GM >= 2:
-            ports = {p: act_data(p) for p in range(2, GM + 1)}
             for p in range(2, GM + 1):
                 m.d.comb += [getattr(act, f"rd{p}_addr").eq(getattr(seq, f"rd{p}_addr")),
                              getattr(act, f"rd{p}_ok").eq(getattr(seq, f"rd{p}_ok")),
-                             getattr(arr, f"a{p}").eq(ports[p])]
+                             getattr(arr, f"a{p}").eq(getattr(act, f"rd{p}_data"))]
             m.d.comb += arr.split.eq(seq.split)
             # Folded layers: the upper column half computes the next output row from the port
             # injected at row R/2.
-            mid = ports[GM // 2 + 1]
+            mid = getattr(act, f"rd{GM // 2 + 1}_data")
             for j in range(C // 2, C):
-                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], a1[j]))
+                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], act.rd_data[j]))
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
-        in_flight = -(-(STEP_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
+        in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
         m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size, depth=in_flight)
         m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload),
                      seq.tag.ready.eq(tags.w_rdy)]

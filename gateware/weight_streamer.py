@@ -13,15 +13,12 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["WeightStreamer", "READ_LATENCY", "BANK_DEPTH"]
+__all__ = ["WeightStreamer", "READ_LATENCY"]
 
-#: Cycles from :attr:`WeightStreamer.addr` to :attr:`WeightStreamer.w`: the block-RAM read, a
-#: register next to the bank's block RAMs (their clock-to-out is most of a cycle on the ECP5,
-#: ~5.8 ns, so no long route follows it in the same cycle), the bank select, and one more
-#: register: the weight buffer's block RAMs are spread over the chip, the array is in one place.
-READ_LATENCY = 4
-#: Entries per bank: a DP16KD holds 2048 x 9 bits, its deepest configuration with byte writes.
-BANK_DEPTH = 2048
+#: Cycles from :attr:`WeightStreamer.addr` to :attr:`WeightStreamer.w`: the block-RAM read and a
+#: register right after it (a block RAM's clock-to-out is most of a cycle on the ECP5, ~5.8 ns,
+#: so the route to the array starts at a register instead).
+READ_LATENCY = 2
 
 
 class WeightStreamer(wiring.Component):
@@ -73,47 +70,24 @@ class WeightStreamer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, wpe = self._rows, self._wpe
-        entry = Signal(len(self.addr))           # the entry a load word writes
+        # ``no_rw_check``: loads and frames never overlap (the load port is not ready while a
+        # frame runs), so Yosys needs no read-old-data bypass after the block RAM.
+        mem = Memory(shape=unsigned(8 * R), depth=self._depth, init=[], attrs={"no_rw_check": 1})
+        m.submodules.mem = mem
+        wp = mem.write_port(granularity=8)
         part = Signal(range(wpe))
         if wpe > 1:
-            m.d.comb += [part.eq(self.waddr[:len(part)]), entry.eq(self.waddr >> len(part))]
+            m.d.comb += [part.eq(self.waddr[:len(part)]),
+                         wp.addr.eq(self.waddr >> len(part))]
         else:
-            m.d.comb += entry.eq(self.waddr)
-        en = Signal(R)
+            m.d.comb += wp.addr.eq(self.waddr)
+        m.d.comb += wp.data.eq(self.wdata.replicate(wpe) if R >= 4 else self.wdata)
         with m.If(self.we):
             if R >= 4:
-                m.d.comb += en.eq(Const(0xF, 4) << (part * 4))
+                m.d.comb += wp.en.eq(Const(0xF, 4) << (part * 4))
             else:
-                m.d.comb += en.eq((1 << R) - 1)
-
-        # Banks of BANK_DEPTH entries, each read into a register of its own (placed by its block
-        # RAMs), then the addressed bank's register is selected into `w`. One memory of the
-        # whole depth would put a mux over its block RAMs right after their outputs.
-        bank_bits = min(len(self.addr), (BANK_DEPTH - 1).bit_length())
-        n_banks = -(-self._depth // BANK_DEPTH)
-        sel1, sel2 = Signal(range(n_banks)), Signal(range(n_banks))
-        m.d.sync += [sel1.eq(self.addr >> bank_bits), sel2.eq(sel1)]
-        held = []
-        for b in range(n_banks):
-            # ``no_rw_check``: loads and frames never overlap (the load port is not ready while
-            # a frame runs), so Yosys needs no read-old-data bypass after the block RAM.
-            mem = Memory(shape=unsigned(8 * R), depth=min(self._depth - b * BANK_DEPTH, BANK_DEPTH),
-                         init=[], attrs={"no_rw_check": 1})
-            m.submodules[f"bank{b}"] = mem
-            wp = mem.write_port(granularity=8)
-            m.d.comb += [wp.addr.eq(entry[:bank_bits]),
-                         wp.data.eq(self.wdata.replicate(wpe) if R >= 4 else self.wdata)]
-            with m.If((entry >> bank_bits) == b):
-                m.d.comb += wp.en.eq(en)
-            rp = mem.read_port()
-            q = Signal(8 * R, name=f"bank{b}_q", reset_less=True)
-            m.d.comb += rp.addr.eq(self.addr[:bank_bits])
-            m.d.sync += q.eq(rp.data)
-            held.append(q)
-        selected = Signal(8 * R, reset_less=True)
-        with m.Switch(sel2):
-            for b, q in enumerate(held):
-                with m.Case(b):
-                    m.d.sync += selected.eq(q)
-        m.d.sync += self.w.as_value().eq(selected)
+                m.d.comb += wp.en.eq((1 << R) - 1)
+        rp = mem.read_port()
+        m.d.comb += rp.addr.eq(self.addr)
+        m.d.sync += self.w.as_value().eq(rp.data)
         return m
