@@ -99,8 +99,11 @@ class RegisteredMultiplier(wiring.Component):
                          f"p_REG_{reg}_RST": "RST0"})
         m.submodules.dsp = Instance(
             "MULT18X18D", **regs,
+            # SOURCEB_MODE stays at its default (B_SHIFT, as in Yosys's own mapping): with SOURCEB
+            # low the B pins are the operand. "B_INPUT" is not a mode prjtrellis knows (ecppack
+            # aborted on it).
             p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED",
-            p_SOURCEB_MODE="B_INPUT", p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
+            p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
             i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0,
             i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, **ports)
         return m

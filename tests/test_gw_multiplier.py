@@ -63,6 +63,8 @@ def test_ecp5_instance_uses_the_dsp_registers():
         assert re.search(rf'parameter \\REG_{reg}_CLK "CLK0"', body), reg
     for reg in ("PIPELINE", "INPUTC"):
         assert re.search(rf'parameter \\REG_{reg}_CLK "NONE"', body), reg
+    # The bitstream tools know SOURCEB_MODE B_SHIFT (the default) and not "B_INPUT".
+    assert "SOURCEB_MODE" not in body and re.search(r"connect \\SOURCEB 1'0", body)
     assert re.search(r"connect \\SIGNEDA 1'1", body) and re.search(r"connect \\SIGNEDB 1'1", body)
     assert re.search(r"connect \\CE0 1'1", body) and re.search(r"connect \\RST0 1'0", body)
     for i in range(18):
