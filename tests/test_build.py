@@ -170,3 +170,15 @@ def test_estimate_memory_counts_activation_copies_and_parameter_bits():
     assert four["bram_parts"]["activations"] == 4096 * 8 * 4
     assert four["bram_bits"] - gb.estimate_memory(cfg)["bram_bits"] == 2 * 4096 * 8
     assert gb.estimate_memory(cfg.replace(groups=1))["bram_parts"]["activations"] == 4096 * 8
+
+
+def test_ulx3s_small_engine_bitstream(tmp_path):
+    """The whole open flow on a 2 x 2 engine (about two minutes): synthesis, place-and-route and
+    ecppack must all accept the netlist (MULT18X18D with registers, DCCA reset, block RAMs).
+    ecppack once rejected a MULT18X18D parameter value that Yosys and nextpnr accepted."""
+    result = gb.build(board="ulx3s_85f", array="2x2", out=tmp_path, progress=lambda line: None)
+    bit = tmp_path / "top.bit"
+    assert bit.exists() and bit.stat().st_size > 100_000
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing["target_mhz"] == 100 and timing["fmax_mhz"] > 0
+    assert result.timing["fmax_mhz"] == timing["fmax_mhz"]
