@@ -94,9 +94,10 @@ TARGET_NNZ_PER_FILTER = 64
 
 
 def _bounds(plans, config) -> dict:
-    """``nnz_per_filter`` (the layers' mean non-zeros per filter row), ``in_target`` (whether the
-    utilization target applies) and ``tile_bound``: the utilization the mapping allows at best
-    (:func:`hw.layout.tile_bound`, MAC-weighted over the layers)."""
+    """``nnz_per_filter`` (non-zeros per filter row, averaged over a layer's filters; for several
+    layers the smallest), ``in_target`` (whether the utilization target applies) and
+    ``tile_bound``: the utilization the mapping allows at best (:func:`hw.layout.tile_bound`, over
+    several layers their MACs over the sum of their tile slots)."""
     from hw.layout import tile_bound
     R, C = config.rows, config.cols
     nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"]) for p in plans]

@@ -70,7 +70,7 @@ from .variants import parse_variant
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
-           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound"]
+           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -106,6 +106,12 @@ def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     return from_issue + (POOL_CYCLES if pool else 0)
 
 
+def tile_span(rows: int) -> int:
+    """Fewest cycles between two tiles' last steps (``gateware.sequencer`` holds a tile's last
+    step until then: the previous tile's drain down ``rows`` rows, at least 2)."""
+    return max(rows, 2)
+
+
 def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None,
                  pool: bool = False) -> int:
     """Engine cycles of one layer, exactly as the sequencer spends them.
@@ -116,7 +122,7 @@ def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_row
     tile's last step (the drain chain's time); then the pipeline drain (:data:`POOL_CYCLES` longer
     for a pooled layer: pooling itself costs no step and no tile).
     """
-    span = max(rows, 2)       # last steps at least this far apart (gateware.sequencer)
+    span = tile_span(rows)
     gap = span
     cycles = LAYER_OVERHEAD
     # Empty classes after the last non-empty one are checked while the pipeline drains.
@@ -138,11 +144,11 @@ def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_row
 
 def tile_bound(plan, *, rows: int, cols: int) -> float:
     """The utilization ``plan``'s mapping allows at best: its MACs over ``rows * cols`` times the
-    cycles of its tiles alone (each ``max(L_r, max(rows, 2))``, as in :func:`layer_cycles`), i.e.
+    cycles of its tiles alone (each ``max(L_r, tile_span(rows))``, as in :func:`layer_cycles`), i.e.
     without the per-layer overhead and drain. What it lacks of 1.0 is quantization: classes not
     filling the rows of a group, maps not filling the columns or the output rows of a tile."""
     gs = rows // plan.fields["groups"]
-    span = max(rows, 2)
+    span = tile_span(rows)
     tile_cycles = sum(-(-n // gs) * plan.tiles * max(L, span)
                       for L, n in zip(plan.steps, plan.class_filters) if n)
     return plan.macs / (rows * cols * tile_cycles)

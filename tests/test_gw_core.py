@@ -37,40 +37,34 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
     rng = np.random.default_rng(seed)
     out, counters, lens = [], {}, {}
 
-    async def tb(ctx):
-        if reset_after is not None:
-            for sp, a, d in words:
-                ctx.set(dut.load.valid, 1)
-                ctx.set(dut.load.payload.space, int(sp))
-                ctx.set(dut.load.payload.addr, int(a))
-                ctx.set(dut.load.payload.data, int(d))
-                await ctx.tick()
-            ctx.set(dut.load.valid, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            await ctx.tick().repeat(reset_after)
-            assert ctx.get(dut.busy), "the frame ended before the reset"
-            ctx.set(rst, 1)
-            await ctx.tick().repeat(2)
-            ctx.set(rst, 0)
-            assert not ctx.get(dut.busy)
-        load = words if reset_after is None else again
+    async def load_and_start(ctx, rows, p):
+        """Load ``rows`` (each word offered with probability ``p`` a cycle), then pulse start."""
         i = 0
-        while i < len(load):
-            on = rng.random() < valid_p
+        while i < len(rows):
+            on = rng.random() < p
             ctx.set(dut.load.valid, on)
-            sp, a, d = (int(v) for v in load[i])
+            sp, a, d = (int(v) for v in rows[i])
             ctx.set(dut.load.payload.space, sp)
             ctx.set(dut.load.payload.addr, a)
             ctx.set(dut.load.payload.data, d)
             await ctx.tick()
             i += on
         ctx.set(dut.load.valid, 0)
-        lens["input"], lens["output"] = ctx.get(dut.input_len), ctx.get(dut.output_len)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+
+    async def tb(ctx):
+        if reset_after is not None:
+            await load_and_start(ctx, words, 1.0)
+            await ctx.tick().repeat(reset_after)
+            assert ctx.get(dut.busy), "the frame ended before the reset"
+            ctx.set(rst, 1)
+            await ctx.tick().repeat(2)
+            ctx.set(rst, 0)
+            assert not ctx.get(dut.busy)
+        await load_and_start(ctx, words if reset_after is None else again, valid_p)
+        lens["input"], lens["output"] = ctx.get(dut.input_len), ctx.get(dut.output_len)
         held = None
         for _ in range(max_cycles):
             rdy = rng.random() < ready_p
