@@ -127,11 +127,17 @@ class Core(wiring.Component):
                              getattr(act, f"rd{p}_ok").eq(getattr(seq, f"rd{p}_ok")),
                              getattr(arr, f"a{p}").eq(getattr(act, f"rd{p}_data"))]
             m.d.comb += arr.split.eq(seq.split)
-            # Folded layers: the upper column half computes the next output row from the port
-            # injected at row R/2.
-            mid = getattr(act, f"rd{GM // 2 + 1}_data")
-            for j in range(C // 2, C):
-                m.d.comb += arr.a[j].eq(Mux(seq.fold, mid[j], act.rd_data[j]))
+            # Tiles spanning two output rows (folded or flat): group g's columns take the bytes
+            # of port 2g or of port 2g + 1 (each column's ok bit is set in at most one of the
+            # two, and a column without it reads zero).
+            pair = Signal()
+            m.d.comb += pair.eq(seq.fold | seq.flat)
+            for j in range(C):
+                m.d.comb += arr.a[j].eq(Mux(pair, act.rd_data[j] | act.rd2_data[j], act.rd_data[j]))
+            if GM == 4:
+                for j in range(C):
+                    m.d.comb += arr.a3[j].eq(Mux(seq.flat, act.rd3_data[j] | act.rd4_data[j],
+                                                 act.rd3_data[j]))
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
         in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2

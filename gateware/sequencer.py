@@ -12,7 +12,11 @@ For each layer it loads the descriptor (``hw.layout.LAYER_FIELDS``), then walks:
 
 A pooled layer that runs one output row per tile walks its rows in pairs instead (``for oy0
 step 2: for ox0: for oy in (oy0, oy0 + 1)``), so both rows of a pooling pair follow each other
-(the tag's ``odd`` bit marks the second); its tags carry pooled addresses and lanes.
+(the tag's ``odd`` bit marks the second); its tags carry pooled addresses and lanes. A flat layer
+(``hw.layout``) walks ``for n0 in 0 .. flat_n - 1 step C`` instead of ``oy`` and ``ox0``: the
+tile's pixels ``n0 .. n0 + C - 1`` of each group's region, the first ``k = min(C, w_out - ox)``
+of them in output row ``oy`` (read port ``2g``), the rest in row ``oy + 1`` (port ``2g + 1``); a
+folded layer is the same with ``w_out = C / 2``.
 
 One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
@@ -110,11 +114,12 @@ class Sequencer(wiring.Component):
     rd2_addr, rd2_ok (.. rd4_addr, rd4_ok with ``config.groups == 4``), split, fold : Out
         Further read ports (port ``k`` feeds row ``k * R / G_max``: group ``k * G / G_max`` of a
         layer with ``G`` groups, when that is a whole number); ``split`` bit ``k-1``: port ``k``
-        feeds its row this layer; ``fold``: the layer folds two output rows into the two column
-        halves (columns ``C/2 ..`` then take the bytes of the port at row ``R/2``).
+        feeds its row this layer; ``fold`` and ``flat``: the layer's tiles span two output rows
+        (folded: two rows in the two column halves); group ``g``'s columns then take the bytes of
+        port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap).
     group_step_addr : Out
         One output row (``out_w``): the address distance between consecutive groups' rows
-        (pooled layers: between consecutive pooling pairs).
+        (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``).
     rd_data0 : In(signed(8))
         Column 0 of the activation read (result readout).
     step_valid, step_first, step_last : Out(1)
@@ -154,7 +159,7 @@ class Sequencer(wiring.Component):
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
-            "fold": Out(1),
+            "fold": Out(1), "flat": Out(1),
             "group_step_addr": Out(act_addr_bits),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -234,6 +239,10 @@ class Sequencer(wiring.Component):
         two = Signal()                    # a tile covers two output rows
         m.d.sync += fold.eq(F["fold"] == 1)
         m.d.comb += two.eq(g2 | fold)
+        flat = Signal()                   # tiles of C consecutive flat pixels per region
+        m.d.sync += flat.eq(F["flat"] == 1)
+        pair = Signal()                   # tiles span two output rows: port 2g + 1 reads the second
+        m.d.comb += pair.eq(fold | flat)
         multi = Signal()                  # a tile covers several output rows
         m.d.comb += multi.eq(two | g4)
         tr = Signal(range(5))             # output rows per tile (1, 2 or 4; set in SETUP)
@@ -250,10 +259,10 @@ class Sequencer(wiring.Component):
         m.d.sync += pool.eq(F["pool"] == 1)
         m.d.comb += pool1.eq(pool & ~multi)
         # Extra read ports k = 1 .. G_max-1 (port k feeds row k * R / G_max): the output row
-        # offset dy of group k * G / G_max (when whole), or the fold's second row at R / 2.
-        mid = max(1, GM // 2)
+        # offset dy of group k * G / G_max (when whole); with pair, port 1 reads the tile's second
+        # output row (and flat with two groups: port 2 region 1's first row, port 3 its second).
         port_off = [Signal(S, name=f"port_off{k}") for k in range(1, max(2, GM))]
-        port_dy = [Signal(range(8), name=f"port_dy{k}") for k in range(1, max(2, GM))]
+        port_dy = [Signal(S, name=f"port_dy{k}") for k in range(1, max(2, GM))]
         split_bits = []
         for k in range(1, max(2, GM)):
             dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
@@ -278,7 +287,8 @@ class Sequencer(wiring.Component):
         blk_out = Signal(AB + 8)
         blk_base = Signal(self._wb + 1)
         waddr = Signal(self._wb + 1)
-        oy_left = Signal(signed(_FIELD_BITS + 1))   # h_out - oy: output rows from the tile's first
+        oy_left = Signal(signed(_FIELD_BITS + 1))   # h_out - oy: output rows from the tile's first (not flat)
+        flat_left = Signal(signed(_FIELD_BITS + 1)) # flat: flat_n - n0, pixels from the tile's first
         cols_left = Signal(signed(_FIELD_BITS + 1))
         pix_row = Signal(AB + 8)          # oy * out_w
         ox0 = Signal(_FIELD_BITS)
@@ -304,7 +314,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                      self.relu.eq(F["relu"]), self.pool.eq(pool),
-                     self.fold.eq(fold), self.group_step_addr.eq(F["out_w"])]
+                     self.fold.eq(fold), self.flat.eq(flat),
+                     self.group_step_addr.eq(Mux(flat, F["flat_n"], F["out_w"]))]
         if GM >= 2:
             m.d.comb += self.split.eq(Cat(*split_bits))
 
@@ -370,31 +381,53 @@ class Sequencer(wiring.Component):
             x_ok = Signal(name=f"x_ok{j}")
             m.d.comb += x_ok.eq((a_xk >= Mux(stride2, -2 * j, -j)) & (a_xk < x_hi))
             x_oks.append(x_ok)
+        # A pair tile's second output row: column j's input x is a_xk + s * (j - w_out) there
+        # (the port's address is s * w_out lower), so its bounds are shifted by s * w_out.
+        sw_out = Signal(S)
+        m.d.sync += sw_out.eq(Mux(stride2, F["w_out"] << 1, F["w_out"]))
+        xb_oks = []
         for j in range(C):
-            # Folded: port 0 serves columns 0 .. C/2-1 (row oy), the port at row R/2 columns
-            # C/2 .. (row oy+1).
-            hi = j >= C // 2
-            m.d.comb += ok[j].eq(y_ok & x_oks[j] & ~(fold & hi))
+            xb_lo, xb_hi = Signal(S, name=f"xb_lo{j}"), Signal(S, name=f"xb_hi{j}")
+            m.d.sync += [xb_lo.eq(sw_out - Mux(stride2, 2 * j, j)),
+                         xb_hi.eq(F["w_in"] + sw_out - Mux(stride2, 2 * j, j))]
+            xb_ok = Signal(name=f"xb_ok{j}")
+            m.d.comb += xb_ok.eq((a_xk >= xb_lo) & (a_xk < xb_hi))
+            xb_oks.append(xb_ok)
+        # Flat: from a tile to the next when it wraps into the next output row, ox moves by
+        # C - w_out (input x by s times that).
+        flat_dx, flat_dxs = Signal(S), Signal(S)
+        m.d.sync += [flat_dx.eq(C - F["w_out"]), flat_dxs.eq(Mux(stride2, 2 * C, C) - sw_out)]
+        # Pair tiles: the tile's first k = min(C, w_out - ox) columns (a_lo) are in its first
+        # output row (port 2g), the others in the next one (port 2g + 1).
+        a_lo = Signal(C)
+        for j in range(C):
+            m.d.comb += ok[j].eq(y_ok & x_oks[j] & (~pair | a_lo[j]))
             for k, (okk, yk_ok) in enumerate(zip(oks, y_oks), start=1):
-                if k == mid:
-                    m.d.comb += okk[j].eq(Mux(fold, (yk_ok & x_oks[j - C // 2]) if hi else 0,
-                                              yk_ok & x_oks[j]))
+                second = yk_ok & xb_oks[j] & ~a_lo[j]
+                if k == 1:
+                    m.d.comb += okk[j].eq(Mux(pair, second, yk_ok & x_oks[j]))
+                elif k == 2:
+                    m.d.comb += okk[j].eq(yk_ok & x_oks[j] & (~flat | a_lo[j]))
                 else:
-                    m.d.comb += okk[j].eq(yk_ok & x_oks[j])
-        live = Signal(range(5))           # output rows of the tile that exist
+                    m.d.comb += okk[j].eq(Mux(flat, second, yk_ok & x_oks[j]))
+        live = Signal(range(5))           # output rows of the tile that exist (flat: all G regions)
         left = Signal(signed(_FIELD_BITS + 1))
-        m.d.comb += [left.eq(oy_left), live.eq(Mux(_exceeds(left, tr, 3, equal=True), tr, left))]
-        g1_ok = Signal()                  # the tile's second output row exists
-        m.d.comb += g1_ok.eq(two & (live >= 2))
+        m.d.comb += [left.eq(oy_left),
+                     live.eq(Mux(flat | _exceeds(left, tr, 3, equal=True), tr, left))]
+        b_row = Signal()                  # folded: the tile's second output row exists
+        m.d.comb += b_row.eq(_exceeds(oy_left, 1, 3))
         rows_act = Signal(range(R + 1))
         cols_act = Signal(range(C + 1))
         low_cols = Signal(C)
         m.d.comb += low_cols.eq((Const(1, C + 1) << cols_act) - 1)
         pool_cols = Signal(C)             # pooled lanes: floor(cols_act / 2) (folded: C/4)
         m.d.comb += pool_cols.eq((Const(1, C + 1) << (cols_act >> 1)) - 1)
+        issue_snapshot.append(a_lo.eq(low_cols))
         # (rows_left, cols_left and oy_left count down from positive values and stay positive.)
         gb = len(gs)
         cb = (C + 1).bit_length()
+        flat_act = Signal(range(C + 1))   # flat: the tile's pixels inside its region
+        m.d.comb += flat_act.eq(Mux(_exceeds(flat_left, C, cb, equal=True), C, flat_left))
         m.d.comb += [rows_act.eq(Mux(_exceeds(rows_left, gs, gb, equal=True), gs, rows_left)),
                      cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
 
@@ -404,10 +437,12 @@ class Sequencer(wiring.Component):
         more_cols = Signal()              # another tile along the row
         more_rows = Signal()              # another tile row (or pair) of this block
         more_blocks = Signal()            # another block of filters of this class
+        wrap1 = Signal()                  # flat: the next tile starts one output row down (not two)
         m.d.sync += [next_pair.eq(pool1 & ~dy & _exceeds(oy_left, 1, 3)),
                      more_cols.eq(_exceeds(cols_left, C, cb)),
-                     more_rows.eq(_exceeds(oy_left, tr, 3)),
-                     more_blocks.eq(_exceeds(rows_left, gs, gb))]
+                     more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
+                     more_blocks.eq(_exceeds(rows_left, gs, gb)),
+                     wrap1.eq(cols_left + F["w_out"] > C)]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
@@ -532,17 +567,29 @@ class Sequencer(wiring.Component):
                              pix_step.eq(Mux(pool, Mux(g4, F["out_w"] << 1, F["out_w"]),
                                              Mux(g4, F["out_w"] << 2,
                                                  Mux(two, F["out_w"] << 1, F["out_w"])))),
-                             top_row.eq(Mux(pool, Mux(g4, F["out_w"], 0),
-                                            Mux(g4, _cmul(F["out_w"], 3), Mux(g2, F["out_w"], 0))))]
+                             top_row.eq(Mux(flat, Mux(g2, F["flat_n"], 0), Mux(pool, Mux(g4, F["out_w"], 0),
+                                            Mux(g4, _cmul(F["out_w"], 3), Mux(g2, F["out_w"], 0)))))]
+                # Pair tiles: the second output row is s input rows down, its column 0 s * w_out
+                # bytes left of where row oy's would be; flat region 1 is flat_h output rows down.
+                b_off = w_step - sw_out
+                s_rows = Mux(stride2, 2, 1)
+                region_dy = Mux(stride2, F["flat_h"] << 1, F["flat_h"])
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
                     dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
                     dyo = Signal(range(4), name=f"dy{k}")
-                    m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], int(k == mid))))
-                    fold_off = w_step - Mux(stride2, C, C // 2) if k == mid else 0
-                    m.d.sync += [off.eq(Mux(fold & ~g2 & ~g4, fold_off,
-                                            Mux(dyo == 3, _cmul(w_step, 3), Mux(dyo == 2, w_step << 1,
-                                                                          Mux(dyo == 1, w_step, 0))))),
-                                 dyr.eq(Mux(stride2, dyo << 1, dyo))]
+                    m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], 0)))
+                    plain_off = Mux(dyo == 3, _cmul(w_step, 3), Mux(dyo == 2, w_step << 1,
+                                                                    Mux(dyo == 1, w_step, 0)))
+                    plain_dy = Mux(stride2, dyo << 1, dyo)
+                    if k == 1:
+                        k_off, k_dy = Mux(pair, b_off, plain_off), Mux(pair, s_rows, plain_dy)
+                    elif k == 2:
+                        k_off = Mux(flat, F["flat_in"], plain_off)
+                        k_dy = Mux(flat, region_dy, plain_dy)
+                    else:
+                        k_off = Mux(flat, F["flat_in"] + b_off, plain_off)
+                        k_dy = Mux(flat, region_dy + s_rows, plain_dy)
+                    m.d.sync += [off.eq(k_off), dyr.eq(k_dy)]
                 m.next = "CLASS"
             with m.State("CLASS"):
                 # Filters of class r: q + (r < rem), from the flags registered with r.
@@ -562,10 +609,12 @@ class Sequencer(wiring.Component):
                 m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), *load_rem(ib.rest),
                              *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
-                             oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
+                             oy_left.eq(F["h_out"]), flat_left.eq(F["flat_n"]),
+                             pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
                              next_pair.eq(pool1 & _exceeds(F["h_out"], 1, 3)),
                              more_cols.eq(_exceeds(F["w_out"], C, cb)),
-                             more_rows.eq(_exceeds(F["h_out"], tr, 3)),
+                             more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
+                                              _exceeds(F["h_out"], tr, 3))),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -573,7 +622,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += issue_snapshot
                     m.d.sync += [first.eq(0), waddr.eq(waddr + 1),
                                  ctr["busy"].eq(ctr["busy"] + 1),
-                                 mac_v.eq(1), mac_r.eq(rows_act), mac_c.eq(cols_act),
+                                 mac_v.eq(1), mac_r.eq(rows_act),
+                                 mac_c.eq(Mux(flat, flat_act, cols_act)),
                                  mac_l.eq(live)]
                     with m.If(more_taps):
                         m.d.sync += [*load_rem(rem_rest), *goto_tap(rem_tap)]
@@ -594,8 +644,9 @@ class Sequencer(wiring.Component):
                                      # Pooled with row groups: the core drops a pair whose
                                      # second row does not exist; folded: the tag does.
                                      t_fields.cols.eq(Mux(
-                                         pool, Mux(fold & ~g1_ok, 0, pool_cols),
-                                         Mux(fold & g1_ok, low_cols | (low_cols << (C // 2)), low_cols)))]
+                                         pool, Mux(fold & ~b_row, 0, pool_cols),
+                                         Mux(flat, (Const(1, C + 1) << flat_act) - 1,
+                                             Mux(fold & b_row, (1 << C) - 1, low_cols))))]
                         m.d.comb += ib.restart.eq(1)
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
                                      *load_rem(first_rem), *goto_tap(first_tap), first.eq(1),
@@ -607,6 +658,7 @@ class Sequencer(wiring.Component):
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
                             m.d.sync += dy.eq(0)
+                            m.d.sync += flat_left.eq(flat_left - C)
                             with m.If(more_cols):
                                 m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
                                              cols_left.eq(cols_left - C)]
@@ -616,12 +668,26 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(more_rows):
+                                with m.If(more_rows & flat & wrap1):
+                                    # Flat: the next C pixels start inside the next output row.
+                                    m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
+                                                 cols_left.eq(cols_left - flat_dx),
+                                                 pix_row.eq(pix_row + F["out_w"]),
+                                                 row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
+                                                 row_w.eq(row_w + w_step)]
+                                with m.Elif(more_rows & flat):
+                                    # ... or at the start of the one after (the tile ended with
+                                    # row oy + 1, e.g. w_out = C / 2).
+                                    m.d.sync += [pix_row.eq(pix_row + (F["out_w"] << 1)),
+                                                 row_y0.eq(row_y0 + Mux(stride2, 4, 2)),
+                                                 row_w.eq(row_w + (w_step << 1))]
+                                with m.Elif(more_rows):
                                     m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + pix_step),
                                                  row_y0.eq(row_y0 + y_step),
                                                  row_w.eq(row_w + rw_step)]
                                 with m.Else():
-                                    m.d.sync += [oy_left.eq(F["h_out"]), pix_row.eq(0), row_y0.eq(-pad),
+                                    m.d.sync += [oy_left.eq(F["h_out"]),
+                                                 flat_left.eq(F["flat_n"]), pix_row.eq(0), row_y0.eq(-pad),
                                                  row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
                                     with m.If(more_blocks):

@@ -85,7 +85,10 @@ class ArrayConfig:
         filters for ``g`` consecutive output rows, each fed by its own activation read port (a
         copy of the activation banks: G copies in all), so rotation classes of ``rows / g``
         filters do not leave rows idle; a layer whose output is exactly ``cols / 2`` wide may
-        instead fold two output rows into the two column halves (port at row ``rows / 2``).
+        instead fold two output rows into the two column halves, and a layer on ``g <= G / 2``
+        groups may run flat tiles (C consecutive pixels wrapping from one output row into the
+        next, each group reading its two rows through two ports), so map widths that are not a
+        multiple of ``cols`` do not leave columns idle.
 
     Members
     -------

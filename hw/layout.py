@@ -25,7 +25,15 @@ WEIGHTS
     weight of filter ``f = r + P * (b * gs + i mod gs)`` at step ``k`` (zero past the last
     filter): every group gets the same filters. A layer whose output is exactly ``cols / 2`` wide and
     that runs one group *folds* instead (``fold`` field): columns ``cols/2 ..`` compute the next
-    output row, so the C columns are full.
+    output row, so the C columns are full. A layer may also run *flat* tiles (``flat`` field,
+    :func:`flat_tiles`): each group's C columns take C consecutive pixels of the flattened output
+    map, wrapping from one output row into the next, so a map whose width is not a multiple of C
+    leaves no columns idle at its row ends. With ``G`` flat groups the ``h_out`` rows are cut
+    into ``G`` regions of ``flat_h = h_out / G`` rows (``flat_n = flat_h * w_out`` pixels), group
+    ``g`` computing region ``g``; ``flat_in = s * flat_h * w_in`` is the input address distance
+    between regions. Group ``g`` reads through two ports: port ``2g`` the pixels of the tile's
+    first output row, port ``2g + 1`` those of the next one (the fold is the case
+    ``w_out = C / 2``).
 BIAS, REQUANT
     One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
 INPUT
@@ -42,7 +50,7 @@ region 0 at address 0.
 Cycles
 ------
 A tile is ``gs`` filters of one class times ``cols`` consecutive output pixels of ``G`` output
-rows (one per row group); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
+rows (one per row group; flat: ``cols`` consecutive flat pixels per region); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
 (the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
 :data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the pipeline drain.
 
@@ -70,12 +78,13 @@ from .variants import parse_variant
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
-           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span"]
+           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
                 "k", "stride", "relu", "pool", "period", "q", "rem", "table_base", "weight_base",
-                "param_base", "in_base", "out_base", "groups", "fold")
+                "param_base", "in_base", "out_base", "groups", "fold", "flat", "flat_n", "flat_h",
+                "flat_in")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
 #: Cycles per layer outside its tiles: descriptor load (one per field, plus two: the block RAM's
@@ -327,15 +336,31 @@ def _regions(plans, cols):
 GROUP_CHOICES = (1, 2, 4)
 
 
+def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | None:
+    """Flat tiles per block of an ``h_conv x w_conv`` map in ``groups`` regions of
+    ``h_conv / groups`` rows, or None where the engine cannot run them: rows that do not split
+    evenly, or a tile of ``cols`` consecutive flat pixels that would touch three output rows (a
+    group has two read ports, one per output row)."""
+    if h_conv % groups:
+        return None
+    n = h_conv // groups * w_conv
+    for n0 in range(0, n, cols):
+        if (min(n0 + cols, n) - 1) // w_conv - n0 // w_conv > 1:
+            return None
+    return -(-n // cols)
+
+
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
                   groups: int, pool: bool = False) -> dict:
-    """How the engine maps one layer: ``{"groups", "fold", "group_rows", "tiles", "cycles",
-    "entries"}``.
+    """How the engine maps one layer: ``{"groups", "fold", "flat", "group_rows", "tiles",
+    "cycles", "entries"}``.
 
-    Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), and the
-    column fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups),
-    the mapping with the fewest cycles (:func:`layer_cycles`), then the fewest weight entries
-    (blocks of ``rows / G`` filters times the class's steps), then the fewest groups.
+    Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), the column
+    fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups) and flat
+    tiles (:func:`flat_tiles`; ``G`` groups need ``2 G`` read ports, so at most ``groups / 2``;
+    not for a pooled layer), the mapping with the fewest cycles (:func:`layer_cycles`), then the
+    fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
+    fewest groups, then not flat.
     """
     best = None
     for G in GROUP_CHOICES:
@@ -344,14 +369,18 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
         gs = rows // G
         # Folding only ever saves tiles, so a one-group layer that can fold does.
         fold = int(G == 1 and groups >= 2 and w_conv == cols // 2)
-        tiles = -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols)
-        cycles = layer_cycles(steps, class_filters, tiles, rows=rows, cols=cols, group_rows=gs,
-                              pool=pool)
-        entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
-        key = (cycles, entries, G)
-        if best is None or key < best[0]:
-            best = (key, dict(groups=G, fold=fold, group_rows=gs, tiles=tiles, cycles=cycles,
-                              entries=entries))
+        options = [(0, -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols))]
+        flat = flat_tiles(h_conv, w_conv, cols=cols, groups=G) if 2 * G <= groups and not pool else None
+        if flat is not None:
+            options.append((1, flat))
+        for is_flat, tiles in options:
+            cycles = layer_cycles(steps, class_filters, tiles, rows=rows, cols=cols, group_rows=gs,
+                                  pool=pool)
+            entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
+            key = (cycles, entries, G, is_flat)
+            if best is None or key < best[0]:
+                best = (key, dict(groups=G, fold=fold * (1 - is_flat), flat=is_flat, group_rows=gs,
+                                  tiles=tiles, cycles=cycles, entries=entries))
     return best[1]
 
 
@@ -422,19 +451,22 @@ def build_layout(qmodel, config) -> Layout:
         P = image.period
         steps = _class_steps(image.table, in_shape[0])
         per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
-        # Row groups (G output rows per tile) or the column fold (a map exactly C/2 wide runs two
-        # output rows side by side in the C columns, the second half through the port at row
-        # R/2), whichever the cycle model says is fastest.
+        # Row groups (G output rows per tile), the column fold (a map exactly C/2 wide runs two
+        # output rows side by side in the C columns) or flat tiles, whichever the cycle model
+        # says is fastest.
         mapping = layer_mapping(steps, per, h_conv, w_conv, rows=R, cols=C, groups=config.groups,
                                 pool=bool(l.pool))
         G, fold, gs = mapping["groups"], mapping["fold"], mapping["group_rows"]
+        flat_h = h_conv // G if mapping["flat"] else 0
         fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
                       hw_in=in_shape[1] * in_shape[2], c_out=l.c_out, h_out=h_conv, w_out=w_conv,
                       out_w=o[2], out_hw=o[1] * o[2], k=l.k, stride=l.stride, relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
                       table_base=len(tables), weight_base=sum(len(e) for e in entries),
                       param_base=len(bias),
-                      in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold)
+                      in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold,
+                      flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
+                      flat_in=l.stride * flat_h * in_shape[2])
         tables += [int(m) for m in image.table.bitmasks()]
         bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
         requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]

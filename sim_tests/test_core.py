@@ -194,6 +194,55 @@ def test_four_groups(sim):
     _check(run_rtl(SIM_CONFIG4, cases, sim=sim, seed=15, valid_p=0.8, ready_p=0.6))
 
 
+def flat_cases(config, n_random, seed0, *, big=True):
+    """Layers whose fastest mapping on ``config`` is flat (tiles wrapping across output rows):
+    FashionNet's conv2 shape (classes of 8 filters; of 4, which need two flat regions, so four
+    ports; only with ``big``), maps C - 1 and C + 2 wide, then ``n_random`` random ones; each
+    kept where the layout picks flat."""
+    from hw.layout import build_layout
+    fixed = [dict(c_in=4, c_out=32, h=28, w=28, stride=2, variant="PS4_P4"),
+             dict(c_in=3, c_out=32, h=28, w=28, stride=2, variant="PSD4_P8", relu=False),
+             dict(c_in=5, c_out=64, h=8, w=7, stride=1, variant="PSD1_P8"),
+             dict(c_in=2, c_out=8, h=9, w=10, stride=1)][0 if big else 2:]
+    cases = []
+    for i, kw in enumerate(fixed):
+        q = random_layer_model(seed=900 + i, **kw)
+        if not build_layout(q, config).layers[0].fields["flat"]:
+            assert kw["variant"] == "PSD4_P8" and config.groups == 2, kw
+            continue
+        frame = np.random.default_rng(900 + i).integers(-128, 128, q.input_shape).astype(np.int8)
+        cases.append(Case(f"flat layer seed={900 + i} {kw}", q, frame, golden(q, frame)))
+    seed = seed0
+    while n_random:
+        rng = np.random.default_rng(seed)
+        s = int(rng.integers(1, 3))
+        kw = dict(c_in=int(rng.integers(1, 7)), c_out=int(rng.integers(1, 33)),
+                  h=int(rng.integers(2, 16)) * s, w=int(rng.integers(4, 20)) * s, stride=s,
+                  relu=bool(rng.integers(2)), variant=str(rng.choice(VARIANTS)))
+        q = random_layer_model(seed=seed, **kw)
+        if build_layout(q, config).layers[0].fields["flat"]:
+            frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
+            cases.append(Case(f"flat layer seed={seed} {kw}", q, frame, golden(q, frame)))
+            n_random -= 1
+        seed += 1
+    return cases
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+@pytest.mark.parametrize("groups", [2, 4])
+def test_flat_layers(sim, groups):
+    """Flat tiles (one region with two read ports, two regions with four), stride 1 and 2,
+    random back-pressure; bit-exact vs models.golden and hw.reference, cycles and MACs vs
+    hw.layout."""
+    config = SIM_CONFIG if groups == 2 else SIM_CONFIG4
+    if sim == "icarus":
+        cases = flat_cases(config, 2, 1100 + groups, big=False)
+    else:
+        cases = flat_cases(config, 16, 1200 + 100 * groups)
+    _check(run_rtl(config, cases, sim=sim, seed=16, valid_p=0.8, ready_p=0.6))
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("batch", range(10))

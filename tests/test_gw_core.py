@@ -199,6 +199,41 @@ def test_row_groups_and_fold(kw, rows, cols):
     check(q, cfg, seed=4, ready_p=0.7)
 
 
+#: Flat tiles (C consecutive pixels of the flattened map, wrapping into the next output row):
+#: one region on a two-port engine and two regions on a four-port one, stride 1 and 2, a row
+#: end the tiles meet exactly (the next tile two rows down), w_out = C - 1, a chain.
+FLAT_LAYERS = [
+    (dict(c_in=3, c_out=32, h=8, w=7, stride=1, variant="PS4_P4"), 8, 8, 2, 1, "w 7 on 8 columns"),
+    (dict(c_in=2, c_out=16, h=8, w=12, stride=2, variant="PS4_P4", relu=False), 4, 4, 2, 1,
+     "s2, w_out 6 on 4"),
+    (dict(c_in=2, c_out=8, h=10, w=6, stride=1), 8, 8, 2, 1, "w 6: row ends met"),
+    (dict(c_in=3, c_out=32, h=28, w=28, stride=2, variant="PSD4_P8"), 8, 8, 4, 2, "conv2 shape, 2 regions"),
+    (dict(c_in=2, c_out=16, h=6, w=2, stride=1, variant="PSD2_P8"), 4, 4, 4, 2, "2 regions, w_out C/2"),
+    (dict(c_in=2, c_out=64, h=12, w=10, stride=2, variant="PSD2_P16", relu=False), 8, 8, 4, 2,
+     "2 regions, s2, w_out 5"),
+]
+
+
+@pytest.mark.parametrize("kw,rows,cols,GM,G,how", FLAT_LAYERS, ids=[c[-1] for c in FLAT_LAYERS])
+def test_flat_tiles(kw, rows, cols, GM, G, how):
+    q = random_layer_model(seed=12, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)
+    f = build_layout(q, cfg).layers[0].fields
+    assert f["flat"] == 1 and f["groups"] == G, how
+    check(q, cfg, seed=12, ready_p=0.6, valid_p=0.8)
+
+
+def test_flat_chain():
+    """Flat layers feed and follow row-group and pooled layers on chip."""
+    q = random_chain_model([dict(c_out=8, variant="PS4_P4", pool=True), dict(c_out=8, variant="PS4_P4"),
+                            dict(c_out=8, stride=2, variant="PSD2_P8"), dict(c_out=4, kind="fc")],
+                           c_in=2, h=14, w=14, seed=13)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4)
+    used = [(p.fields["groups"], p.fields["flat"]) for p in build_layout(q, cfg).layers]
+    assert (1, 1) in used or (2, 1) in used, used
+    check(q, cfg, seed=13, ready_p=0.5, valid_p=0.7)
+
+
 def random_pool_case(seed):
     """A random layer with a 2x2 max-pool (conv output at least 2 x 2)."""
     rng = np.random.default_rng(seed)
@@ -253,15 +288,15 @@ def test_pool_chain():
 #: writes nothing), the fold on a four-group engine, R/4 = 1 and R = 16.
 FOUR_GROUP_LAYERS = [
     (dict(c_in=4, c_out=16, h=7, w=9, stride=1, variant="PSD2_P8"), 8, 8, 4, "h_out 7"),
-    (dict(c_in=3, c_out=16, h=11, w=10, stride=2, variant="PSD2_P8", relu=False), 8, 4, 4, "s2, h_out 6"),
-    (dict(c_in=2, c_out=5, h=7, w=5, stride=1, relu=True), 8, 4, 4, "dense, 3 blocks"),
+    (dict(c_in=3, c_out=16, h=11, w=8, stride=2, variant="PSD2_P8", relu=False), 8, 4, 4, "s2, h_out 6"),
+    (dict(c_in=2, c_out=5, h=7, w=4, stride=1, relu=True), 8, 4, 4, "dense, 3 blocks"),
     (dict(c_in=3, c_out=16, h=7, w=9, stride=1, variant="PSD2_P8", pool=True), 8, 4, 4, "pool, h_out 7"),
     (dict(c_in=2, c_out=8, h=10, w=14, stride=2, variant="PS4_P4", relu=False, pool=True), 8, 8, 4,
      "pool s2, h_out 5"),
     (dict(c_in=2, c_out=6, h=6, w=13, stride=1, variant="PSD1_P16", pool=True), 4, 4, 4, "pool, gs 1"),
     (dict(c_in=3, c_out=16, h=8, w=8, stride=2), 8, 8, 1, "fold on 4 ports"),
     (dict(c_in=2, c_out=9, h=5, w=4, stride=1, relu=False, pool=True), 4, 8, 1, "fold pool on 4 ports"),
-    (dict(c_in=2, c_out=32, h=6, w=5, stride=1, variant="PSD2_P8"), 16, 4, 4, "R 16"),
+    (dict(c_in=2, c_out=32, h=7, w=5, stride=1, variant="PSD2_P8"), 16, 4, 4, "R 16"),
 ]
 
 

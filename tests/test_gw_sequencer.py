@@ -21,7 +21,7 @@ def expected_steps(layout):
     P, k, s, pad = f["period"], f["k"], f["stride"], f["k"] // 2
     G = f["groups"]
     gs = R // G
-    fold = f["fold"]
+    fold, flat = f["fold"], f["flat"]
     T = 2 if fold else G              # output rows per tile
     pool = f["pool"]
     masks = layout.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
@@ -29,7 +29,10 @@ def expected_steps(layout):
 
     def tiles():
         """(oy, ox0, odd) of each tile; a pooled one-row-per-tile layer runs rows in pairs."""
-        if pool and T == 1:
+        if flat:   # C consecutive pixels of each region, from (oy, ox)
+            for n0 in range(0, f["flat_n"], C):
+                yield n0 // f["w_out"], n0 % f["w_out"], 0
+        elif pool and T == 1:
             for py in range(0, f["h_out"], 2):
                 for ox0 in range(0, f["w_out"], C):
                     for dy in range(min(2, f["h_out"] - py)):
@@ -55,7 +58,20 @@ def expected_steps(layout):
                                for g in range(T)]
                         n0s = [f["in_base"] + c * f["hw_in"] + (y + g * s) * f["w_in"] + x[0]
                                for g in range(T)]
-                        if fold:   # lower column half: row oy; upper half: row oy + 1
+                        if flat:
+                            # Per region g: port 2g the first k columns (row oy), port 2g + 1
+                            # the rest (row oy + 1, column j at x of pixel ox + j - w_out).
+                            kc = min(C, f["w_out"] - ox0)
+                            lo = (1 << kc) - 1
+                            oks, n0s = [], []
+                            for g in range(G):
+                                for dyr, dx, part in ((0, 0, lo), (1, f["w_out"], ~lo)):
+                                    yy = (oy + g * f["flat_h"] + dyr) * s + ky - pad
+                                    xx = [(ox0 + j - dx) * s + kx - pad for j in range(C)]
+                                    oks.append(sum(1 << j for j in range(C) if part >> j & 1
+                                                   and 0 <= yy < f["h_in"] and 0 <= xx[j] < f["w_in"]))
+                                    n0s.append(f["in_base"] + c * f["hw_in"] + yy * f["w_in"] + xx[0])
+                        elif fold:   # lower column half: row oy; upper half: row oy + 1
                             h = C // 2
                             oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
                             n0s[1] -= h * s
@@ -65,7 +81,12 @@ def expected_steps(layout):
                 top = r + P * (b * gs + gs - 1)
                 n_cols = min(C, f["w_out"] - ox0)
                 live = min(T, f["h_out"] - oy)
-                if pool:     # pooled: the last pair's pooled row, floor(cols / 2) lanes
+                if flat:     # region G-1's tile; the columns whose pixel lies inside the region
+                    addr = f["out_base"] + top * f["out_hw"] + (G - 1) * f["flat_n"] + oy * f["w_out"] + ox0
+                    n0 = oy * f["w_out"] + ox0
+                    mask = sum(1 << j for j in range(C) if n0 + j < f["flat_n"])
+                    live = G
+                elif pool:     # pooled: the last pair's pooled row, floor(cols / 2) lanes
                     addr = (f["out_base"] + top * f["out_hw"] + (oy + G - 1) // 2 * f["out_w"]
                             + ox0 // 2)
                     mask = 0 if fold and live < 2 else (1 << n_cols // 2) - 1
@@ -102,10 +123,13 @@ def test_step_stream_pool(seed):
 
 
 def _ports(cfg, f):
-    """Read ports (1 = rd2 ...) that feed the layer's groups 1 .. (fold: the port at row R/2)."""
+    """Read ports (1 = rd2 ...) that feed the layer's groups 1 .. (fold: port 1, the second row;
+    flat: 1 .. 2G - 1, ports 2g and 2g + 1 for region g)."""
     GM = cfg.groups
     if f["fold"]:
-        return [GM // 2]
+        return [1]
+    if f["flat"]:
+        return list(range(1, 2 * f["groups"]))
     return [g * GM // f["groups"] for g in range(1, f["groups"])]
 
 
@@ -160,9 +184,10 @@ def run_step_stream(q, rows, cols, seed, groups=None):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+    f = layout.layers[0].fields
     split = 0
-    for k in ports if not layout.layers[0].fields["fold"] else []:
-        split |= 1 << (k - 1)
+    for g in range(1, f["groups"]) if not f["fold"] else []:
+        split |= 1 << (g * cfg.groups // f["groups"] - 1)
     assert split_seen == {split}, f"seed {seed}: split {split_seen} vs {split}"
     assert steps == want_steps, f"seed {seed}"
     # The top row may lie past the last filter; its channel and address are then only defined
@@ -195,3 +220,30 @@ def test_step_stream_four_groups(seed):
                            stride=s, variant=variant, pool=pool)
     rows, cols = [(8, 4), (4, 4), (8, 2), (16, 4)][seed % 4]
     run_step_stream(q, rows, cols, seed, groups=4)
+
+
+def _flat_layer(seed, groups):
+    """A seeded random layer whose fastest mapping is flat (tiles wrap across output rows)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [(4, 4), (8, 8), (4, 8), (2, 4)][seed % 4]
+    for _ in range(200):
+        s = int(rng.integers(1, 3))
+        variant = str(rng.choice(["pSC9", "PS4_P4", "PSD2_P8", "PS2_P6"]))
+        kw = dict(c_in=int(rng.integers(1, 4)), c_out=int(rng.integers(1, 3 * rows)),
+                  h=int(rng.integers(1, 11)) * s, w=int(rng.integers(cols // 2, 2 * cols + 3)) * s,
+                  stride=s, variant=variant)
+        q = random_layer_model(seed=seed, **kw)
+        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
+        if build_layout(q, cfg).layers[0].fields["flat"]:
+            return q, rows, cols
+    raise AssertionError(f"seed {seed}: no flat layer found")
+
+
+@pytest.mark.parametrize("seed", range(60, 72))
+def test_step_stream_flat(seed):
+    """Flat tiles: C consecutive pixels of the flattened map per region, the first output row's
+    through port 2g, the next row's through port 2g + 1, on two- and four-port engines (two
+    flat regions only with four)."""
+    groups = 2 if seed % 2 else 4
+    q, rows, cols = _flat_layer(seed, groups)
+    run_step_stream(q, rows, cols, seed, groups=groups)

@@ -199,3 +199,39 @@ def test_tile_bound_hand_worked():
     assert p1.steps == (1,) * 7 + (9,) and p1.class_filters == (1,) * 8
     # MACs (7 * 1 + 9) * 64 pixels; 8 tiles (one output row each) per class of max(L, 8) cycles.
     assert tile_bound(p1, rows=8, cols=8) == pytest.approx((16 * 64) / (64 * 8 * (7 * 8 + 9)))
+
+
+def test_flat_tiles_hand_worked():
+    """Flat tiles: C consecutive pixels of each region, never three output rows in one tile."""
+    from hw.layout import flat_tiles
+    assert flat_tiles(14, 14, cols=8, groups=1) == 25          # ceil(196 / 8)
+    assert flat_tiles(14, 14, cols=8, groups=2) == 13          # regions of 7 x 14 = 98 pixels
+    assert flat_tiles(7, 7, cols=8, groups=1) == 7             # w = C - 1: two rows at most
+    assert flat_tiles(7, 7, cols=8, groups=2) is None          # 7 rows do not split in two
+    # 4 x 5 on 8 columns: pixels 8 .. 15 are (1, 3) .. (3, 0), three rows.
+    assert flat_tiles(4, 5, cols=8, groups=1) is None
+    # ... but 2 x 5 ends at pixel 9: tiles (0, 0) .. (1, 2) and (1, 3) .. (1, 4).
+    assert flat_tiles(2, 5, cols=8, groups=1) == 2
+    assert flat_tiles(6, 4, cols=4, groups=2) == 3             # w = C: the plain tiles
+
+
+def test_layer_mapping_flat():
+    """FashionNet's conv2 shape (14 x 14 output) on an 8 x 8 array: rows of 14 pixels fill 16
+    columns in plain tiles (28 a class), flat tiles fill 8 of 8 but the last (25); classes of
+    4 filters take two flat regions of 7 rows (13 tiles of 2 x 8 pixels), which needs four ports."""
+    from hw.layout import layer_mapping, tile_bound
+    m = layer_mapping((64,) * 4, (8,) * 4, 14, 14, rows=8, cols=8, groups=2)
+    assert (m["groups"], m["flat"], m["fold"], m["tiles"]) == (1, 1, 0, 25)
+    m = layer_mapping((74,) * 8, (4,) * 8, 14, 14, rows=8, cols=8, groups=4)
+    assert (m["groups"], m["flat"], m["tiles"]) == (2, 1, 13)
+    m = layer_mapping((74,) * 8, (4,) * 8, 14, 14, rows=8, cols=8, groups=2)   # two ports only
+    assert (m["groups"], m["flat"], m["tiles"]) == (2, 0, 14)
+    # Pooled layers never run flat (pooling pairs need whole rows); a map C wide needs no wrap.
+    assert layer_mapping((64,) * 4, (8,) * 4, 14, 14, rows=8, cols=8, groups=2, pool=True)["flat"] == 0
+    assert layer_mapping((64,) * 4, (8,) * 4, 8, 8, rows=8, cols=8, groups=2)["flat"] == 0
+    # The descriptor of a flat layer, and its bound: 196 of 200 pixel slots per class.
+    q = random_layer_model(seed=2, c_in=16, c_out=32, h=28, w=28, stride=2, variant="PS4_P4")
+    (p,) = build_layout(q, ArrayConfig(rows=8, cols=8, groups=2, p_max=4, act_depth=20480)).layers
+    f = p.fields
+    assert (f["flat"], f["flat_h"], f["flat_n"], f["flat_in"], p.tiles) == (1, 14, 196, 2 * 14 * 28, 25)
+    assert tile_bound(p, rows=8, cols=8) == pytest.approx(196 / 200)
