@@ -7,17 +7,19 @@ from amaranth.sim import Simulator
 from gateware.weight_streamer import READ_LATENCY, WeightStreamer
 
 
-@pytest.mark.parametrize("rows", [1, 2, 4, 8, 16])
-def test_replays_entries(rows):
-    rng = np.random.default_rng(rows)
-    depth = 16
+@pytest.mark.parametrize("rows,depth,segment", [(1, 16, 2048), (2, 16, 2048), (4, 16, 2048),
+                                               (8, 16, 2048), (16, 16, 2048), (8, 13, 4), (4, 9, 8),
+                                               (2, 16, 1)])
+def test_replays_entries(rows, depth, segment):
+    """Entries replayed in any order (segments of ``segment`` entries, the last one partial)."""
+    rng = np.random.default_rng(rows + depth)
     entries = rng.integers(-128, 128, size=(depth, rows)).astype(np.int8)
     wpe = max(1, rows // 4)
     padded = np.zeros((depth, 4 * wpe), np.uint8)
     padded[:, :rows] = entries.view(np.uint8)
     words = padded.reshape(-1).view("<u4")           # the layout hw.layout writes
-    order = list(range(depth)) + list(range(3, 9)) * 2
-    dut = WeightStreamer(rows=rows, depth=depth)
+    order = list(range(depth)) + list(range(3, 9)) * 2 + [int(e) for e in rng.integers(0, depth, 20)]
+    dut = WeightStreamer(rows=rows, depth=depth, segment_depth=segment)
     got = []
 
     async def tb(ctx):
@@ -44,3 +46,5 @@ def test_replays_entries(rows):
 def test_rejects_non_power_of_two():
     with pytest.raises(ValueError, match="rows must be a power of two, not 3"):
         WeightStreamer(rows=3, depth=4)
+    with pytest.raises(ValueError, match="segment_depth must be a power of two, not 3"):
+        WeightStreamer(rows=4, depth=4, segment_depth=3)
