@@ -437,12 +437,25 @@ class Sequencer(wiring.Component):
         more_cols = Signal()              # another tile along the row
         more_rows = Signal()              # another tile row (or pair) of this block
         more_blocks = Signal()            # another block of filters of this class
-        wrap1 = Signal()                  # flat: the next tile starts one output row down (not two)
+        # The next tile row's steps: plain, G rows (pix_step, y_step, rw_step); flat, one row when
+        # the next tile starts inside the next output row (wrap_x: then at ox + C - w_out), else
+        # two (it starts where row oy + 2 does).
+        wrap_x = Signal()
+        adv_pix = Signal.like(pix_step)
+        adv_y = Signal.like(y_step)
+        adv_w = Signal(S)
+        s_rows = Mux(stride2, 2, 1)
+
+        def next_row_steps(wrap1):
+            return [wrap_x.eq(flat & wrap1),
+                    adv_pix.eq(Mux(flat, Mux(wrap1, F["out_w"], F["out_w"] << 1), pix_step)),
+                    adv_y.eq(Mux(flat, Mux(wrap1, s_rows, s_rows << 1), y_step)),
+                    adv_w.eq(Mux(flat, Mux(wrap1, w_step, w_step << 1), rw_step))]
         m.d.sync += [next_pair.eq(pool1 & ~dy & _exceeds(oy_left, 1, 3)),
                      more_cols.eq(_exceeds(cols_left, C, cb)),
                      more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
                      more_blocks.eq(_exceeds(rows_left, gs, gb)),
-                     wrap1.eq(cols_left + F["w_out"] > C)]
+                     *next_row_steps(cols_left + F["w_out"] > C)]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
@@ -572,7 +585,6 @@ class Sequencer(wiring.Component):
                 # Pair tiles: the second output row is s input rows down, its column 0 s * w_out
                 # bytes left of where row oy's would be; flat region 1 is flat_h output rows down.
                 b_off = w_step - sw_out
-                s_rows = Mux(stride2, 2, 1)
                 region_dy = Mux(stride2, F["flat_h"] << 1, F["flat_h"])
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
                     dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
@@ -615,6 +627,7 @@ class Sequencer(wiring.Component):
                              more_cols.eq(_exceeds(F["w_out"], C, cb)),
                              more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
                                               _exceeds(F["h_out"], tr, 3))),
+                             *next_row_steps((F["w_out"] << 1) > C),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -668,23 +681,14 @@ class Sequencer(wiring.Component):
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(more_rows & flat & wrap1):
-                                    # Flat: the next C pixels start inside the next output row.
-                                    m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
-                                                 cols_left.eq(cols_left - flat_dx),
-                                                 pix_row.eq(pix_row + F["out_w"]),
-                                                 row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
-                                                 row_w.eq(row_w + w_step)]
-                                with m.Elif(more_rows & flat):
-                                    # ... or at the start of the one after (the tile ended with
-                                    # row oy + 1, e.g. w_out = C / 2).
-                                    m.d.sync += [pix_row.eq(pix_row + (F["out_w"] << 1)),
-                                                 row_y0.eq(row_y0 + Mux(stride2, 4, 2)),
-                                                 row_w.eq(row_w + (w_step << 1))]
-                                with m.Elif(more_rows):
-                                    m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + pix_step),
-                                                 row_y0.eq(row_y0 + y_step),
-                                                 row_w.eq(row_w + rw_step)]
+                                with m.If(more_rows):
+                                    m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + adv_pix),
+                                                 row_y0.eq(row_y0 + adv_y),
+                                                 row_w.eq(row_w + adv_w)]
+                                    with m.If(wrap_x):
+                                        # Flat: the next C pixels start inside the next row.
+                                        m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
+                                                     cols_left.eq(cols_left - flat_dx)]
                                 with m.Else():
                                     m.d.sync += [oy_left.eq(F["h_out"]),
                                                  flat_left.eq(F["flat_n"]), pix_row.eq(0), row_y0.eq(-pad),

@@ -247,3 +247,13 @@ def test_step_stream_flat(seed):
     groups = 2 if seed % 2 else 4
     q, rows, cols = _flat_layer(seed, groups)
     run_step_stream(q, rows, cols, seed, groups=groups)
+
+
+def test_step_stream_flat_one_step_tiles():
+    """Flat tiles of one step each (one input channel, one tap per class): the first tile ends in
+    the first cycle of the walk, so its wrap decision must come from the layer's own sizes."""
+    q = random_layer_model(seed=3, c_in=1, c_out=36, h=4, w=3, stride=1, variant="PS1_P9")
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=2)
+    plan = build_layout(q, cfg).layers[0]
+    assert plan.fields["flat"] == 1 and set(plan.steps) == {1}
+    run_step_stream(q, 4, 4, 3, groups=2)
