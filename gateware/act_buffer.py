@@ -14,6 +14,8 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import registered_read
+
 __all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 
 #: Cycles from a read request to :attr:`ActBuffer.rd_data`: the block-RAM read, a register
@@ -166,9 +168,9 @@ class ActBuffer(wiring.Component):
                 m.submodules[f"bank{p}_{b}"] = mem
                 if p == 0:
                     self.banks.append(mem)
-                rp = mem.read_port()
+                rp, rdata = registered_read(m, mem, f"bank{p}_{b}")
                 m.d.comb += rp.addr.eq(rd_hi + (b < rd_lo))
-                bank_data.append(rp.data)
+                bank_data.append(rdata)
                 wp = mem.write_port()
                 m.d.comb += [wp.en.eq(wen[b]), wp.addr.eq(waddr[b]), wp.data.eq(wdata[b])]
             self._select(m, p, rd_lo, rd_ok, rd_data, bank_data)

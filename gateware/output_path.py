@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.quant import ACC_BITS, MULTIPLIER_BITS, SHIFT_MAX
 from .multiplier import RegisteredMultiplier
+from .pipeline import registered_read
 
 __all__ = ["OutputPath", "OUTPUT_LATENCY", "PoolStage", "POOL_LATENCY", "POOL_STORE",
            "POOL_COMBINE", "POOL_FOLD"]
@@ -79,14 +80,17 @@ class OutputPath(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C = self._cols
-        bias_mem = Memory(shape=signed(32), depth=self._depth, init=[])
-        rq_mem = Memory(shape=unsigned(MULTIPLIER_BITS + 6), depth=self._depth, init=[])
+        # ``no_rw_check``: parameters are written only while the engine is idle.
+        bias_mem = Memory(shape=signed(32), depth=self._depth, init=[], attrs={"no_rw_check": 1})
+        rq_mem = Memory(shape=unsigned(MULTIPLIER_BITS + 6), depth=self._depth, init=[],
+                        attrs={"no_rw_check": 1})
         m.submodules.bias_mem, m.submodules.rq_mem = bias_mem, rq_mem
         for mem, we, addr, d in ((bias_mem, self.bias_we, self.bias_addr, self.bias_data),
                                  (rq_mem, self.rq_we, self.rq_addr, self.rq_data)):
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(we), wp.addr.eq(addr), wp.data.eq(d)]
-        bias_rp, rq_rp = bias_mem.read_port(), rq_mem.read_port()
+        bias_rp, bias_data = registered_read(m, bias_mem, "bias")
+        rq_rp, rq_data = registered_read(m, rq_mem, "rq")
         m.d.comb += [bias_rp.addr.eq(self.channel), rq_rp.addr.eq(self.channel)]
 
         def stage(prev_valid, prev_side, prev_relu, n):
@@ -100,14 +104,14 @@ class OutputPath(wiring.Component):
         m.d.sync += [acc1[j].eq(self.acc[j]) for j in range(C)]
         mult = Signal(unsigned(MULTIPLIER_BITS))
         shift = Signal(range(SHIFT_MAX + 1))
-        m.d.comb += [mult.eq(rq_rp.data[:MULTIPLIER_BITS]), shift.eq(rq_rp.data[MULTIPLIER_BITS:])]
+        m.d.comb += [mult.eq(rq_data[:MULTIPLIER_BITS]), shift.eq(rq_data[MULTIPLIER_BITS:])]
         # Stage 2: the bias read is registered (a BRAM output feeds no adder directly).
         v2, side2, relu2 = stage(v1, side1, relu1, 2)
         m2, s2 = Signal.like(mult, reset_less=True), Signal.like(shift, reset_less=True)
         m.d.sync += [m2.eq(mult), s2.eq(shift)]
         bias2 = Signal(signed(32), reset_less=True)
         acc2 = [Signal(signed(ACC_BITS), name=f"acc2_{j}", reset_less=True) for j in range(C)]
-        m.d.sync += [bias2.eq(bias_rp.data)] + [acc2[j].eq(acc1[j]) for j in range(C)]
+        m.d.sync += [bias2.eq(bias_data)] + [acc2[j].eq(acc1[j]) for j in range(C)]
         # Stage 2b: + bias.
         v2b, side2b, relu2b = stage(v2, side2, relu2, "2b")
         m2b, s2b = Signal.like(mult, reset_less=True), Signal.like(shift, reset_less=True)

@@ -46,6 +46,7 @@ from hw.memory_map import ADDR_BITS, COUNTERS
 from .act_buffer import READ_LATENCY
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
+from .pipeline import registered_read
 
 __all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY"]
 
@@ -185,12 +186,13 @@ class Sequencer(wiring.Component):
         m.submodules.ib = ib = IndexBuffer(table_depth=cfg.table_depth, p_max=cfg.p_max)
         m.d.comb += [ib.we.eq(self.table_we), ib.waddr.eq(self.table_addr), ib.wdata.eq(self.table_data)]
 
+        # ``no_rw_check``: descriptors are written only while the engine is idle.
         desc = Memory(shape=unsigned(32), depth=DESC_HEADER_WORDS + DESC_LAYER_WORDS * cfg.max_layers,
-                      init=[])
+                      init=[], attrs={"no_rw_check": 1})
         m.submodules.desc = desc
         dwp = desc.write_port()
         m.d.comb += [dwp.en.eq(self.desc_we), dwp.addr.eq(self.desc_addr), dwp.data.eq(self.desc_data)]
-        drp = desc.read_port()
+        drp, desc_data = registered_read(m, desc, "desc")
         hdr = {n: Signal(32, name=f"hdr_{n}") for n in HEADER_FIELDS}
         with m.If(self.desc_we):
             with m.Switch(self.desc_addr):
@@ -209,7 +211,7 @@ class Sequencer(wiring.Component):
         # Field i is read at di = i, registered out of the block RAM (its clock-to-out is slow on
         # ECP5) and loaded into F at di = i + 2.
         desc_q = Signal(32)
-        m.d.sync += desc_q.eq(drp.data)
+        m.d.sync += desc_q.eq(desc_data)
         rd_start = max(LAYER_FIELDS.index("period"), LAYER_FIELDS.index("out_hw")) + 3
         assert rd_start + pbits - 1 <= len(LAYER_FIELDS) + 1, "row_dec needs more descriptor cycles"
         di = Signal(range(len(LAYER_FIELDS) + 3))

@@ -19,6 +19,8 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import registered_read
+
 __all__ = ["WeightStreamer", "READ_LATENCY", "SEGMENT_DEPTH"]
 
 #: Cycles from :attr:`WeightStreamer.addr` to :attr:`WeightStreamer.w`: the block-RAM read, a
@@ -113,10 +115,10 @@ class WeightStreamer(wiring.Component):
                     m.d.comb += wp.en.eq(Const(0xF, 4) << (part * 4))
                 else:
                     m.d.comb += wp.en.eq((1 << R) - 1)
-            rp = mem.read_port()
+            rp, rdata = registered_read(m, mem, f"mem{k}")
             m.d.comb += rp.addr.eq(self.addr[:sb] if sb else 0)
             q = Signal(8 * R, name=f"seg{k}_q", reset_less=True)
-            m.d.sync += q.eq(rp.data)
+            m.d.sync += q.eq(rdata)
             seg_q.append(q)
         # The segment of the read, aligned with the segment registers.
         sel = Signal(range(n_seg), name="seg_sel")
