@@ -33,7 +33,12 @@ from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_F
 from .sequencer import Sequencer
 from .pipeline import delayed
 
-__all__ = ["Core"]
+__all__ = ["Core", "WRITEBACK_LATENCY"]
+
+#: Registers between the output side (pool stage) and the activation buffer's write request: the
+#: pool stage's output select, the write address's lane rotation and the write/load choice in
+#: one cycle were the ECP5's critical path (10.29 ns); one cycle more per layer drain.
+WRITEBACK_LATENCY = 1
 
 
 class Core(wiring.Component):
@@ -220,13 +225,15 @@ class Core(wiring.Component):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
 
         # Optional 2x2 max-pool (pooled layers only: two cycles more), then write-back.
-        osd = data.View(side, pool.out_side)
         psd = data.View(side, out.out_side)
         m.d.comb += [pool.valid.eq(out.out_valid), pool.data.eq(out.out_data),
                      pool.side.eq(out.out_side), pool.pool.eq(seq.pool), pool.op.eq(psd.pool_op),
                      pool.addr.eq(psd.pool_addr)]
-        m.d.comb += [act.wr_en.eq(pool.out_valid), act.wr_addr.eq(osd.addr), act.wr_mask.eq(osd.mask),
-                     act.wr_data.eq(pool.out_data), seq.tile_done.eq(pool.out_valid & osd.done)]
+        wb_valid = delayed(m, pool.out_valid, WRITEBACK_LATENCY, "wb_valid")
+        wb_side = data.View(side, delayed(m, pool.out_side, WRITEBACK_LATENCY, "wb_side", reset_less=True))
+        wb_data = delayed(m, pool.out_data, WRITEBACK_LATENCY, "wb_data", reset_less=True)
+        m.d.comb += [act.wr_en.eq(wb_valid), act.wr_addr.eq(wb_side.addr), act.wr_mask.eq(wb_side.mask),
+                     act.wr_data.eq(wb_data), seq.tile_done.eq(wb_valid & wb_side.done)]
 
         wiring.connect(m, wiring.flipped(self.result), seq.result)
         m.d.comb += self.counters.eq(seq.counters)

@@ -446,7 +446,8 @@ class Sequencer(wiring.Component):
         adv_pix = Signal.like(pix_step)
         adv_y = Signal.like(y_step)
         adv_w = Signal(S)
-        s_rows = Mux(stride2, 2, 1)
+        s_rows = Signal(range(3))         # s: input rows from one output row to the next
+        m.d.sync += s_rows.eq(Mux(stride2, 2, 1))
 
         def next_row_steps(wrap1):
             return [wrap_x.eq(flat & wrap1),
@@ -669,7 +670,7 @@ class Sequencer(wiring.Component):
                         with m.If(next_pair):
                             # Pooled, one row per tile: the pair's second row, same columns.
                             m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),
-                                         row_y0.eq(row_y0 + Mux(stride2, 2, 1)),
+                                         row_y0.eq(row_y0 + s_rows),
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
                             m.d.sync += dy.eq(0)
@@ -679,7 +680,7 @@ class Sequencer(wiring.Component):
                                              cols_left.eq(cols_left - C)]
                                 with m.If(dy):      # back to the pair's first row
                                     m.d.sync += [oy_left.eq(oy_left + 1),
-                                                 row_y0.eq(row_y0 - Mux(stride2, 2, 1)),
+                                                 row_y0.eq(row_y0 - s_rows),
                                                  row_w.eq(row_w - w_step)]
                             with m.Else():
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]

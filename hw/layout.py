@@ -78,6 +78,7 @@ from .variants import parse_variant
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
+           "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
@@ -102,16 +103,21 @@ ISSUE_CYCLES = 1
 OUTPUT_PATH_CYCLES = 8
 #: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
 POOL_CYCLES = 2
+#: Cycles from the output side (output path or pool stage) to the activation buffer's write
+#: request: the write-back register (``gateware.core.WRITEBACK_LATENCY``).
+WRITEBACK_CYCLES = 1
 
 
 def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     """Cycles from a layer's last issued step until its last row is written back (then the next
     layer may read it): the issue snapshot (:data:`ISSUE_CYCLES`), the read stages
     (:data:`READ_CYCLES`, the issue register's included), the array, the tag stage, the output
-    path (and the pool stage of a pooled layer). The output path is
+    path (and the pool stage of a pooled layer), the write-back register
+    (:data:`WRITEBACK_CYCLES`). The output path is
     ``gateware.output_path.OUTPUT_LATENCY`` (:data:`OUTPUT_PATH_CYCLES`) cycles, the array
     ``gateware.systolic_array.ARRAY_LATENCY`` (``rows + cols + 4``)."""
-    from_issue = ISSUE_CYCLES + READ_CYCLES + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
+    from_issue = (ISSUE_CYCLES + READ_CYCLES + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
+                  + WRITEBACK_CYCLES)
     return from_issue + (POOL_CYCLES if pool else 0)
 
 

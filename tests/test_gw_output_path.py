@@ -154,14 +154,16 @@ def test_pool_stage_against_numpy():
 def test_latency_matches_cycle_model():
     # hw.layout's exact cycle model counts the read stages', the array's and the output path's
     # pipeline stages.
-    from hw.layout import READ_CYCLES, OUTPUT_PATH_CYCLES, ISSUE_CYCLES, drain_cycles
+    from hw.layout import READ_CYCLES, OUTPUT_PATH_CYCLES, ISSUE_CYCLES, WRITEBACK_CYCLES, drain_cycles
+    from gateware.core import WRITEBACK_LATENCY
     from gateware.act_buffer import READ_LATENCY
     from gateware.systolic_array import ARRAY_LATENCY
     from gateware.sequencer import ISSUE_LATENCY
     assert OUTPUT_PATH_CYCLES == OUTPUT_LATENCY
     assert READ_CYCLES == READ_LATENCY
     assert ISSUE_CYCLES == ISSUE_LATENCY - 1
+    assert WRITEBACK_CYCLES == WRITEBACK_LATENCY
     for R, C in ((4, 4), (8, 8), (8, 2)):
         # The step's registers before the issue register, then the read stages from it.
         assert drain_cycles(R, C) == (ISSUE_LATENCY - 1) + READ_LATENCY + ARRAY_LATENCY(R, C) \
-            + R + OUTPUT_LATENCY
+            + R + OUTPUT_LATENCY + WRITEBACK_LATENCY
