@@ -231,7 +231,9 @@ class Core(wiring.Component):
                      pool.addr.eq(psd.pool_addr)]
         wb_valid = delayed(m, pool.out_valid, WRITEBACK_LATENCY, "wb_valid")
         wb_side = data.View(side, delayed(m, pool.out_side, WRITEBACK_LATENCY, "wb_side", reset_less=True))
-        wb_data = delayed(m, pool.out_data, WRITEBACK_LATENCY, "wb_data", reset_less=True)
+        # (As a plain value: a delayed copy of the signed lane view made Yosys 0.70's ABC
+        # reintegration assert on the full ULX3S engine.)
+        wb_data = delayed(m, pool.out_data.as_value(), WRITEBACK_LATENCY, "wb_data", reset_less=True)
         m.d.comb += [act.wr_en.eq(wb_valid), act.wr_addr.eq(wb_side.addr), act.wr_mask.eq(wb_side.mask),
                      act.wr_data.eq(wb_data), seq.tile_done.eq(wb_valid & wb_side.done)]
 
