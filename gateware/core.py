@@ -2,10 +2,11 @@
 systolic array -> output path -> activation buffer (next layer) -> result stream.
 
 :class:`Core` has exactly :class:`gateware.interfaces.CoreSignature`. Load words are decoded by
-space (``hw.memory_map``) straight into the memories; every write completes in one cycle, so the
-load stream is ready whenever the core is idle (and back-pressured while it runs a frame, so an
-early INPUT word can never collide with a write-back). The compute pipeline has a fixed latency
-and no internal back-pressure; the only elastic points are the load and result streams.
+space (``hw.memory_map``), registered and written into the memories a cycle after they are
+accepted; no write ever waits, so the load stream is ready whenever the core is idle (and
+back-pressured while it runs a frame, so an early INPUT word can never collide with a
+write-back). The compute pipeline has a fixed latency and no internal back-pressure; the only
+elastic points are the load and result streams.
 
 Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> bank
 output registers (S3) -> column select and zero padding (S4) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
@@ -99,19 +100,26 @@ class Core(wiring.Component):
         m.d.comb += [ld.ready.eq(~seq.busy), self.config_id.eq(cfg.config_id),
                      self.busy.eq(seq.busy), seq.start.eq(self.start),
                      self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len)]
+        # Each accepted load word is registered, decoded by space, before it fans out to the
+        # memories (the ready decode from the sequencer's state and the route to a far block
+        # RAM's write enable did not fit one cycle on the ECP5); it is written a cycle later,
+        # long before a frame's first read.
         wr = Signal()
         m.d.comb += wr.eq(ld.valid & ld.ready)
-        addr, word, space = ld.payload.addr, ld.payload.data, ld.payload.space
+        we = {sp: Signal(name=f"ld_we_{sp.name.lower()}") for sp in (
+            Space.DESCRIPTORS, Space.TABLES, Space.WEIGHTS, Space.BIAS, Space.REQUANT, Space.INPUT)}
+        for sp, en in we.items():
+            m.d.sync += en.eq(wr & (ld.payload.space == sp))
+        addr = Signal.like(ld.payload.addr, name="ld_addr_q", reset_less=True)
+        word = Signal.like(ld.payload.data, name="ld_data_q", reset_less=True)
+        m.d.sync += [addr.eq(ld.payload.addr), word.eq(ld.payload.data)]
         m.d.comb += [
-            seq.desc_we.eq(wr & (space == Space.DESCRIPTORS)), seq.desc_addr.eq(addr),
-            seq.desc_data.eq(word),
-            seq.table_we.eq(wr & (space == Space.TABLES)), seq.table_addr.eq(addr),
-            seq.table_data.eq(word),
-            ws.we.eq(wr & (space == Space.WEIGHTS)), ws.waddr.eq(addr), ws.wdata.eq(word),
-            out.bias_we.eq(wr & (space == Space.BIAS)), out.bias_addr.eq(addr),
-            out.bias_data.eq(word),
-            out.rq_we.eq(wr & (space == Space.REQUANT)), out.rq_addr.eq(addr), out.rq_data.eq(word),
-            act.ld_en.eq(wr & (space == Space.INPUT)), act.ld_addr.eq(addr), act.ld_data.eq(word),
+            seq.desc_we.eq(we[Space.DESCRIPTORS]), seq.desc_addr.eq(addr), seq.desc_data.eq(word),
+            seq.table_we.eq(we[Space.TABLES]), seq.table_addr.eq(addr), seq.table_data.eq(word),
+            ws.we.eq(we[Space.WEIGHTS]), ws.waddr.eq(addr), ws.wdata.eq(word),
+            out.bias_we.eq(we[Space.BIAS]), out.bias_addr.eq(addr), out.bias_data.eq(word),
+            out.rq_we.eq(we[Space.REQUANT]), out.rq_addr.eq(addr), out.rq_data.eq(word),
+            act.ld_en.eq(we[Space.INPUT]), act.ld_addr.eq(addr), act.ld_data.eq(word),
         ]
 
         # Step: S1 (sequencer registers) -> READ_LATENCY cycles of activation reads (the
