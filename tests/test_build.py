@@ -1,7 +1,8 @@
-"""Board builds without synthesis: parts, baud divisors, build trees and error messages.
+"""Board builds: parts, baud divisors, build trees and error messages, Yosys's block-RAM mapping
+of the engine's memories, and the whole ULX3S open flow on a 2 x 2 engine.
 
-Synthesis and place-and-route run in ``python -m gateware.build`` and ``bench.resources``, not
-here; these tests write build trees only and check what the CLI refuses.
+The full engine's synthesis and place-and-route run in ``python -m gateware.build`` and
+``bench.resources``, not here (minutes each).
 """
 
 import json
@@ -182,3 +183,40 @@ def test_ulx3s_small_engine_bitstream(tmp_path):
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert timing["target_mhz"] == 100 and timing["fmax_mhz"] > 0
     assert result.timing["fmax_mhz"] == timing["fmax_mhz"]
+
+
+@pytest.mark.parametrize("name", ["act_buffer", "weight_streamer", "output_path", "sequencer"])
+def test_block_rams_need_no_collision_bypass(name, tmp_path):
+    """Yosys maps every engine memory to ECP5 block RAM without emulating read-old-data or
+    transparency on a read/write collision (a bypass register and multiplexer after the block
+    RAM's slow output, which sat on the critical path unnoticed while the memories were read
+    through Amaranth's synchronous ports: ``gateware.pipeline.registered_read``)."""
+    import subprocess
+    from amaranth.back import rtlil
+    from gateware.act_buffer import ActBuffer
+    from gateware.output_path import OutputPath
+    from gateware.sequencer import Sequencer
+    from gateware.weight_streamer import WeightStreamer
+    cfg = ArrayConfig(rows=4, cols=4, groups=2, weight_depth=4096, act_depth=8192)
+    dut = {"act_buffer": lambda: ActBuffer(cols=4, bank_depth=1024, ports=2),
+           "weight_streamer": lambda: WeightStreamer(rows=8, depth=4096),
+           "output_path": lambda: OutputPath(cols=4, param_depth=512, side_bits=8),
+           "sequencer": lambda: Sequencer(config=cfg, act_addr_bits=13)}[name]()
+    (tmp_path / "dut.il").write_text(rtlil.convert(dut))
+    run = subprocess.run([gb.find_tool("YOSYS"), "-p",
+                          "read_rtlil dut.il; synth_ecp5 -run begin:map_ram; "
+                          "debug memory_libmap -lib +/lattice/lutrams_trellis.txt "
+                          "-lib +/lattice/brams_16kd.txt"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    chosen = re.findall(r"mapping memory (\S+) via (\$__(?:DP16KD|PDPW16KD)_)", run.stdout)
+    assert chosen, f"{name}: no memory mapped to a block RAM"
+    # The debug report lists each candidate mapping; those of the chosen block RAM must need no
+    # collision emulation.
+    for mem, cell in chosen:
+        report = run.stdout.split(f"Memory {mem} mapping candidates (after post-geometry prune):")[1]
+        report = report.split("mapping memory")[0]
+        for candidate in report.split("\n- ")[1:]:
+            if candidate.startswith(cell):
+                assert "emulate read-first" not in candidate, f"{name}: {mem}\n{candidate}"
+                assert "emulate transparency" not in candidate, f"{name}: {mem}\n{candidate}"
