@@ -9,9 +9,9 @@ positions are ever stored or streamed. Load words fill an entry 4 bytes at a tim
 
 The buffer is built from segments of :data:`SEGMENT_DEPTH` entries, each its own memory with its
 own output register, and the segment is chosen one cycle later from those registers: a block RAM
-is at most 2048 entries deep at byte width, so a deeper memory would be cascaded by the synthesis
-tool with a multiplexer right at the block RAMs' outputs, whose slow clock-to-out (~5.8 ns on
-the ECP5) plus the routes between block RAMs spread over the chip made it the critical path.
+is at most 2048 entries deep at byte width, so a deeper buffer needs a multiplexer among block
+RAMs spread over the chip, which should not follow their slow clock-to-out (~5.8 ns on the ECP5)
+in the same cycle.
 """
 
 from amaranth import Module, Signal, Const, unsigned, signed

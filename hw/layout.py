@@ -379,14 +379,14 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
         flat = flat_tiles(h_conv, w_conv, cols=cols, groups=G) if 2 * G <= groups and not pool else None
         if flat is not None:
             options.append((1, flat))
+        entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
         for is_flat, tiles in options:
             cycles = layer_cycles(steps, class_filters, tiles, rows=rows, cols=cols, group_rows=gs,
                                   pool=pool)
-            entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
             key = (cycles, entries, G, is_flat)
             if best is None or key < best[0]:
-                best = (key, dict(groups=G, fold=fold * (1 - is_flat), flat=is_flat, group_rows=gs,
-                                  tiles=tiles, cycles=cycles, entries=entries))
+                best = (key, dict(groups=G, fold=0 if is_flat else fold, flat=is_flat,
+                                  group_rows=gs, tiles=tiles, cycles=cycles, entries=entries))
     return best[1]
 
 
