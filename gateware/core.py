@@ -162,12 +162,14 @@ class Core(wiring.Component):
 
         # Per drained row (R-1 first): channel, address, whether it exists. With G row groups of
         # gs = R / G rows, rows (g+1)*gs-1 .. g*gs are output row oy + g (pooled: pair g // 2),
-        # same filters; the tag names row R-1 (group G-1's top filter).
+        # same filters (mixed: the same pixels, filters of class r + g); the tag names row R-1
+        # (group G-1's top filter).
         idx = Signal(range(R))
         ch = Signal.like(tag.channel)
         at = Signal.like(tag.addr)
         cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
         gat, cur_gat = Signal.like(at), Signal.like(at)      # address of the group's top row
+        gch, cur_gch = Signal.like(ch), Signal.like(ch)      # channel of the group's top row
         t_ch = Signal.like(ch)
         t_rows, t_cols, t_live, t_odd = (Signal.like(tag.rows), Signal.like(tag.cols),
                                          Signal.like(tag.live), Signal())
@@ -194,6 +196,7 @@ class Core(wiring.Component):
         m.d.comb += gstep.eq(Mux(seq.pool & ~gidx[0], 0, seq.group_step_addr))
         with m.If(arr.out_first):
             m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), gat.eq(tag.addr),
+                         gch.eq(tag.channel),
                          rows.eq(tag.rows), cols.eq(tag.cols), live.eq(tag.live), odd.eq(tag.odd)]
             m.d.sync += [t_ch.eq(tag.channel), t_rows.eq(tag.rows),
                          t_cols.eq(tag.cols), t_live.eq(tag.live), t_odd.eq(tag.odd)]
@@ -201,12 +204,15 @@ class Core(wiring.Component):
             m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), live.eq(t_live),
                          odd.eq(t_odd)]
             with m.If(crossing):
-                m.d.comb += [ch.eq(t_ch), at.eq(cur_gat - gstep), gat.eq(at)]
+                # Mixed classes: the group below holds class r + g - 1, one channel lower.
+                m.d.comb += [ch.eq(Mux(seq.mix, cur_gch - 1, t_ch)), at.eq(cur_gat - gstep),
+                             gat.eq(at), gch.eq(ch)]
             with m.Else():
                 m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr),
-                             gat.eq(cur_gat)]
+                             gat.eq(cur_gat), gch.eq(cur_gch)]
         with m.If(arr.out_valid):
-            m.d.sync += [cur_idx.eq(idx), cur_ch.eq(ch), cur_at.eq(at), cur_gat.eq(gat)]
+            m.d.sync += [cur_idx.eq(idx), cur_ch.eq(ch), cur_at.eq(at), cur_gat.eq(gat),
+                         cur_gch.eq(gch)]
         row_on = Signal()
         m.d.comb += row_on.eq((q < rows) & (gidx < live))
         sd = Signal(side)

@@ -16,7 +16,11 @@ step 2: for ox0: for oy in (oy0, oy0 + 1)``), so both rows of a pooling pair fol
 (``hw.layout``) walks ``for n0 in 0 .. flat_n - 1 step C`` instead of ``oy`` and ``ox0``: the
 tile's pixels ``n0 .. n0 + C - 1`` of each group's region, the first ``k = min(C, w_out - ox)``
 of them in output row ``oy`` (read port ``2g``), the rest in row ``oy + 1`` (port ``2g + 1``); a
-folded layer is the same with ``w_out = C / 2``.
+folded layer is the same with ``w_out = C / 2``. A mixed layer (``hw.layout``'s ``mix``) walks its classes
+in sets of G (``for r in 0 .. P-1 step G``, the classes in between take one CLASS cycle each) and
+its pixels as one group does (one output row a tile, or flat over the whole map), group ``g``
+taking class ``r + g`` through its port ``g`` channel planes lower (``+ c_in * hw_in`` while
+``c < g``: the rotation that gives it class ``r``'s taps).
 
 One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
@@ -118,9 +122,13 @@ class Sequencer(wiring.Component):
         feeds its row this layer; ``fold`` and ``flat``: the layer's tiles span two output rows
         (folded: two rows in the two column halves); group ``g``'s columns then take the bytes of
         port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap).
+    mix : Out(1)
+        The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``):
+        from one group's rows to the next the channel moves by one too.
     group_step_addr : Out
         One output row (``out_w``): the address distance between consecutive groups' rows
-        (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``).
+        (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``;
+        mixed layers: one channel plane, ``out_hw``).
     rd_data0 : In(signed(8))
         Column 0 of the activation read (result readout).
     step_valid, step_first, step_last : Out(1)
@@ -160,7 +168,7 @@ class Sequencer(wiring.Component):
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
-            "fold": Out(1), "flat": Out(1),
+            "fold": Out(1), "flat": Out(1), "mix": Out(1),
             "group_step_addr": Out(act_addr_bits),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -241,6 +249,13 @@ class Sequencer(wiring.Component):
         two = Signal()                    # a tile covers two output rows
         m.d.sync += fold.eq(F["fold"] == 1)
         m.d.comb += two.eq(g2 | fold)
+        # Mixed classes: the groups compute the same pixels (each its own class), so the pixel
+        # walk is that of one group (pg2, pg4: the groups that split the output rows).
+        mix = Signal()
+        m.d.sync += mix.eq(F["mix"] == 1)
+        pg2, pg4, ptwo = Signal(), Signal(), Signal()
+        m.d.comb += [pg2.eq(g2 & ~mix), pg4.eq(g4 & ~mix), ptwo.eq(pg2 | fold)]
+        gn = Signal(range(5))             # row groups of the layer (1, 2 or 4; set in SETUP)
         flat = Signal()                   # tiles of C consecutive flat pixels per region
         m.d.sync += flat.eq(F["flat"] == 1)
         pair = Signal()                   # tiles span two output rows: port 2g + 1 reads the second
@@ -265,6 +280,25 @@ class Sequencer(wiring.Component):
         # output row (and flat with two groups: port 2 region 1's first row, port 3 its second).
         port_off = [Signal(S, name=f"port_off{k}") for k in range(1, max(2, GM))]
         port_dy = [Signal(S, name=f"port_dy{k}") for k in range(1, max(2, GM))]
+        # Mixed: port k's group g reads channel c - g, wrapping (+ mix_wrap) while c < g; the
+        # offset of the current channel is a register, set wherever c changes.
+        port_offw = [Signal(S, name=f"port_offw{k}") for k in range(1, max(2, GM))]
+        port_now = [Signal(S, name=f"port_now{k}") for k in range(1, max(2, GM))]
+        port_g = [Signal(2, name=f"port_g{k}") for k in range(1, max(2, GM))]
+        m.d.sync += [w.eq(o + F["mix_wrap"]) for w, o in zip(port_offw, port_off)]
+        c_first = Signal()                # c == 0
+        c_second = Signal()               # c <= 1
+
+        def ports_at_first_channel():
+            """c becomes 0: groups g >= 1 wrap."""
+            return [c_first.eq(1), c_second.eq(1),
+                    *[n.eq(Mux(g != 0, w, o)) for n, w, o, g in zip(port_now, port_offw, port_off, port_g)]]
+
+        def ports_at_next_channel():
+            """c becomes c + 1: group g still wraps while c + 1 < g."""
+            return [c_first.eq(0), c_second.eq(c_first),
+                    *[n.eq(Mux(((g == 2) & c_first) | ((g == 3) & c_second), w, o))
+                      for n, w, o, g in zip(port_now, port_offw, port_off, port_g)]]
         split_bits = []
         for k in range(1, max(2, GM)):
             dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
@@ -277,11 +311,14 @@ class Sequencer(wiring.Component):
         # classes done (r >= P), and class r takes one of the rem extra filters (r < rem).
         cls_done = Signal()
         cls_extra = Signal()
+        cls_skip = Signal()               # mixed: r is not the first class of a set of G
 
         def next_class_flags():
             nxt = r + 1
+            lo2 = nxt[:2] if len(nxt) >= 2 else nxt
             return [r.eq(nxt), cls_done.eq(nxt >= F["period"][:len(r)]),
-                    cls_extra.eq(nxt < F["rem"][:len(r)])]
+                    cls_extra.eq(nxt < F["rem"][:len(r)]),
+                    cls_skip.eq(mix & Mux(g4, lo2 != 0, nxt[0]))]
         rows_left = Signal(signed(_FIELD_BITS + 2))
         cls_ch = Signal(_FIELD_BITS)      # param channel of filter r
         cls_out = Signal(AB + 8)          # out_base + r * out_hw
@@ -316,8 +353,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                      self.relu.eq(F["relu"]), self.pool.eq(pool),
-                     self.fold.eq(fold), self.flat.eq(flat),
-                     self.group_step_addr.eq(Mux(flat, F["flat_n"], F["out_w"]))]
+                     self.fold.eq(fold), self.flat.eq(flat), self.mix.eq(mix),
+                     self.group_step_addr.eq(Mux(mix, F["out_hw"], Mux(flat, F["flat_n"], F["out_w"])))]
         if GM >= 2:
             m.d.comb += self.split.eq(Cat(*split_bits))
 
@@ -359,7 +396,7 @@ class Sequencer(wiring.Component):
         issue_snapshot = [a_valid.eq(1), a_first.eq(first), a_last.eq(is_last), a_waddr.eq(waddr),
                           a_cw.eq(chan + row_w + x_base), a_kk.eq(ky_w + kx),
                           a_xk.eq(x_base + kx), a_y.eq(row_y0 + ky)]
-        issue_snapshot += [a.eq(ky_w + kx + off) for a, off in zip(a_kk_ports, port_off)]
+        issue_snapshot += [a.eq(ky_w + kx + off) for a, off in zip(a_kk_ports, port_now)]
         y = Signal(S)
         m.d.comb += y.eq(a_y)
         n0 = Signal(S)
@@ -415,7 +452,7 @@ class Sequencer(wiring.Component):
         live = Signal(range(5))           # output rows of the tile that exist (flat: all G regions)
         left = Signal(signed(_FIELD_BITS + 1))
         m.d.comb += [left.eq(oy_left),
-                     live.eq(Mux(flat | _exceeds(left, tr, 3, equal=True), tr, left))]
+                     live.eq(Mux(flat | mix, gn, Mux(_exceeds(left, tr, 3, equal=True), tr, left)))]
         b_row = Signal()                  # folded: the tile's second output row exists
         m.d.comb += b_row.eq(_exceeds(oy_left, 1, 3))
         rows_act = Signal(range(R + 1))
@@ -563,7 +600,8 @@ class Sequencer(wiring.Component):
                     r.eq(0), cls_done.eq(F["period"][:len(r)] == 0),
                     cls_extra.eq(F["rem"][:len(r)] != 0),
                     cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
-                    tr.eq(Mux(g4, 4, Mux(two, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
+                    tr.eq(Mux(pg4, 4, Mux(ptwo, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
+                    gn.eq(Mux(g4, 4, Mux(g2, 2, 1))), cls_skip.eq(0),
                     blk_base.eq(F["weight_base"]), gap.eq(span),
                 ]
                 m.next = "SETUP2"
@@ -571,20 +609,23 @@ class Sequencer(wiring.Component):
                 P_ = F["period"]
                 m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
                                             Mux(g2, _cmul(row_dec, R // 2), _cmul(row_dec, R)))),
+                             # (Mixed: the top row is group G-1's, of class r + G - 1.)
                              top_off.eq(Mux(g4, _cmul(row_dec, q4 - 1),
-                                            Mux(g2, _cmul(row_dec, R // 2 - 1), _cmul(row_dec, R - 1)))),
+                                            Mux(g2, _cmul(row_dec, R // 2 - 1), _cmul(row_dec, R - 1)))
+                                        + Mux(mix, Mux(g4, _cmul(F["out_hw"], 3), F["out_hw"]), 0)),
                              blk_chs.eq(Mux(g4, _cmul(P_, q4), Mux(g2, _cmul(P_, R // 2), _cmul(P_, R)))),
                              top_ch.eq(Mux(g4, _cmul(P_, q4 - 1),
-                                           Mux(g2, _cmul(P_, R // 2 - 1), _cmul(P_, R - 1)))),
-                             y_step.eq(Mux(g4, Mux(stride2, 8, 4),
-                                           Mux(two, Mux(stride2, 4, 2), Mux(stride2, 2, 1)))),
-                             rw_step.eq(Mux(g4, w_step << 2, Mux(two, w_step << 1, w_step))),
+                                           Mux(g2, _cmul(P_, R // 2 - 1), _cmul(P_, R - 1)))
+                                       + Mux(mix, Mux(g4, 3, 1), 0)),
+                             y_step.eq(Mux(pg4, Mux(stride2, 8, 4),
+                                           Mux(ptwo, Mux(stride2, 4, 2), Mux(stride2, 2, 1)))),
+                             rw_step.eq(Mux(pg4, w_step << 2, Mux(ptwo, w_step << 1, w_step))),
                              # Pooled: G output rows are G / 2 pooled rows (pool1: one pair).
                              pix_step.eq(Mux(pool, Mux(g4, F["out_w"] << 1, F["out_w"]),
-                                             Mux(g4, F["out_w"] << 2,
-                                                 Mux(two, F["out_w"] << 1, F["out_w"])))),
-                             top_row.eq(Mux(flat, Mux(g2, F["flat_n"], 0), Mux(pool, Mux(g4, F["out_w"], 0),
-                                            Mux(g4, _cmul(F["out_w"], 3), Mux(g2, F["out_w"], 0)))))]
+                                             Mux(pg4, F["out_w"] << 2,
+                                                 Mux(ptwo, F["out_w"] << 1, F["out_w"])))),
+                             top_row.eq(Mux(flat, Mux(pg2, F["flat_n"], 0), Mux(pool, Mux(g4, F["out_w"], 0),
+                                            Mux(pg4, _cmul(F["out_w"], 3), Mux(pg2, F["out_w"], 0)))))]
                 # Pair tiles: the second output row is s input rows down, its column 0 s * w_out
                 # bytes left of where row oy's would be; flat region 1 is flat_h output rows down.
                 b_off = w_step - sw_out
@@ -596,15 +637,27 @@ class Sequencer(wiring.Component):
                     plain_off = Mux(dyo == 3, _cmul(w_step, 3), Mux(dyo == 2, w_step << 1,
                                                                     Mux(dyo == 1, w_step, 0)))
                     plain_dy = Mux(stride2, dyo << 1, dyo)
+                    # Mixed: group dyo reads dyo channel planes lower, in the same rows (flat with
+                    # two groups: ports 2 and 3 are group 1's, one plane lower).
+                    hw_in = F["hw_in"]
+                    mix_off = -Mux(dyo == 3, _cmul(hw_in, 3), Mux(dyo == 2, hw_in << 1,
+                                                                  Mux(dyo == 1, hw_in, 0)))
+                    plain_off = Mux(mix, mix_off, plain_off)
+                    plain_dy = Mux(mix, 0, plain_dy)
+                    region_off = Mux(mix, -hw_in, F["flat_in"])
+                    region_dy_k = Mux(mix, 0, region_dy)
                     if k == 1:
                         k_off, k_dy = Mux(pair, b_off, plain_off), Mux(pair, s_rows, plain_dy)
+                        k_g = Mux(pair, 0, dyo)
                     elif k == 2:
-                        k_off = Mux(flat, F["flat_in"], plain_off)
-                        k_dy = Mux(flat, region_dy, plain_dy)
+                        k_off = Mux(flat, region_off, plain_off)
+                        k_dy = Mux(flat, region_dy_k, plain_dy)
+                        k_g = Mux(flat, 1, dyo)
                     else:
-                        k_off = Mux(flat, F["flat_in"] + b_off, plain_off)
-                        k_dy = Mux(flat, region_dy + s_rows, plain_dy)
-                    m.d.sync += [off.eq(k_off), dyr.eq(k_dy)]
+                        k_off = Mux(flat, region_off + b_off, plain_off)
+                        k_dy = Mux(flat, region_dy_k + s_rows, plain_dy)
+                        k_g = Mux(flat, 1, dyo)
+                    m.d.sync += [off.eq(k_off), dyr.eq(k_dy), port_g[k - 1].eq(Mux(mix, k_g, 0))]
                 m.next = "CLASS"
             with m.State("CLASS"):
                 # Filters of class r: q + (r < rem), from the flags registered with r.
@@ -612,7 +665,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += nr.eq(F["q"] + cls_extra)
                 with m.If(cls_done):
                     layer_done()
-                with m.Elif(q_zero & ~cls_extra):
+                with m.Elif((q_zero & ~cls_extra) | cls_skip):
                     m.d.comb += ib.next_class.eq(1)
                     m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
                                  cls_out.eq(cls_out + F["out_hw"])]
@@ -631,7 +684,8 @@ class Sequencer(wiring.Component):
                              more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
                                               _exceeds(F["h_out"], tr, 3))),
                              *next_row_steps((F["w_out"] << 1) > C),
-                             ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0)]
+                             ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0),
+                             *ports_at_first_channel()]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~hold):
@@ -647,7 +701,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += ib.advance.eq(1)
                         m.d.sync += [*load_rem(ib.next_rest), *goto_tap(ib.next_first_tap),
                                      c.eq(c + 1), ch_last.eq(c + 2 >= F["c_in"]),
-                                     chan.eq(chan + F["hw_in"])]
+                                     chan.eq(chan + F["hw_in"]), *ports_at_next_channel()]
                     with m.If(is_last):
                         # Tile done: push its tag, restart the tap walk, move to the next tile.
                         m.d.sync += [t_valid.eq(1), gap.eq(1),
@@ -666,7 +720,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += ib.restart.eq(1)
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
                                      *load_rem(first_rem), *goto_tap(first_tap), first.eq(1),
-                                     waddr.eq(blk_base)]
+                                     waddr.eq(blk_base), *ports_at_first_channel()]
                         with m.If(next_pair):
                             # Pooled, one row per tile: the pair's second row, same columns.
                             m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),

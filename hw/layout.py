@@ -23,7 +23,14 @@ WEIGHTS
     ``r`` in ``0..P-1``, block ``b`` of ``gs`` filters and step ``k`` of the class's CSR_P data
     vector (``for c: for tap in support((r + c) mod P)``), one entry holds, in row ``i``, the
     weight of filter ``f = r + P * (b * gs + i mod gs)`` at step ``k`` (zero past the last
-    filter): every group gets the same filters. A layer whose output is exactly ``cols / 2`` wide and
+    filter): every group gets the same filters. A *mixed* layer (``mix`` field, :func:`mix_allowed`)
+    instead gives group ``g`` the filters of class ``r + g`` (classes run in sets of ``G``, ``r`` a
+    multiple of ``G``): row ``i`` holds filter ``f = r + g + P * (b * gs + i mod gs)``, ``g = i div gs``,
+    and its step ``k`` is the step of class ``r``'s walk at input channel ``c`` with the filter's
+    weight at channel ``(c - g) mod c_in`` (rotation: with ``P`` dividing ``c_in`` that channel's
+    support is slot ``(r + c) mod P``, the one class ``r`` reads), so all groups share the tap
+    walk and group ``g`` reads its activations ``g`` channel planes lower, wrapping by
+    ``mix_wrap = c_in * hw_in`` at the first ``g`` channels. A layer whose output is exactly ``cols / 2`` wide and
     that runs one group *folds* instead (``fold`` field): columns ``cols/2 ..`` compute the next
     output row, so the C columns are full. A layer may also run *flat* tiles (``flat`` field,
     :func:`flat_tiles`): each group's C columns take C consecutive pixels of the flattened output
@@ -33,7 +40,8 @@ WEIGHTS
     ``g`` computing region ``g``; ``flat_in = s * flat_h * w_in`` is the input address distance
     between regions. Group ``g`` reads through two ports: port ``2g`` the pixels of the tile's
     first output row, port ``2g + 1`` those of the next one (the fold is the case
-    ``w_out = C / 2``).
+    ``w_out = C / 2``). Mixed groups all compute the same pixels (one output row per tile, or flat
+    tiles of the whole map with ``G = 2``: group ``g`` then reads through ports ``2g`` and ``2g + 1``).
 BIAS, REQUANT
     One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
 INPUT
@@ -79,13 +87,14 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
            "WRITEBACK_CYCLES",
-           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles"]
+           "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
+           "mix_allowed", "mixed_classes"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
                 "k", "stride", "relu", "pool", "period", "q", "rem", "table_base", "weight_base",
                 "param_base", "in_base", "out_base", "groups", "fold", "flat", "flat_n", "flat_h",
-                "flat_in")
+                "flat_in", "mix", "mix_wrap")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
 #: Cycles per layer outside its tiles: descriptor load (one per field, plus two: the block RAM's
@@ -162,11 +171,30 @@ def tile_bound(plan, *, rows: int, cols: int) -> float:
     cycles of its tiles alone (each ``max(L_r, tile_span(rows))``, as in :func:`layer_cycles`), i.e.
     without the per-layer overhead and drain. What it lacks of 1.0 is quantization: classes not
     filling the rows of a group, maps not filling the columns or the output rows of a tile."""
-    gs = rows // plan.fields["groups"]
+    G = plan.fields["groups"]
+    gs = rows // G
+    per = mixed_classes(plan.class_filters, G) if plan.fields["mix"] else plan.class_filters
     span = tile_span(rows)
     tile_cycles = sum(-(-n // gs) * plan.tiles * max(L, span)
-                      for L, n in zip(plan.steps, plan.class_filters) if n)
+                      for L, n in zip(plan.steps, per) if n)
     return plan.macs / (rows * cols * tile_cycles)
+
+
+def mix_allowed(period: int, c_in: int, c_out: int, *, groups: int, pool: bool = False) -> bool:
+    """Whether ``groups`` row groups may take ``groups`` different classes of a layer (the ``mix``
+    field): rotation gives class ``r + g`` at channel ``c - g`` the support of class ``r`` at ``c``
+    only when ``P`` divides ``c_in``; the classes must come in whole sets (``groups`` divides
+    ``P``) of equal size (``P`` divides ``c_out``); pooled layers pair output rows across groups,
+    so they do not mix."""
+    return (groups in (2, 4) and period % groups == 0 and c_in % period == 0
+            and c_out % period == 0 and not pool)
+
+
+def mixed_classes(class_filters, groups: int) -> tuple:
+    """Filters per class as a mixed layer walks them: class ``r`` (a multiple of ``groups``)
+    carries its set of ``groups`` classes (one per group, each as many filters), the classes in
+    between none (the sequencer passes them in one cycle each)."""
+    return tuple(n if r % groups == 0 else 0 for r, n in enumerate(class_filters))
 
 
 @dataclass(frozen=True)
@@ -357,36 +385,45 @@ def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | Non
 
 
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
-                  groups: int, pool: bool = False) -> dict:
-    """How the engine maps one layer: ``{"groups", "fold", "flat", "group_rows", "tiles",
+                  groups: int, pool: bool = False, c_in: int | None = None) -> dict:
+    """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "cycles", "entries"}``.
 
     Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), the column
-    fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups) and flat
+    fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups), flat
     tiles (:func:`flat_tiles`; ``G`` groups need ``2 G`` read ports, so at most ``groups / 2``;
-    not for a pooled layer), the mapping with the fewest cycles (:func:`layer_cycles`), then the
+    not for a pooled layer) and, given ``c_in``, mixed classes (:func:`mix_allowed`: the groups
+    take ``G`` classes of the same pixels, one output row a tile or flat tiles of the whole map
+    with ``2 G`` ports), the mapping with the fewest cycles (:func:`layer_cycles`), then the
     fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
-    fewest groups, then not flat.
+    fewest groups, then not flat, then not mixed.
     """
     best = None
+    period = len(class_filters)
     for G in GROUP_CHOICES:
         if G > groups or G > rows:
             continue
         gs = rows // G
         # Folding only ever saves tiles, so a one-group layer that can fold does.
         fold = int(G == 1 and groups >= 2 and w_conv == cols // 2)
-        options = [(0, -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols))]
+        options = [(0, 0, -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols))]
         flat = flat_tiles(h_conv, w_conv, cols=cols, groups=G) if 2 * G <= groups and not pool else None
         if flat is not None:
-            options.append((1, flat))
-        entries = sum(-(-n // gs) * s for n, s in zip(class_filters, steps))
-        for is_flat, tiles in options:
-            cycles = layer_cycles(steps, class_filters, tiles, rows=rows, cols=cols, group_rows=gs,
-                                  pool=pool)
-            key = (cycles, entries, G, is_flat)
+            options.append((1, 0, flat))
+        if c_in is not None and mix_allowed(period, c_in, sum(class_filters), groups=G, pool=pool):
+            options.append((0, 1, h_conv * -(-w_conv // cols)))
+            flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if 2 * G <= groups else None
+            if flat is not None:
+                options.append((1, 1, flat))
+        for is_flat, mix, tiles in options:
+            per = mixed_classes(class_filters, G) if mix else class_filters
+            entries = sum(-(-n // gs) * s for n, s in zip(per, steps))
+            cycles = layer_cycles(steps, per, tiles, rows=rows, cols=cols, group_rows=gs, pool=pool)
+            key = (cycles, entries, G, is_flat, mix)
             if best is None or key < best[0]:
-                best = (key, dict(groups=G, fold=0 if is_flat else fold, flat=is_flat,
-                                  group_rows=gs, tiles=tiles, cycles=cycles, entries=entries))
+                best = (key, dict(groups=G, fold=0 if is_flat or mix else fold, flat=is_flat,
+                                  mix=mix, group_rows=gs, tiles=tiles, cycles=cycles,
+                                  entries=entries))
     return best[1]
 
 
@@ -399,7 +436,7 @@ def model_cycles(qmodel, *, rows: int, cols: int, groups: int) -> int:
         steps = _class_steps(image.table, in_shape[0])
         per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
         total += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
-                               pool=bool(l.pool))["cycles"]
+                               pool=bool(l.pool), c_in=in_shape[0])["cycles"]
     return total
 
 
@@ -432,7 +469,7 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
         steps = _class_steps(image.table, in_shape[0])
         per = [l.c_out // P + (r < l.c_out % P) for r in range(P)]
         weights += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
-                                 pool=bool(l.pool))["entries"]
+                                 pool=bool(l.pool), c_in=in_shape[0])["entries"]
         tables += P
         params += l.c_out
         need("p_max", P, l.name)
@@ -461,9 +498,11 @@ def build_layout(qmodel, config) -> Layout:
         # output rows side by side in the C columns) or flat tiles, whichever the cycle model
         # says is fastest.
         mapping = layer_mapping(steps, per, h_conv, w_conv, rows=R, cols=C, groups=config.groups,
-                                pool=bool(l.pool))
-        G, fold, gs = mapping["groups"], mapping["fold"], mapping["group_rows"]
-        flat_h = h_conv // G if mapping["flat"] else 0
+                                pool=bool(l.pool), c_in=in_shape[0])
+        G, fold, gs, mix = mapping["groups"], mapping["fold"], mapping["group_rows"], mapping["mix"]
+        # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map.
+        regions = 1 if mix else G
+        flat_h = h_conv // regions if mapping["flat"] else 0
         fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
                       hw_in=in_shape[1] * in_shape[2], c_out=l.c_out, h_out=h_conv, w_out=w_conv,
                       out_w=o[2], out_hw=o[1] * o[2], k=l.k, stride=l.stride, relu=int(bool(l.relu)),
@@ -472,18 +511,23 @@ def build_layout(qmodel, config) -> Layout:
                       param_base=len(bias),
                       in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold,
                       flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
-                      flat_in=l.stride * flat_h * in_shape[2])
+                      flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
+                      mix_wrap=in_shape[0] * in_shape[1] * in_shape[2] if mix else 0)
         tables += [int(m) for m in image.table.bitmasks()]
         bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
         requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
-        for r in range(P):
+        nnz = [len(s_) for s_ in image.table.supports]
+        for r in range(0, P, G if mix else 1):
             for b in range(-(-per[r] // gs)):
                 block = np.zeros((steps[r], R), dtype=np.int8)
                 for row in range(R):
-                    # Row i of group g = i // gs holds filter q = i mod gs of the block.
-                    f = r + P * (b * gs + row % gs)
+                    # Row i of group g = i // gs holds filter q = i mod gs of the block (mixed:
+                    # of class r + g, its data rotated so channel c - g meets step channel c).
+                    g = row // gs if mix else 0
+                    f = r + g + P * (b * gs + row % gs)
                     if f < l.c_out:
-                        block[:, row] = image.data(f)
+                        tail = sum(nnz[(f + c) % P] for c in range(in_shape[0] - g, in_shape[0]))
+                        block[:, row] = np.roll(image.data(f), tail)
                 entries.append(block)
         tiles, cycles = mapping["tiles"], mapping["cycles"]
         macs = sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv

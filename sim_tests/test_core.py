@@ -243,6 +243,54 @@ def test_flat_layers(sim, groups):
     _check(run_rtl(config, cases, sim=sim, seed=16, valid_p=0.8, ready_p=0.6))
 
 
+def mixed_cases(config, n_random, seed0, *, big=True):
+    """Layers whose fastest mapping on ``config`` mixes classes across its row groups: FashionNet's
+    conv3 shape (classes of 4 filters on 7 x 7 maps), with ``big`` its conv2 shape (flat tiles of
+    the whole map where four ports allow), then ``n_random`` random ones with periods dividing
+    the channels; each kept where the layout mixes."""
+    from hw.layout import build_layout
+    fixed = [dict(c_in=8, c_out=32, h=28, w=28, stride=2, variant="PSD2_P8"),
+             dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8", relu=False),
+             dict(c_in=8, c_out=16, h=5, w=9, stride=1, variant="PSD2_P8")][0 if big else 1:]
+    cases = []
+    for i, kw in enumerate(fixed):
+        q = random_layer_model(seed=950 + i, **kw)
+        assert build_layout(q, config).layers[0].fields["mix"], kw
+        frame = np.random.default_rng(950 + i).integers(-128, 128, q.input_shape).astype(np.int8)
+        cases.append(Case(f"mixed layer seed={950 + i} {kw}", q, frame, golden(q, frame)))
+    seed = seed0
+    while n_random:
+        rng = np.random.default_rng(seed)
+        s = int(rng.integers(1, 3))
+        variant = str(rng.choice(["PS4_P4", "PS3_P4", "PSD2_P8", "PSD1_P8", "PSD2_P16", "PS2_P6"]))
+        P = int(variant.split("_P")[1])
+        kw = dict(c_in=P * int(rng.integers(1, 3)), c_out=P * int(rng.integers(1, 4)),
+                  h=int(rng.integers(1, 12)) * s, w=int(rng.integers(1, 20)) * s, stride=s,
+                  relu=bool(rng.integers(2)), variant=variant)
+        q = random_layer_model(seed=seed, **kw)
+        if build_layout(q, config).layers[0].fields["mix"]:
+            frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
+            cases.append(Case(f"mixed layer seed={seed} {kw}", q, frame, golden(q, frame)))
+            n_random -= 1
+        seed += 1
+    return cases
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+@pytest.mark.parametrize("groups", [2, 4])
+def test_mixed_layers(sim, groups):
+    """Mixed classes (group g: class r + g of the same pixels, g channel planes lower, wrapping
+    at the first g channels), one output row a tile or flat, random back-pressure; bit-exact vs
+    models.golden and hw.reference, cycles and MACs vs hw.layout."""
+    config = SIM_CONFIG if groups == 2 else SIM_CONFIG4
+    if sim == "icarus":
+        cases = mixed_cases(config, 1, 1300 + groups, big=False)
+    else:
+        cases = mixed_cases(config, 12, 1400 + 100 * groups)
+    _check(run_rtl(config, cases, sim=sim, seed=17, valid_p=0.8, ready_p=0.6))
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("batch", range(10))

@@ -48,9 +48,10 @@ def test_for_model_fits_and_check_names_layer():
     assert cfg.p_max >= 8
     small = cfg.replace(weight_depth=16)
     # Hand count (R = 4): l0 dense 8 filters = 2 blocks x 9 steps = 18 entries (already > 16);
-    # l1 PSD2_P8, 8 classes of 2 filters (two row groups of 2), 7 * 2 + 9 = 23 steps each: 184;
-    # fc 10 filters = 3 blocks x 256 steps = 768. Total 970.
-    with pytest.raises(ValueError, match=r"the model needs 970 weight entries in total, 954 more than "
+    # l1 PSD2_P8, 8 classes of 2 filters of 7 * 2 + 9 = 23 steps each, mixed (the row groups take
+    # different classes, so the 4 rows of an entry hold 4 filters): 16 filters / 4 x 23 = 92;
+    # fc 10 filters = 3 blocks x 256 steps = 768. Total 878.
+    with pytest.raises(ValueError, match=r"the model needs 878 weight entries in total, 862 more than "
                                          r"weight_depth = 16 \(overflowing at layer 'l0'\)"):
         small.check_model(q)
     # Ping-pong regions: max(input 64, l1 out 256) + max(l0 out 512, fc out 10) = 768 bytes.

@@ -225,13 +225,47 @@ def test_flat_tiles(kw, rows, cols, GM, G, how):
 
 def test_flat_chain():
     """Flat layers feed and follow row-group and pooled layers on chip."""
-    q = random_chain_model([dict(c_out=8, variant="PS4_P4", pool=True), dict(c_out=8, variant="PS4_P4"),
-                            dict(c_out=8, stride=2, variant="PSD2_P8"), dict(c_out=4, kind="fc")],
+    # (Periods that do not divide the channels: these layers cannot mix classes instead.)
+    q = random_chain_model([dict(c_out=8, variant="PS4_P4", pool=True), dict(c_out=8, variant="PS2_P6"),
+                            dict(c_out=8, stride=2, variant="PSD2_P16"), dict(c_out=4, kind="fc")],
                            c_in=2, h=14, w=14, seed=13)
     cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4)
     used = [(p.fields["groups"], p.fields["flat"]) for p in build_layout(q, cfg).layers]
     assert (1, 1) in used or (2, 1) in used, used
     check(q, cfg, seed=13, ready_p=0.5, valid_p=0.7)
+
+
+#: Mixed classes (group g takes class r + g of the same pixels, g channel planes lower): flat
+#: tiles of the whole map with two groups on four ports (FashionNet's conv2 shape, and s 2 with
+#: w_out 5 on 4 columns), one output row a tile with two and four groups (FashionNet's conv3
+#: shape), and a chain where mixed layers feed each other and an FC.
+MIXED_LAYERS = [
+    (dict(c_in=8, c_out=32, h=28, w=28, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, 1, "conv2 shape, flat"),
+    (dict(c_in=8, c_out=16, h=10, w=10, stride=2, variant="PS3_P4", relu=False), 4, 4, 4, 2, 1,
+     "flat s2, w_out 5 on 4"),
+    (dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 4, 0, "conv3 shape, 4 groups"),
+    (dict(c_in=8, c_out=16, h=7, w=7, stride=1, variant="PSD2_P8"), 8, 8, 2, 2, 0, "two groups, two ports"),
+]
+
+
+@pytest.mark.parametrize("kw,rows,cols,GM,G,flat,how", MIXED_LAYERS, ids=[c[-1] for c in MIXED_LAYERS])
+def test_mixed_classes(kw, rows, cols, GM, G, flat, how):
+    q = random_layer_model(seed=12, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)
+    f = build_layout(q, cfg).layers[0].fields
+    assert (f["mix"], f["groups"], f["flat"]) == (1, G, flat), how
+    check(q, cfg, seed=12, ready_p=0.6, valid_p=0.8)
+
+
+def test_mixed_chain():
+    """Mixed layers feed and follow flat and FC layers on chip."""
+    q = random_chain_model([dict(c_out=8, variant="PSD2_P8"), dict(c_out=16, stride=2, variant="PSD2_P8"),
+                            dict(c_out=16, variant="PS4_P4"), dict(c_out=4, kind="fc")],
+                           c_in=8, h=10, w=10, seed=14)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4)
+    used = [p.fields["mix"] for p in build_layout(q, cfg).layers]
+    assert sum(used) >= 2, used
+    check(q, cfg, seed=14, ready_p=0.5, valid_p=0.7)
 
 
 def random_pool_case(seed):

@@ -21,8 +21,11 @@ def expected_steps(layout):
     P, k, s, pad = f["period"], f["k"], f["stride"], f["k"] // 2
     G = f["groups"]
     gs = R // G
-    fold, flat = f["fold"], f["flat"]
-    T = 2 if fold else G              # output rows per tile
+    fold, flat, mix = f["fold"], f["flat"], f["mix"]
+    # Output rows per tile; mixed groups compute the same pixels (group g: class r + g, reading
+    # input channel (c - g) mod c_in at the walk's channel c).
+    T = 2 if fold else 1 if mix else G
+    NG = G if mix else T              # groups (ports) that read per tile
     pool = f["pool"]
     masks = layout.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
     steps, tags, entry = [], [], f["weight_base"]
@@ -42,7 +45,10 @@ def expected_steps(layout):
                 for ox0 in range(0, f["w_out"], C):
                     yield oy, ox0, 0
 
-    for r in range(P):
+    def chan(c, g):
+        return f["in_base"] + ((c - g) % f["c_in"] if mix else c) * f["hw_in"]
+
+    for r in range(0, P, G if mix else 1):
         n_r = plan.class_filters[r]
         for b in range(-(-n_r // gs)):
             for oy, ox0, odd in tiles():
@@ -53,11 +59,11 @@ def expected_steps(layout):
                         ky, kx = divmod(t, k)
                         y = oy * s + ky - pad
                         x = [(ox0 + j) * s + kx - pad for j in range(C)]
+                        dys = [0] * NG if mix else [g * s for g in range(T)]
                         oks = [sum(1 << j for j in range(C)
-                                   if 0 <= y + g * s < f["h_in"] and 0 <= x[j] < f["w_in"])
-                               for g in range(T)]
-                        n0s = [f["in_base"] + c * f["hw_in"] + (y + g * s) * f["w_in"] + x[0]
-                               for g in range(T)]
+                                   if 0 <= y + dy < f["h_in"] and 0 <= x[j] < f["w_in"])
+                               for dy in dys]
+                        n0s = [chan(c, g) + (y + dy) * f["w_in"] + x[0] for g, dy in enumerate(dys)]
                         if flat:
                             # Per region g: port 2g the first k columns (row oy), port 2g + 1
                             # the rest (row oy + 1, column j at x of pixel ox + j - w_out).
@@ -66,11 +72,11 @@ def expected_steps(layout):
                             oks, n0s = [], []
                             for g in range(G):
                                 for dyr, dx, part in ((0, 0, lo), (1, f["w_out"], ~lo)):
-                                    yy = (oy + g * f["flat_h"] + dyr) * s + ky - pad
+                                    yy = (oy + (0 if mix else g * f["flat_h"]) + dyr) * s + ky - pad
                                     xx = [(ox0 + j - dx) * s + kx - pad for j in range(C)]
                                     oks.append(sum(1 << j for j in range(C) if part >> j & 1
                                                    and 0 <= yy < f["h_in"] and 0 <= xx[j] < f["w_in"]))
-                                    n0s.append(f["in_base"] + c * f["hw_in"] + yy * f["w_in"] + xx[0])
+                                    n0s.append(chan(c, g) + yy * f["w_in"] + xx[0])
                         elif fold:   # lower column half: row oy; upper half: row oy + 1
                             h = C // 2
                             oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
@@ -78,11 +84,12 @@ def expected_steps(layout):
                         steps.append((entry + kk, n0s, oks, kk == 0, False))
                         kk += 1
                 steps[-1] = steps[-1][:4] + (True,)
-                top = r + P * (b * gs + gs - 1)
+                top = r + (G - 1 if mix else 0) + P * (b * gs + gs - 1)
                 n_cols = min(C, f["w_out"] - ox0)
-                live = min(T, f["h_out"] - oy)
+                live = G if mix else min(T, f["h_out"] - oy)
                 if flat:     # region G-1's tile; the columns whose pixel lies inside the region
-                    addr = f["out_base"] + top * f["out_hw"] + (G - 1) * f["flat_n"] + oy * f["w_out"] + ox0
+                    region = 0 if mix else (G - 1) * f["flat_n"]
+                    addr = f["out_base"] + top * f["out_hw"] + region + oy * f["w_out"] + ox0
                     n0 = oy * f["w_out"] + ox0
                     mask = sum(1 << j for j in range(C) if n0 + j < f["flat_n"])
                     live = G
@@ -91,7 +98,7 @@ def expected_steps(layout):
                             + ox0 // 2)
                     mask = 0 if fold and live < 2 else (1 << n_cols // 2) - 1
                 else:
-                    addr = f["out_base"] + top * f["out_hw"] + (oy + G - 1) * f["out_w"] + ox0
+                    addr = f["out_base"] + top * f["out_hw"] + (oy + (0 if mix else G - 1)) * f["out_w"] + ox0
                     mask = ((1 << n_cols) - 1) * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"]))
                 tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask, live, odd))
             entry += kk
@@ -257,3 +264,49 @@ def test_step_stream_flat_one_step_tiles():
     plan = build_layout(q, cfg).layers[0]
     assert plan.fields["flat"] == 1 and set(plan.steps) == {1}
     run_step_stream(q, 4, 4, 3, groups=2)
+
+
+def _mixed_layer(seed, groups):
+    """A seeded random layer whose fastest mapping mixes classes across its row groups."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [(8, 8), (4, 4), (8, 4), (16, 8)][seed % 4]
+    for _ in range(400):
+        s = int(rng.integers(1, 3))
+        variant = str(rng.choice(["PS4_P4", "PSD2_P8", "PS3_P4", "PS2_P6", "PSD1_P16"]))
+        P = int(variant.split("_P")[1])
+        kw = dict(c_in=P * int(rng.integers(1, 3)), c_out=P * int(rng.integers(1, 3)),
+                  h=int(rng.integers(1, 9)) * s, w=int(rng.integers(1, 2 * cols + 3)) * s,
+                  stride=s, variant=variant)
+        q = random_layer_model(seed=seed, **kw)
+        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
+        if build_layout(q, cfg).layers[0].fields["mix"]:
+            return q, rows, cols
+    raise AssertionError(f"seed {seed}: no mixed layer found")
+
+
+@pytest.mark.parametrize("seed", range(80, 92))
+def test_step_stream_mixed(seed):
+    """Mixed classes: group g takes class r + g of the same pixels, reading its port g channel
+    planes lower (wrapping at the first g channels), one output row per tile or flat tiles of
+    the whole map; the tags name group G-1's top filter."""
+    groups = 2 if seed % 3 == 0 else 4
+    q, rows, cols = _mixed_layer(seed, groups)
+    run_step_stream(q, rows, cols, seed, groups=groups)
+
+
+#: Mixed layers with a known mapping: flat tiles of the whole map with two groups (four ports),
+#: s 1 and 2, and one output row a tile with two and four groups.
+MIXED_LAYERS = [
+    (dict(c_in=4, c_out=8, h=6, w=3, stride=1, variant="PS4_P4"), 4, 4, 4, 2, 1),
+    (dict(c_in=8, c_out=16, h=10, w=10, stride=2, variant="PS3_P4", relu=False), 4, 4, 4, 2, 1),
+    (dict(c_in=8, c_out=16, h=7, w=7, stride=1, variant="PSD2_P8"), 8, 8, 2, 2, 0),
+    (dict(c_in=16, c_out=32, h=7, w=9, stride=1, variant="PSD1_P16"), 8, 8, 4, 4, 0),
+]
+
+
+@pytest.mark.parametrize("kw,rows,cols,GM,G,flat", MIXED_LAYERS)
+def test_step_stream_mixed_shapes(kw, rows, cols, GM, G, flat):
+    q = random_layer_model(seed=12, **kw)
+    f = build_layout(q, ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)).layers[0].fields
+    assert (f["mix"], f["groups"], f["flat"]) == (1, G, flat)
+    run_step_stream(q, rows, cols, 12, groups=GM)

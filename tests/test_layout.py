@@ -180,16 +180,24 @@ def test_four_groups_cycle_model_and_pool():
 
 def test_tile_bound_hand_worked():
     """FashionNet's conv3 shape (32 -> 32, 14x14 -> 7x7, stride 2) at PSD2_P8 on an 8x8 array with
-    two groups: classes of 4 filters fill the 4 rows of a group, a tile holds 2 output rows of 8
-    columns, so a class covers 7x7 pixels with ceil(7/2) * ceil(7/8) = 4 tiles of 2 x 8:
-    49 / 64 of the tile slots, whatever the steps."""
-    from hw.layout import tile_bound
+    two groups: classes of 4 filters fill the 4 rows of a group. With the same class in both
+    groups a tile holds 2 output rows of 8 columns, so a class covers 7x7 pixels with
+    ceil(7/2) * ceil(7/8) = 4 tiles of 2 x 8: 49 / 64 of the tile slots, whatever the steps.
+    Mixing two classes (one per group) on one output row a tile: 7 tiles of 8 columns per pair of
+    classes, 49 / 56."""
+    from hw.layout import tile_bound, layer_mapping
     q = random_layer_model(seed=1, c_in=32, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
     cfg = ArrayConfig(rows=8, cols=8, groups=2, p_max=8, act_depth=16384)
     (p,) = build_layout(q, cfg).layers
-    assert (p.fields["groups"], p.tiles) == (2, 4)
+    assert (p.fields["groups"], p.fields["mix"], p.tiles) == (2, 1, 7)
     assert p.class_filters == (4,) * 8 and min(p.steps) >= 8
-    assert tile_bound(p, rows=8, cols=8) == pytest.approx(49 / 64)
+    assert tile_bound(p, rows=8, cols=8) == pytest.approx(49 / 56)
+    same = layer_mapping(p.steps, p.class_filters, 7, 7, rows=8, cols=8, groups=2)   # no c_in: no mix
+    assert (same["groups"], same["mix"], same["tiles"]) == (2, 0, 4)
+    L = p.steps[0]
+    span_cycles = lambda sets, blocks, tiles: sets * blocks * tiles * L
+    # Tiles alone: unmixed 8 classes x 1 block x 4 tiles, mixed 4 sets x 1 block x 7 tiles.
+    assert same["cycles"] - p.cycles > span_cycles(8, 1, 4) - span_cycles(4, 1, 7) - 8
     # The engine's cycle count only adds per-layer overhead to the tiles' cycles.
     assert p.macs / (64 * p.cycles) < tile_bound(p, rows=8, cols=8)
     # Steps shorter than R: a tile still takes R cycles (the drain), so the bound drops with L / R.
@@ -235,3 +243,46 @@ def test_layer_mapping_flat():
     f = p.fields
     assert (f["flat"], f["flat_h"], f["flat_n"], f["flat_in"], p.tiles) == (1, 14, 196, 2 * 14 * 28, 25)
     assert tile_bound(p, rows=8, cols=8) == pytest.approx(196 / 200)
+
+
+def test_mix_allowed():
+    """Mixing needs rotation to line the classes up (P divides c_in), whole sets of G classes
+    (G divides P) of equal size (P divides c_out), and no pooling."""
+    from hw.layout import mix_allowed, mixed_classes
+    assert mix_allowed(8, 32, 32, groups=2) and mix_allowed(8, 16, 8, groups=4)
+    assert not mix_allowed(6, 32, 64, groups=2)          # 32 channels are not whole periods
+    assert not mix_allowed(8, 32, 36, groups=2)          # classes of 5 and 4 filters
+    assert not mix_allowed(6, 36, 36, groups=4)          # 6 classes are not sets of 4
+    assert not mix_allowed(8, 32, 32, groups=2, pool=True)
+    assert not mix_allowed(8, 32, 32, groups=1)
+    assert mixed_classes((4,) * 8, 4) == (4, 0, 0, 0, 4, 0, 0, 0)
+
+
+def test_mixed_weight_entries_hand_worked():
+    """A mixed layer's weight entries, read back from the WEIGHTS words: 8 -> 8 channels, PS2_P4
+    ... on 2 rows and two groups (one row each): set r = 0 holds filter 0 in row 0 and filter 1 in
+    row 1; step k of class 0's walk is (c, tap) and row 1 must hold filter 1's weight at channel
+    (c - 1) mod 8, the same tap (whose support slot (1 + c - 1) mod 4 is class 0's at c); set
+    r = 2 likewise with class 2's walk and filters 2, 3."""
+    q = random_layer_model(seed=6, c_in=8, c_out=8, h=3, w=3, variant="PS3_P4")
+    cfg = ArrayConfig(rows=2, cols=4, groups=2, p_max=4)
+    layout = build_layout(q, cfg)
+    (p,) = layout.layers
+    assert p.fields["mix"] == 1 and p.fields["groups"] == 2
+    assert p.fields["mix_wrap"] == 8 * 3 * 3
+    (l,) = q.layers
+    table = l.period_table
+    walks = {r: [(c, t) for c in range(8) for t in sorted(table[(r + c) % 4])] for r in (0, 2)}
+    walk = walks[0]
+    words = layout.sections[Space.WEIGHTS].view(np.uint8).view(np.int8)
+    wpe = 4 * cfg.words_per_entry
+    entries = words.reshape(-1, wpe)[:, :2]
+    # Sets r = 0 and r = 2, one block each (classes of 2 filters on rows of one group each).
+    assert len(entries) == 2 * 2 * len(walk)
+    for block, r in enumerate((0, 2)):
+        for b in range(2):
+            e = entries[(block * 2 + b) * len(walk):(block * 2 + b + 1) * len(walk)]
+            for g in range(2):
+                f = r + g + 4 * b
+                want = [l.weight[f, (c - g) % 8, t // 3, t % 3] for c, t in walks[r]]
+                assert list(e[:, g]) == want, (r, b, g)
