@@ -3,7 +3,7 @@
 All fields are u32 little-endian words::
 
     word 0   magic 0x41435350 ("PSCA")
-    word 1   version (low 16 bits, = 1) | n_sections << 16
+    word 1   version (low 16 bits, = 2) | n_sections << 16
     word 2   config_id of the engine it was packed for (hw.array.ArrayConfig.config_id)
     word 3   total words of the image, this header and the final CRC word included
     per section:
@@ -32,7 +32,10 @@ __all__ = ["MAGIC", "VERSION", "HEADER_WORDS", "SPACE_WORDS", "ImageError", "bui
            "parse_image", "image_words"]
 
 MAGIC = 0x41435350
-VERSION = 1
+#: 2: layer descriptors gained ``mix`` and ``mix_wrap`` (hw.layout.LAYER_FIELDS), which an engine
+#: reading version 1 would ignore and so compute a mixed layer wrong; version 1 images (both
+#: fields zero) would still run, but are refused like any other version.
+VERSION = 2
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.
