@@ -229,21 +229,28 @@ def test_step_stream_four_groups(seed):
     run_step_stream(q, rows, cols, seed, groups=4)
 
 
+def _layer_where(seed, groups, field, shapes, draw):
+    """A seeded random layer (``draw(rng, rows, cols)``) whose fastest mapping sets descriptor
+    ``field``, on one of the ``shapes`` (rows, cols) picked by the seed."""
+    rng = np.random.default_rng(seed)
+    rows, cols = shapes[seed % len(shapes)]
+    for _ in range(400):
+        q = random_layer_model(seed=seed, **draw(rng, rows, cols))
+        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
+        if build_layout(q, cfg).layers[0].fields[field]:
+            return q, rows, cols
+    raise AssertionError(f"seed {seed}: no {field} layer found")
+
+
 def _flat_layer(seed, groups):
     """A seeded random layer whose fastest mapping is flat (tiles wrap across output rows)."""
-    rng = np.random.default_rng(seed)
-    rows, cols = [(4, 4), (8, 8), (4, 8), (2, 4)][seed % 4]
-    for _ in range(200):
+    def draw(rng, rows, cols):
         s = int(rng.integers(1, 3))
         variant = str(rng.choice(["pSC9", "PS4_P4", "PSD2_P8", "PS2_P6"]))
-        kw = dict(c_in=int(rng.integers(1, 4)), c_out=int(rng.integers(1, 3 * rows)),
-                  h=int(rng.integers(1, 11)) * s, w=int(rng.integers(cols // 2, 2 * cols + 3)) * s,
-                  stride=s, variant=variant)
-        q = random_layer_model(seed=seed, **kw)
-        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
-        if build_layout(q, cfg).layers[0].fields["flat"]:
-            return q, rows, cols
-    raise AssertionError(f"seed {seed}: no flat layer found")
+        return dict(c_in=int(rng.integers(1, 4)), c_out=int(rng.integers(1, 3 * rows)),
+                    h=int(rng.integers(1, 11)) * s, w=int(rng.integers(cols // 2, 2 * cols + 3)) * s,
+                    stride=s, variant=variant)
+    return _layer_where(seed, groups, "flat", [(4, 4), (8, 8), (4, 8), (2, 4)], draw)
 
 
 @pytest.mark.parametrize("seed", range(60, 72))
@@ -268,20 +275,14 @@ def test_step_stream_flat_one_step_tiles():
 
 def _mixed_layer(seed, groups):
     """A seeded random layer whose fastest mapping mixes classes across its row groups."""
-    rng = np.random.default_rng(seed)
-    rows, cols = [(8, 8), (4, 4), (8, 4), (16, 8)][seed % 4]
-    for _ in range(400):
+    def draw(rng, rows, cols):
         s = int(rng.integers(1, 3))
         variant = str(rng.choice(["PS4_P4", "PSD2_P8", "PS3_P4", "PS2_P6", "PSD1_P16"]))
         P = int(variant.split("_P")[1])
-        kw = dict(c_in=P * int(rng.integers(1, 3)), c_out=P * int(rng.integers(1, 3)),
-                  h=int(rng.integers(1, 9)) * s, w=int(rng.integers(1, 2 * cols + 3)) * s,
-                  stride=s, variant=variant)
-        q = random_layer_model(seed=seed, **kw)
-        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
-        if build_layout(q, cfg).layers[0].fields["mix"]:
-            return q, rows, cols
-    raise AssertionError(f"seed {seed}: no mixed layer found")
+        return dict(c_in=P * int(rng.integers(1, 3)), c_out=P * int(rng.integers(1, 3)),
+                    h=int(rng.integers(1, 9)) * s, w=int(rng.integers(1, 2 * cols + 3)) * s,
+                    stride=s, variant=variant)
+    return _layer_where(seed, groups, "mix", [(8, 8), (4, 4), (8, 4), (16, 8)], draw)
 
 
 @pytest.mark.parametrize("seed", range(80, 92))
