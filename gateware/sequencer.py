@@ -486,6 +486,13 @@ class Sequencer(wiring.Component):
         s_rows = Signal(range(3))         # s: input rows from one output row to the next
         m.d.sync += s_rows.eq(Mux(stride2, 2, 1))
 
+        # The next tile wraps into the next row when cols_left + w_out > C. Only a row's last
+        # tile asks (cols_left <= C, cb bits), so it is a narrow compare with the per-layer
+        # C - w_out (always true when w_out >= C) instead of a wide add and compare.
+        w_wide = Signal()
+        dx_small = Signal(cb)
+        m.d.sync += [w_wide.eq(F["w_out"] >= C), dx_small.eq((C - F["w_out"])[:cb])]
+
         def next_row_steps(wrap1):
             return [wrap_x.eq(flat & wrap1),
                     adv_pix.eq(Mux(flat, Mux(wrap1, F["out_w"], F["out_w"] << 1), pix_step)),
@@ -495,7 +502,7 @@ class Sequencer(wiring.Component):
                      more_cols.eq(_exceeds(cols_left, C, cb)),
                      more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
                      more_blocks.eq(_exceeds(rows_left, gs, gb)),
-                     *next_row_steps(cols_left + F["w_out"] > C)]
+                     *next_row_steps(w_wide | (cols_left[:cb] > dx_small))]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
