@@ -8,7 +8,8 @@ computes, exactly as :func:`hw.quant.requantize`::
 with every intermediate wide enough never to wrap (``acc + bias`` in 33 bits, the product in 50).
 The rounding is done after the shift, ``(x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1``, so it
 needs no wide adder. Each operation has its own register stage (param read, bias register, add,
-multiplier operands, two partial products, their sum, shift by ``s - 1``, round and clamp) so
+multiplier operands, two partial products, their sum, shift by ``s - 1``, round and compare,
+select) so
 that no wide adder follows a memory read or a multiplier in the same cycle: the 33 x 16 product
 is split at bit 17 into two products that each fit one 18 x 18 multiplier (ECP5 MULT18X18D; one
 DSP48E1 each), registered, then added. The channel's
@@ -33,7 +34,7 @@ __all__ = ["OutputPath", "OUTPUT_LATENCY", "PoolStage", "POOL_LATENCY", "POOL_ST
            "POOL_COMBINE", "POOL_FOLD"]
 
 #: Cycles from :attr:`OutputPath.valid` to :attr:`OutputPath.out_valid`.
-OUTPUT_LATENCY = 8
+OUTPUT_LATENCY = 9
 
 
 class OutputPath(wiring.Component):
@@ -153,15 +154,22 @@ class OutputPath(wiring.Component):
         m.d.sync += exact4.eq(exact3)
         y4 = [Signal(signed(ACC_BITS + MULTIPLIER_BITS + 2), name=f"y4_{j}", reset_less=True) for j in range(C)]
         m.d.sync += [y4[j].eq(prod3[j] >> sh3) for j in range(C)]
-        # Stage 5: round (s > 0: q = (y + 1) >> 1) and clamp to lo..127, both read off y
-        # (q > 127 <=> y > 254; q < 0 <=> y < -1; q < -128 <=> y < -257).
-        m.d.sync += [self.out_valid.eq(v4), self.out_side.eq(side4)]
+        # Stage 5: round (s > 0: q = (y + 1) >> 1) and the clamp's compares, all read off y
+        # (q > 127 <=> y > 254; q < 0 <=> y < -1; q < -128 <=> y < -257); stage 6 selects. (The
+        # 50-bit compares and the select in one cycle were a critical path on the ECP5.)
+        v5, side5, relu5 = stage(v4, side4, relu4, 5)
+        q5 = [Signal(signed(8), name=f"q5_{j}", reset_less=True) for j in range(C)]
+        over5 = [Signal(name=f"over5_{j}", reset_less=True) for j in range(C)]
+        under5 = [Signal(name=f"under5_{j}", reset_less=True) for j in range(C)]
         for j in range(C):
             y = y4[j]
-            q = Mux(exact4, y[:8], (y[:9] + 1)[1:9])
-            over = Mux(exact4, y > 127, y > 254)
-            under = Mux(relu4, Mux(exact4, y < 0, y < -1), Mux(exact4, y < -128, y < -257))
-            m.d.sync += self.out_data[j].eq(Mux(over, 127, Mux(under, Mux(relu4, 0, -128), q)))
+            m.d.sync += [q5[j].eq(Mux(exact4, y[:8], (y[:9] + 1)[1:9])),
+                         over5[j].eq(Mux(exact4, y > 127, y > 254)),
+                         under5[j].eq(Mux(relu4, Mux(exact4, y < 0, y < -1),
+                                          Mux(exact4, y < -128, y < -257)))]
+        m.d.sync += [self.out_valid.eq(v5), self.out_side.eq(side5)]
+        for j in range(C):
+            m.d.sync += self.out_data[j].eq(Mux(over5[j], 127, Mux(under5[j], Mux(relu5, 0, -128), q5[j])))
         return m
 
 

@@ -109,7 +109,7 @@ READ_CYCLES = 3
 #: ``gateware.sequencer.ISSUE_LATENCY - 1``).
 ISSUE_CYCLES = 1
 #: Cycles of the engine's output path (``gateware.output_path.OUTPUT_LATENCY``).
-OUTPUT_PATH_CYCLES = 8
+OUTPUT_PATH_CYCLES = 9
 #: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
 POOL_CYCLES = 2
 #: Cycles from the output side (output path or pool stage) to the activation buffer's write
