@@ -37,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     pk = sub.add_parser("pack", help="pack a quantized model (.npz) into an engine image",
                         description="Check a quantized model against its sparsity patterns and pack "
                                     "it into the image the engine loads; report its size beside "
-                                    "the Dense, CSR and CSR_P storage formulas.",
+                                    "the Dense, CSR and CSR_P storage formulas, and how each layer "
+                                    "runs on the array (row groups, flat tiles, mixed classes; "
+                                    "tiles, exact cycles, utilization and its mapping's bound).",
                         epilog="Example: python -m host pack --model runs/FashionNet_PSD2_P8/model.q.npz "
                                "--out build/fashionnet.img")
     pk.add_argument("--model", required=True, help="quantized model file (hw.qmodel .npz)")
     pk.add_argument("--out", required=True, help="image file to write")
     pk.add_argument("--array", default="8x8", help="MAC array RxC the engine is built with (default 8x8)")
-    pk.add_argument("--json", action="store_true", help="print the storage report as JSON")
+    pk.add_argument("--json", action="store_true",
+                    help="print the storage report and the per-layer schedule as JSON")
 
     rn = sub.add_parser("run", help="run test frames on a board and check them bit-exact",
                         description="Load the packed model once, stream N test frames, check each "
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_pack(args) -> int:
-    from .pack import format_report, load_model, pack, parse_array, storage_report
+    from .pack import format_report, format_schedule, load_model, pack, parse_array, storage_report
 
     try:
         qmodel = load_model(args.model)
@@ -95,13 +98,17 @@ def _cmd_pack(args) -> int:
     out.write_bytes(packed.image)
     report = storage_report(packed)
     report.update(model=qmodel.name, out=str(out), config_id=packed.config.config_id,
-                  config=packed.config.as_dict())
+                  config=packed.config.as_dict(), schedule=packed.layout.schedule(),
+                  cycles_per_frame=packed.layout.expected_cycles)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{qmodel.name}: packed for {packed.config!r} (config_id {packed.config.config_id:#010x})")
         print(f"wrote {out}")
         print(format_report(report))
+        print(f"schedule ({packed.config.rows}x{packed.config.cols} array, "
+              f"{packed.layout.expected_cycles} cycles a frame):")
+        print(format_schedule(report["schedule"]))
     return 0
 
 

@@ -246,3 +246,18 @@ def format_report(report: dict) -> str:
 
 
 __all__.append("format_report")
+
+
+def format_schedule(schedule: list) -> str:
+    """:meth:`hw.layout.Layout.schedule` as a table: one line per layer."""
+    lines = [f"{'layer':12s} {'mapping':34s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "
+             f"{'util':>6s} {'bound':>6s}"]
+    for r in schedule:
+        lines.append(f"{r['layer']:12s} {r['mapping']:34s} {r['tiles']:6d} {r['cycles']:8d} "
+                     f"{r['macs']:10d} {r['utilization']:6.3f} {r['tile_bound']:6.3f}")
+    total = sum(r["cycles"] for r in schedule)
+    lines.append(f"{'total':12s} {'':34s} {'':6s} {total:8d} {sum(r['macs'] for r in schedule):10d}")
+    return "\n".join(lines)
+
+
+__all__.append("format_schedule")

@@ -231,6 +231,22 @@ class LayerPlan:
     tiles: int
     cycles: int
 
+    @property
+    def mapping(self) -> str:
+        """How the layer runs, in words: its row groups and the tile form (folded, flat tiles
+        with their regions, mixed classes)."""
+        f = self.fields
+        G = f["groups"]
+        words = [f"{G} group" + ("s" if G > 1 else "")]
+        if f["fold"]:
+            words.append("folded")
+        if f["mix"]:
+            words.append(f"{G} classes a tile")
+        if f["flat"]:
+            regions = 1 if f["mix"] else G
+            words.append("flat" + (f" in {regions} regions" if regions > 1 else ""))
+        return ", ".join(words)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -271,6 +287,18 @@ class Layout:
     @property
     def macs(self) -> int:
         return sum(l.macs for l in self.layers)
+
+    def schedule(self) -> list:
+        """Per layer, how it runs and how well: ``{"layer", "mapping", "groups", "fold", "flat",
+        "mix", "tiles", "cycles", "macs", "utilization", "tile_bound"}`` (``utilization``: MACs over
+        ``rows * cols`` times the layer's cycles, overhead included; ``tile_bound``:
+        :func:`tile_bound`, what its mapping allows at best)."""
+        R, C = self.config.rows, self.config.cols
+        return [{"layer": l.name, "mapping": l.mapping,
+                 **{k: l.fields[k] for k in ("groups", "fold", "flat", "mix")},
+                 "tiles": l.tiles, "cycles": l.cycles, "macs": l.macs,
+                 "utilization": round(l.macs / (R * C * l.cycles), 4),
+                 "tile_bound": round(tile_bound(l, rows=R, cols=C), 4)} for l in self.layers]
 
     def input_words(self, frame) -> np.ndarray:
         """INPUT words of one int8 frame ``[C, H, W]`` (C, H, W order, 4 bytes a word, LE)."""

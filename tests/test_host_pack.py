@@ -122,6 +122,12 @@ def test_cli_pack(model, tmp_path, capsys):
     import json
     report = json.loads(capsys.readouterr().out)
     assert report["image_bits"] == 8 * (tmp_path / "m.img").stat().st_size
+    # The per-layer schedule: one row per layer, its cycles summing to the frame's.
+    assert [r["layer"] for r in report["schedule"]] == [l.name for l in model.layers]
+    assert sum(r["cycles"] for r in report["schedule"]) == report["cycles_per_frame"]
+    assert main(["pack", "--model", str(path), "--out", str(tmp_path / "m.img")]) == 0
+    text = capsys.readouterr().out
+    assert "schedule (8x8 array" in text and all(l.name in text for l in model.layers)
     assert main(["pack", "--model", str(tmp_path / "missing.npz"), "--out", "x"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["pack", "--model", str(path), "--out", "x", "--array", "3x8"]) == 2

@@ -286,3 +286,26 @@ def test_mixed_weight_entries_hand_worked():
                 f = r + g + 4 * b
                 want = [l.weight[f, (c - g) % 8, t // 3, t % 3] for c, t in walks[r]]
                 assert list(e[:, g]) == want, (r, b, g)
+
+
+def test_schedule():
+    """Layout.schedule: each layer's mapping in words and its utilization, recomputed here from
+    MACs and cycles, beside its mapping's bound; a FashionNet-like chain runs flat, mixed, plain."""
+    from hw.layout import tile_bound
+    q = random_chain_model([dict(c_out=16, variant="PS4_P4"), dict(c_out=32, stride=2, variant="PSD2_P8"),
+                            dict(c_out=32, stride=2, variant="PSD2_P8"), dict(c_out=10, kind="fc")],
+                           c_in=1, h=28, w=28, seed=3)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4)
+    layout = build_layout(q, cfg)
+    rows = layout.schedule()
+    assert [r["layer"] for r in rows] == [l.name for l in q.layers]
+    assert sum(r["cycles"] for r in rows) == layout.expected_cycles
+    for r, p in zip(rows, layout.layers):
+        assert r["utilization"] == pytest.approx(p.macs / (64 * p.cycles), abs=1e-4)
+        assert r["tile_bound"] == pytest.approx(tile_bound(p, rows=8, cols=8), abs=1e-4)
+        assert r["utilization"] <= r["tile_bound"]
+    # 28x28 on 8 columns, classes of 4 filters but one input channel (no mixing): two groups of
+    # 4 rows on two flat regions of 14 rows (49 tiles, 56 plain); 14x14 and 7x7 with classes of
+    # 4 and 16 / 32 channels: mixed (two classes on flat tiles, four on plain rows); FC: one group.
+    assert [r["mapping"] for r in rows] == ["2 groups, flat in 2 regions", "2 groups, 2 classes a tile, flat",
+                                            "4 groups, 4 classes a tile", "1 group"]
