@@ -106,9 +106,7 @@ def _cmd_pack(args) -> int:
         print(f"{qmodel.name}: packed for {packed.config!r} (config_id {packed.config.config_id:#010x})")
         print(f"wrote {out}")
         print(format_report(report))
-        print(f"schedule ({packed.config.rows}x{packed.config.cols} array, "
-              f"{packed.layout.expected_cycles} cycles a frame):")
-        print(format_schedule(report["schedule"]))
+        print(format_schedule(packed.layout))
     return 0
 
 

@@ -119,10 +119,11 @@ def main(argv=None) -> int:
     times["int8 eval"] = time.monotonic() - t
 
     t = _stage("3/5 pack the engine image")
-    from host.pack import pack, storage_report, format_report
+    from host.pack import pack, storage_report, format_report, format_schedule
     packed = pack(qmodel)
     storage = storage_report(packed)
     print(format_report(storage))
+    print(format_schedule(packed.layout))
     dense = dense_cycles(qmodel, packed.config)
     times["pack"] = time.monotonic() - t
 

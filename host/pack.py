@@ -248,9 +248,13 @@ def format_report(report: dict) -> str:
 __all__.append("format_report")
 
 
-def format_schedule(schedule: list) -> str:
-    """:meth:`hw.layout.Layout.schedule` as a table: one line per layer."""
-    lines = [f"{'layer':12s} {'mapping':34s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "
+def format_schedule(layout) -> str:
+    """``layout``'s :meth:`hw.layout.Layout.schedule` as a table under a title line: one line a
+    layer, then the totals."""
+    schedule = layout.schedule()
+    lines = [f"schedule ({layout.config.rows}x{layout.config.cols} array, "
+             f"{layout.expected_cycles} cycles a frame):",
+             f"{'layer':12s} {'mapping':34s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "
              f"{'util':>6s} {'bound':>6s}"]
     for r in schedule:
         lines.append(f"{r['layer']:12s} {r['mapping']:34s} {r['tiles']:6d} {r['cycles']:8d} "
