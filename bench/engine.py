@@ -95,15 +95,18 @@ TARGET_NNZ_PER_FILTER = 64
 
 def _bounds(plans, config) -> dict:
     """``nnz_per_filter`` (non-zeros per filter row, averaged over a layer's filters; for several
-    layers the smallest), ``in_target`` (whether the utilization target applies) and
+    layers the smallest), ``in_target`` (whether the utilization target applies),
     ``tile_bound``: the utilization the mapping allows at best (:func:`hw.layout.tile_bound`, over
-    several layers their MACs over the sum of their tile slots)."""
+    several layers their MACs over the sum of their tile slots) and ``mapping``: how a single
+    layer runs (``hw.layout.LayerPlan.mapping``; a network: "per layer", which
+    ``python -m host pack`` lists)."""
     from hw.layout import tile_bound
     R, C = config.rows, config.cols
     nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"]) for p in plans]
     slots = sum(p.macs / tile_bound(p, rows=R, cols=C) for p in plans)
     return {"nnz_per_filter": round(min(nnz), 1), "in_target": min(nnz) >= TARGET_NNZ_PER_FILTER,
-            "tile_bound": round(sum(p.macs for p in plans) / slots, 4)}
+            "tile_bound": round(sum(p.macs for p in plans) / slots, 4),
+            "mapping": plans[0].mapping if len(plans) == 1 else "per layer"}
 
 
 def sim_speed(sim: str, *, config=BENCH_CONFIG) -> dict:
@@ -152,7 +155,7 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
 
 def _table(rows) -> str:
     head = f"{'case':20s} {'variant':9s} {'nnz/f':>6s} {'cycles':>8s} {'macs':>9s} {'util':>6s} " \
-           f"{'bound':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact"
+           f"{'bound':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact  mapping"
     lines = [head]
     for r in rows:
         # '*': the utilization target (>= 0.90 with >= 64 non-zeros per filter) applies.
@@ -160,7 +163,7 @@ def _table(rows) -> str:
         lines.append(f"{r['case']:20s} {r['variant']:9s} {nnz:>6s} {r['cycles']:8d} {r['macs']:9d} "
                      f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['dense_cycles']:8d} "
                      f"{r['speedup']:7.2f} {r['ideal_speedup']:6.2f} "
-                     f"{r['speedup'] / r['ideal_speedup']:8.3f} {r['bit_exact']}")
+                     f"{r['speedup'] / r['ideal_speedup']:8.3f} {str(r['bit_exact']):5s}  {r['mapping']}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,10 @@ def test_bound_of_a_7x7_map():
     assert 0 < b["tile_bound"] <= 7 / 8
     # Classes of 8 filters (P = 4) fill all 8 rows of one group, one output row per tile.
     assert b["tile_bound"] == pytest.approx(7 / 8)
+    # Classes of 4 (P = 8) reach 7 / 8 only by mixing (the same class in two groups of 4 rows
+    # would split 7 output rows in pairs: 49 / 64): four classes on four groups of 2 rows.
+    b = _bounds(_plans("PSD2_P8"), BENCH_CONFIG)
+    assert (b["mapping"], b["tile_bound"]) == ("4 groups, 4 classes a tile", pytest.approx(7 / 8))
 
 
 def test_table_marks_target_rows():
@@ -35,4 +39,4 @@ def test_table_marks_target_rows():
                dense_cycles=200, speedup=2.0, ideal_speedup=2.25, bit_exact=True,
                **_bounds(_plans("PS4_P4"), BENCH_CONFIG))
     line = _table([row]).splitlines()[1]
-    assert "128*" in line and "0.875" in line
+    assert "128*" in line and "0.875" in line and line.endswith("  " + row["mapping"])
