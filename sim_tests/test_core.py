@@ -33,9 +33,11 @@ def _conv_out(n, k, stride):
     return (n + 2 * (k // 2) - k) // stride + 1
 
 
-def random_case(seed, *, max_c=12, max_hw=10, pool_p=0.3):
+def random_case(seed, *, max_c=12, max_hw=10, pool_p=0.3, periodic_p=0.0):
     """One random layer: shape, k, stride, variant, ReLU, 2x2 max-pool (with probability
-    ``pool_p`` where the conv output is at least 2 x 2) all drawn from ``seed``."""
+    ``pool_p`` where the conv output is at least 2 x 2) all drawn from ``seed``; with probability
+    ``periodic_p`` a periodic conv's channels are rounded up to whole periods (so that its row
+    groups may take mixed classes)."""
     rng = np.random.default_rng(seed)
     k = int(rng.choice([1, 3, 3, 3]))
     kw = dict(c_in=int(rng.integers(1, max_c + 1)), c_out=int(rng.integers(1, 2 * max_c + 1)),
@@ -47,6 +49,9 @@ def random_case(seed, *, max_c=12, max_hw=10, pool_p=0.3):
     pool = rng.random() < pool_p
     if kw.get("kind") != "fc" and min(_conv_out(kw[d], kw["k"], kw["stride"]) for d in "hw") >= 2:
         kw["pool"] = bool(pool)
+    if periodic_p and kw.get("kind") != "fc" and "_P" in kw["variant"] and rng.random() < periodic_p:
+        P = int(kw["variant"].split("_P")[1])
+        kw.update(c_in=-(-kw["c_in"] // P) * P, c_out=-(-kw["c_out"] // P) * P)
     q = random_layer_model(seed=seed, **kw)
     frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
     return Case(f"layer seed={seed} {kw}", q, frame, golden(q, frame))
@@ -296,7 +301,10 @@ def test_mixed_layers(sim, groups):
 @pytest.mark.verilator
 @pytest.mark.parametrize("batch", range(10))
 def test_sweep(batch):
-    """The randomized sweep: 10 x 100 = 1000 random layers (``make sweep``)."""
+    """The randomized sweep: 10 x 100 = 1000 random layers (``make sweep``); odd batches on the
+    four-group engine (four groups, two flat regions, mixed classes on flat tiles); a third of
+    the periodic convs with whole periods of channels, so that many map mixed."""
     seeds = range(10_000 + 100 * batch, 10_100 + 100 * batch)
-    cases = [random_case(s) for s in seeds]
-    _check(run_rtl(SIM_CONFIG, cases, sim="verilator", seed=batch, valid_p=0.8, ready_p=0.7))
+    cases = [random_case(s, periodic_p=0.35) for s in seeds]
+    config = SIM_CONFIG4 if batch % 2 else SIM_CONFIG
+    _check(run_rtl(config, cases, sim="verilator", seed=batch, valid_p=0.8, ready_p=0.7))
