@@ -229,6 +229,16 @@ def _cases_where(config, field, fixed, seed_fixed, n_random, seed0, draw, *, opt
     return cases
 
 
+def _run_engine_cases(cases_fn, sim, groups, *, icarus, verilator, seed):
+    """``cases_fn(config, n_random, seed0, big=)`` on the two- or four-group engine, bit-exact
+    with random back-pressure: Icarus gets the small fixed cases and ``icarus = (n_random,
+    seed0)``, Verilator all of them and ``verilator``."""
+    config = SIM_CONFIG if groups == 2 else SIM_CONFIG4
+    n, seed0 = icarus if sim == "icarus" else verilator
+    cases = cases_fn(config, n, seed0, big=sim != "icarus")
+    _check(run_rtl(config, cases, sim=sim, seed=seed, valid_p=0.8, ready_p=0.6))
+
+
 def flat_cases(config, n_random, seed0, *, big=True):
     """Layers whose fastest mapping on ``config`` is flat (tiles wrapping across output rows):
     FashionNet's conv2 shape (classes of 8 filters; of 4, which need two flat regions, so four
@@ -255,12 +265,8 @@ def test_flat_layers(sim, groups):
     """Flat tiles (one region with two read ports, two regions with four), stride 1 and 2,
     random back-pressure; bit-exact vs models.golden and hw.reference, cycles and MACs vs
     hw.layout."""
-    config = SIM_CONFIG if groups == 2 else SIM_CONFIG4
-    if sim == "icarus":
-        cases = flat_cases(config, 2, 1100 + groups, big=False)
-    else:
-        cases = flat_cases(config, 16, 1200 + 100 * groups)
-    _check(run_rtl(config, cases, sim=sim, seed=16, valid_p=0.8, ready_p=0.6))
+    _run_engine_cases(flat_cases, sim, groups, icarus=(2, 1100 + groups),
+                      verilator=(16, 1200 + 100 * groups), seed=16)
 
 
 def mixed_cases(config, n_random, seed0, *, big=True):
@@ -289,12 +295,8 @@ def test_mixed_layers(sim, groups):
     """Mixed classes (group g: class r + g of the same pixels, g channel planes lower, wrapping
     at the first g channels), one output row a tile or flat, random back-pressure; bit-exact vs
     models.golden and hw.reference, cycles and MACs vs hw.layout."""
-    config = SIM_CONFIG if groups == 2 else SIM_CONFIG4
-    if sim == "icarus":
-        cases = mixed_cases(config, 1, 1300 + groups, big=False)
-    else:
-        cases = mixed_cases(config, 12, 1400 + 100 * groups)
-    _check(run_rtl(config, cases, sim=sim, seed=17, valid_p=0.8, ready_p=0.6))
+    _run_engine_cases(mixed_cases, sim, groups, icarus=(1, 1300 + groups),
+                      verilator=(12, 1400 + 100 * groups), seed=17)
 
 
 @pytest.mark.slow
