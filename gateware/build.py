@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.back import verilog
+
+from hw.array import parse_array
 
 from .board_top import BoardTop, StandInEngine
 from .boards import BOARDS, DEFAULT_BOARD, BaudError, Board, Capacity, UnknownBoardError, \
@@ -133,25 +134,18 @@ def _run_logged(argv, *, cwd, log, env=None):
 
 # --- configuration -----------------------------------------------------------------------------
 
-def parse_array(text: str) -> tuple[int, int]:
-    """``"8x8"`` -> ``(8, 8)``; ``ValueError`` on anything else."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise ValueError(f"Array must be ROWSxCOLS such as 8x8, not {text!r}")
-    return int(match[1]), int(match[2])
-
-
 def make_config(*, model=None, array=None):
     """The engine's :class:`hw.array.ArrayConfig`: sized for ``model`` (a path or a QModel) if
-    given, with ``array`` = ``(rows, cols)`` (default 8 x 8)."""
-    from hw.array import ArrayConfig
-    rows, cols = array if array is not None else (None, None)
-    sizes = {} if array is None else {"rows": rows, "cols": cols}
+    given, with ``array`` = ``(rows, cols)`` (default 8 x 8) or ``"auto"`` (with a model only:
+    the shape of 64 MACs that runs it fastest, ``ArrayConfig.shape_for_model``)."""
+    from hw.array import AUTO, ArrayConfig, config_for_model
     if model is None:
-        return ArrayConfig(**sizes)
+        if array == AUTO:
+            raise ValueError("--array auto picks the shape that runs a model fastest: give --model")
+        return ArrayConfig() if array is None else ArrayConfig(rows=array[0], cols=array[1])
     from hw.qmodel import QModel
     qmodel = model if isinstance(model, QModel) else QModel.load(model)
-    return ArrayConfig.for_model(qmodel, **sizes)
+    return config_for_model(qmodel, array)
 
 
 def make_engine(*, config, divisor):
@@ -382,7 +376,8 @@ def build(*, board: str = DEFAULT_BOARD, model=None, array=None, baud: int | Non
     model : path or hw.qmodel.QModel, optional
         Size the ArrayConfig for this model (and refuse one that does not fit the board).
     array : (int, int) or str, optional
-        Rows x cols of the MAC array (default 8 x 8).
+        Rows x cols of the MAC array (default 8 x 8), ``"RxC"``, or ``"auto"`` with ``model``:
+        the 64-MAC shape that runs it fastest (``hw.array.ArrayConfig.shape_for_model``).
     baud : int, optional
         UART baud rate (default: the board's ``default_baud``).
     out : path, optional
@@ -526,7 +521,9 @@ def _parser():
                         help=f"target: {', '.join(BOARDS)} (default {DEFAULT_BOARD})")
     parser.add_argument("--model", metavar="Q", help="quantized model (.npz) to size the engine "
                         "for; refused if it does not fit the board")
-    parser.add_argument("--array", metavar="RxC", help="MAC array rows x cols (default 8x8)")
+    parser.add_argument("--array", metavar="RxC", help="MAC array rows x cols (default 8x8), or "
+                        "auto with --model: the 64-MAC shape (16x4, 8x8, 4x16) that runs the model "
+                        "in the fewest cycles")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: the fastest the "
                         "board's USB-UART and clock make exactly: 4000000 Arty, 3000000 ULX3S)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default build/BOARD)")

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "--out build/fashionnet.img")
     pk.add_argument("--model", required=True, help="quantized model file (hw.qmodel .npz)")
     pk.add_argument("--out", required=True, help="image file to write")
-    pk.add_argument("--array", default="8x8", help="MAC array RxC the engine is built with (default 8x8)")
+    pk.add_argument("--array", default="8x8", help="MAC array RxC the engine is built with (default "
+                    "8x8), or auto: the 64-MAC shape that runs the model fastest (what "
+                    "python -m gateware.build --model Q --array auto builds)")
     pk.add_argument("--json", action="store_true",
                     help="print the storage report and the per-layer schedule as JSON")
 
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --sim: simulate the UART top (bit-level) instead of the byte-stream top")
     rn.add_argument("--divisor", type=int, default=8,
                     help="with --sim --uart: clock cycles per UART bit in simulation (default 8)")
-    rn.add_argument("--array", default="8x8", help="MAC array RxC (default 8x8)")
+    rn.add_argument("--array", default="8x8", help="MAC array RxC (default 8x8), or auto (as for pack)")
     rn.add_argument("--dataset", help="dataset of the test frames (default: the model's)")
     rn.add_argument("--data-dir", help="dataset directory (cifar10, tinyimagenet)")
     rn.add_argument("--frames", type=int, default=200, help="test frames to run (default 200)")

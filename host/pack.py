@@ -19,6 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from hw.array import parse_array  # the CLI's --array, shared with gateware.build
 from hw.csrp import ConvCSRP
 from hw.memory_map import Space
 from hw.patterns import PeriodTable
@@ -118,17 +119,6 @@ def load_model(path) -> QModel:
         raise PackError(f"Cannot read quantized model {str(path)!r}: {e}") from None
 
 
-def parse_array(text: str) -> tuple[int, int]:
-    """``"8x8"`` -> ``(8, 8)`` (rows x columns of the systolic array)."""
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except (ValueError, AttributeError):
-        raise ValueError(f"Array size must be RxC with positive integers, e.g. 8x8, not {text!r}") from None
-    if rows < 1 or cols < 1:
-        raise ValueError(f"Array size must be RxC with positive integers, e.g. 8x8, not {text!r}")
-    return rows, cols
-
-
 @dataclass(frozen=True)
 class PackedModel:
     """A model packed for one engine configuration.
@@ -161,25 +151,25 @@ class PackedModel:
         return {Space(s).name: 32 * len(w) for s, w in self.layout.sections.items()}
 
 
-def pack(qmodel: QModel, *, config=None, array: tuple | None = None) -> PackedModel:
+def pack(qmodel: QModel, *, config=None, array=None) -> PackedModel:
     """Check ``qmodel`` and pack it for ``config`` (default: ``ArrayConfig.for_model``).
 
     Parameters
     ----------
     config : hw.array.ArrayConfig, optional
         The engine to pack for.
-    array : (rows, cols), optional
-        Array size for the default config; ignored when ``config`` is given.
+    array : (rows, cols) or "auto", optional
+        Array size for the default config (``"auto"``: ``ArrayConfig.shape_for_model``, the shape
+        ``python -m gateware.build --model Q --array auto`` builds); ignored when ``config`` is given.
     """
-    from hw.array import ArrayConfig
+    from hw.array import config_for_model
     from hw.image import build_image
     from hw.layout import build_layout
 
     csrp = check_model(qmodel)
     try:
         if config is None:
-            config = (ArrayConfig.for_model(qmodel) if array is None
-                      else ArrayConfig.for_model(qmodel, rows=array[0], cols=array[1]))
+            config = config_for_model(qmodel, array)
         layout = build_layout(qmodel, config)
     except ValueError as e:
         raise PackError(f"Model {qmodel.name!r} does not fit the engine: {e}") from None

@@ -3,7 +3,9 @@
 One ``ArrayConfig`` fixes everything the gateware is sized from: the ``rows x cols`` output-
 stationary MAC array, the largest period ``p_max`` the circular index buffer holds, and the depths
 of the on-chip memories (weights, period tables, per-channel parameters, activations, layer
-descriptors). :meth:`ArrayConfig.for_model` picks depths that fit a quantized model and
+descriptors). :meth:`ArrayConfig.for_model` picks depths that fit a quantized model,
+:meth:`ArrayConfig.shape_for_model` the ``rows x cols`` shape of a given MAC count that runs it in
+the fewest cycles (``--array auto``: :func:`config_for_model`), and
 :meth:`ArrayConfig.check_model` refuses, naming the layer and the overflow, a model that does not fit.
 
 Rows and columns are powers of two so that the engine's bank and word addressing are shifts and
@@ -13,12 +15,14 @@ byte-wide banks and a 4-byte input word spans four of them.
 
 from __future__ import annotations
 
+import math
+import re
 import zlib
 from dataclasses import dataclass
 
 from .memory_map import ADDR_BITS, Space
 
-__all__ = ["ArrayConfig", "DEFAULT_ROWS", "DEFAULT_COLS"]
+__all__ = ["ArrayConfig", "DEFAULT_ROWS", "DEFAULT_COLS", "AUTO", "parse_array", "config_for_model"]
 
 DEFAULT_ROWS = 8
 DEFAULT_COLS = 8
@@ -35,6 +39,33 @@ _LIMITS = {
     "max_layers": (1, 64),
     "groups": (1, 4),
 }
+
+
+#: ``--array auto``: the shape with the default's MAC count that runs the model fastest.
+AUTO = "auto"
+
+
+def parse_array(text: str) -> tuple[int, int] | str:
+    """``"8x4"`` -> ``(8, 4)`` (rows x columns of the MAC array); ``"auto"`` -> :data:`AUTO`;
+    ``ValueError`` on anything else (the sizes themselves are checked by :class:`ArrayConfig`)."""
+    if str(text).strip().lower() == AUTO:
+        return AUTO
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise ValueError(f"Array must be ROWSxCOLS with positive integers such as 8x8, or auto, "
+                         f"not {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def config_for_model(qmodel, array=None) -> "ArrayConfig":
+    """:meth:`ArrayConfig.for_model` of ``array``: ``None`` (the default 8 x 8), ``(rows, cols)``
+    or :data:`AUTO` (:meth:`ArrayConfig.shape_for_model` first)."""
+    if array is None:
+        return ArrayConfig.for_model(qmodel)
+    if array == AUTO:
+        array = ArrayConfig.shape_for_model(qmodel)
+    rows, cols = array
+    return ArrayConfig.for_model(qmodel, rows=rows, cols=cols)
 
 
 def _pow2(v: int) -> bool:
@@ -212,6 +243,37 @@ class ArrayConfig:
                 raise ValueError(f"Model {qmodel.name!r} does not fit {self!r}: the model needs "
                                  f"{need} {names[field]} in total, {need - have} more than "
                                  f"{field} = {have} (overflowing at layer {layer!r})")
+
+    @classmethod
+    def shape_for_model(cls, qmodel, *, macs: int = DEFAULT_ROWS * DEFAULT_COLS,
+                        max_aspect: int = 4) -> tuple[int, int]:
+        """``(rows, cols)`` with ``rows * cols == macs`` (powers of two, at most ``max_aspect``
+        times longer one way than the other) on which the cycle model runs ``qmodel`` fastest
+        with its best row groups; ties go to the squarer shape, then to more rows.
+
+        Rows hold the filters of a class (or of mixed classes) and columns output pixels, so
+        small maps with large classes want more rows (FashionNet's 7 x 7 conv3 at PS4_P4: 49 /
+        52 on 16 x 4, 49 / 56 on 8 x 8), while a tile never takes fewer than ``rows`` cycles, so
+        short layers want fewer.
+        """
+        from .layout import model_cycles
+        if isinstance(macs, bool) or not isinstance(macs, int) or not _pow2(macs):
+            raise ValueError(f"MAC count must be a power of two, not {macs!r}")
+        shapes = []
+        for b in range(macs.bit_length()):
+            rows, cols = 1 << b, macs >> b
+            if (max(rows, cols) <= max_aspect * min(rows, cols)
+                    and all(_LIMITS[n][0] <= v <= _LIMITS[n][1] for n, v in (("rows", rows), ("cols", cols)))):
+                shapes.append((rows, cols))
+        if not shapes:
+            raise ValueError(f"No array shape of {macs} MACs within aspect {max_aspect} and the limits "
+                             f"rows {_LIMITS['rows']}, cols {_LIMITS['cols']}")
+
+        def cost(shape):
+            rows, cols = shape
+            cycles = min(model_cycles(qmodel, rows=rows, cols=cols, groups=g) for g in (1, 2, 4) if g <= rows)
+            return cycles, abs(math.log2(rows / cols)), -rows
+        return min(shapes, key=cost)
 
     @classmethod
     def for_model(cls, qmodel, *, rows: int = DEFAULT_ROWS, cols: int = DEFAULT_COLS,

@@ -96,3 +96,24 @@ def test_for_model_picks_groups_by_cycles():
     cfg = ArrayConfig.for_model(small)
     from hw.layout import build_layout
     assert build_layout(small, cfg).expected_cycles == cyc[4]
+
+
+def test_shape_for_model_hand_worked():
+    """FashionNet's conv3 shape (16 -> 64 channels here, 14x14 -> 7x7) at PS4_P4: classes of 16
+    filters. On 8 x 8 they take two blocks of 8 rows over 49 pixels in tiles of 8 (49 / 56); on
+    16 x 4 one block of 16 rows over flat tiles of 4 pixels (49 / 52); 4 x 16 leaves 16 - 7
+    columns of every row idle. So 16 x 4 is fastest, and its cycles are the least of all three."""
+    from hw.array import ArrayConfig, config_for_model
+    from hw.layout import model_cycles
+    q = random_layer_model(seed=2, c_in=16, c_out=64, h=14, w=14, stride=2, variant="PS4_P4")
+    assert ArrayConfig.shape_for_model(q) == (16, 4)
+    best = min(model_cycles(q, rows=16, cols=4, groups=g) for g in (1, 2, 4))
+    for r, c in ((8, 8), (4, 16)):
+        assert best < min(model_cycles(q, rows=r, cols=c, groups=g) for g in (1, 2, 4))
+    cfg = config_for_model(q, "auto")
+    assert (cfg.rows, cfg.cols) == (16, 4) and cfg == ArrayConfig.for_model(q, rows=16, cols=4)
+    assert config_for_model(q) == ArrayConfig.for_model(q)                 # default 8 x 8
+    # Aspect at most 4: 64 MACs never become 32 x 2 or 2 x 32; a MAC count must be a power of two.
+    assert ArrayConfig.shape_for_model(q, max_aspect=1) == (8, 8)
+    with pytest.raises(ValueError, match="power of two"):
+        ArrayConfig.shape_for_model(q, macs=48)

@@ -138,6 +138,18 @@ def test_ulx3s_tree_clock_constraint_comes_from_the_pll(tmp_path):
     assert re.search(r"connect \\CLKO \\rst\b", dcca.group(1))
 
 
+def test_auto_array_builds_the_shape_pack_packs_for(tmp_path):
+    """``--array auto`` picks the model's fastest 64-MAC shape; the build and the host's pack
+    (``host.pack.pack(array="auto")``) must agree on it, down to the config id."""
+    from bench.layers import random_layer_model
+    from hw.array import ArrayConfig
+    from host.pack import pack
+    q = random_layer_model(seed=2, c_in=16, c_out=64, h=14, w=14, stride=2, variant="PS4_P4")
+    cfg = gb.make_config(model=q, array="auto")
+    assert (cfg.rows, cfg.cols) == ArrayConfig.shape_for_model(q)
+    assert pack(q, array="auto").config.config_id == cfg.config_id
+
+
 def test_sim_build_is_verilog(tmp_path):
     result = gb.build(board="sim", array="4x4", out=tmp_path, progress=lambda line: None)
     top = (tmp_path / "top.v").read_text()
@@ -151,6 +163,7 @@ def test_sim_build_is_verilog(tmp_path):
     (["--array", "6x8"], "must be a power of two"),
     (["--baud", "12000000"], "not reachable at 100 MHz"),
     (["--model", "/nonexistent.npz"], "does not exist"),
+    (["--array", "auto"], "--array auto picks the shape that runs a model fastest: give --model"),
 ])
 def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:

@@ -75,9 +75,9 @@ def test_dense_layer_with_sparse_table_is_refused(model):
 
 
 def test_parse_array():
-    assert parse_array("8x4") == (8, 4)
-    for bad in ("8", "ax2", "0x8", "8x-1"):
-        with pytest.raises(ValueError, match="Array size must be RxC"):
+    assert parse_array("8x4") == (8, 4) and parse_array(" Auto ") == "auto"
+    for bad in ("8", "ax2", "0x8", "8x-1", "automatic"):
+        with pytest.raises(ValueError, match="Array must be ROWSxCOLS"):
             parse_array(bad)
 
 
