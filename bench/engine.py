@@ -24,7 +24,8 @@ import numpy as np
 
 from hw.array import ArrayConfig
 
-__all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks", "main"]
+__all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks",
+           "run_auto_shapes", "main"]
 
 #: The engine benchmarked: the default 8 x 8 array with memories for every suite layer and four
 #: row groups (each layer runs the 1, 2 or 4 groups, or the fold, its cycle model finds fastest;
@@ -87,6 +88,42 @@ def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="veril
             "sim_cycles": sim_cycles, "compute_cycles_per_s": round(sim_cycles / max(compute_wall, 1e-9)),
             "dense_all_bit_exact": all(r["bit_exact"] for r in results)}
     return rows, info
+
+
+def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="verilator",
+                    seed=0, progress=None) -> None:
+    """Add to each layer row how the layer runs on the array shape ``--array auto`` generates
+    for it (:meth:`hw.array.ArrayConfig.shape_for_model`: the same ``rows * cols`` MACs, the
+    fewest model cycles): ``auto_shape`` ("16x4"), ``auto_cycles``, ``auto_utilization``,
+    ``auto_bit_exact``, ``auto_mapping``. Layers whose shape is ``config``'s copy their row; the
+    others run on one engine per shape (``config``'s depths and groups)."""
+    from hw.array import ArrayConfig
+    from bench.rtl import run_rtl
+    macs = config.rows * config.cols
+    by_case = {(r["case"], r["variant"]): r for r in rows}
+    todo = {}
+    for name, v, case in _cases(suite, variants, seed):
+        row = by_case.get((name, v))
+        if row is None:
+            continue
+        shape = ArrayConfig.shape_for_model(case.qmodel, macs=macs)
+        if shape == (config.rows, config.cols):
+            row.update(auto_shape=f"{shape[0]}x{shape[1]}", auto_cycles=row["cycles"],
+                       auto_utilization=row["utilization"], auto_bit_exact=row["bit_exact"],
+                       auto_mapping=row["mapping"])
+        else:
+            todo.setdefault(shape, []).append((row, case))
+    for (r, c), items in sorted(todo.items()):
+        shaped = config.replace(rows=r, cols=c)
+        if progress:
+            progress(f"running {len(items)} layers on {sim} ({r}x{c} array) ...")
+        results = run_rtl(shaped, [case for _, case in items], sim=sim, seed=seed, strict=False)
+        for (row, _), res in zip(items, results):
+            cyc = res["counters"]["cycles"]
+            row.update(auto_shape=f"{r}x{c}", auto_cycles=cyc,
+                       auto_utilization=round(res["counters"]["macs"] / (macs * cyc), 4),
+                       auto_bit_exact=bool(res["bit_exact"]),
+                       auto_mapping=res["layout"].layers[0].mapping)
 
 
 #: The issue's utilization target applies to layers with at least this many non-zeros per filter.
@@ -163,7 +200,9 @@ def _table(rows) -> str:
         lines.append(f"{r['case']:20s} {r['variant']:9s} {nnz:>6s} {r['cycles']:8d} {r['macs']:9d} "
                      f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['dense_cycles']:8d} "
                      f"{r['speedup']:7.2f} {r['ideal_speedup']:6.2f} "
-                     f"{r['speedup'] / r['ideal_speedup']:8.3f} {str(r['bit_exact']):5s}  {r['mapping']}")
+                     f"{r['speedup'] / r['ideal_speedup']:8.3f} {str(r['bit_exact']):5s}  {r['mapping']}"
+                     + (f"  [auto {r['auto_shape']}: util {r['auto_utilization']:.3f}, "
+                        f"exact {r['auto_bit_exact']}, {r['auto_mapping']}]" if "auto_shape" in r else ""))
     return "\n".join(lines)
 
 
@@ -180,6 +219,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="weights/input seed (default: %(default)s)")
     p.add_argument("--groups", type=int, default=BENCH_CONFIG.groups, choices=(1, 2, 4),
                    help="row groups of the benchmarked engine (default: %(default)s)")
+    p.add_argument("--auto-shape", action="store_true",
+                   help="also run each layer on the array shape of the same MAC count that "
+                        "--array auto generates for it (hw.array.ArrayConfig.shape_for_model): "
+                        "keys auto_shape, auto_cycles, auto_utilization, auto_bit_exact, auto_mapping")
     p.add_argument("--networks", action="store_true",
                    help=f"also run whole networks against their dense versions ({', '.join(NETWORKS)})")
     return p.parse_args(argv)
@@ -217,6 +260,9 @@ def main(argv=None) -> int:
         config = BENCH_CONFIG.replace(groups=args.groups)
         rows, info = run_suite(suite=suite, variants=variants, seed=args.seed, progress=log,
                                config=config)
+        if args.auto_shape:
+            run_auto_shapes(rows, suite=suite, variants=variants, seed=args.seed, progress=log,
+                            config=config)
         if args.networks:
             log(f"running {len(NETWORKS)} networks and their dense versions ...")
             rows += run_networks(seed=args.seed, config=config)
@@ -236,7 +282,8 @@ def main(argv=None) -> int:
     if args.speed:
         for sp in speeds:
             log(f"simulation speed {sp['sim']}: {json.dumps(sp)}")
-    return 0 if all(r["bit_exact"] for r in rows) and info["dense_all_bit_exact"] else 1
+    exact = all(r["bit_exact"] and r.get("auto_bit_exact", True) for r in rows)
+    return 0 if exact and info["dense_all_bit_exact"] else 1
 
 
 if __name__ == "__main__":

@@ -40,3 +40,37 @@ def test_table_marks_target_rows():
                **_bounds(_plans("PS4_P4"), BENCH_CONFIG))
     line = _table([row]).splitlines()[1]
     assert "128*" in line and "0.875" in line and line.endswith("  " + row["mapping"])
+
+
+def test_auto_shapes_fill_rows(monkeypatch):
+    """run_auto_shapes: a layer whose --array auto shape is the benchmarked 8 x 8 copies its
+    row; another runs on its own shape's engine (here the RTL runner is replaced by the exact
+    cycle model, which the RTL tests hold it to)."""
+    import bench.rtl
+    from bench.engine import run_auto_shapes
+    from hw.array import ArrayConfig
+    seen = []
+
+    def fake_run_rtl(config, cases, **kw):
+        seen.append((config.rows, config.cols, len(cases)))
+        out = []
+        for case in cases:
+            layout = build_layout(case.qmodel, config)
+            out.append({"counters": {"cycles": layout.expected_cycles, "macs": layout.macs},
+                        "bit_exact": True, "layout": layout})
+        return out
+    monkeypatch.setattr(bench.rtl, "run_rtl", fake_run_rtl)
+    suite = (("fashionnet.conv3", 32, 32, 14, 14, 2),)
+    rows = [dict(case="fashionnet.conv3", variant=v, cycles=1000, utilization=0.5, bit_exact=True,
+                 mapping="m") for v in ("PS4_P4", "PSD2_P8")]
+    run_auto_shapes(rows, suite=suite, variants=("PS4_P4", "PSD2_P8"), config=BENCH_CONFIG)
+    ps4, psd = rows
+    # Classes of 8 on a 7 x 7 map: 16 x 4 (flat tiles of 4 pixels); classes of 4 stay on 8 x 8.
+    assert seen == [(16, 4, 1)]
+    # (The suite's first case is built with seed 0.)
+    q = random_layer_model(seed=0, c_in=32, c_out=32, h=14, w=14, stride=2, variant="PS4_P4")
+    assert ArrayConfig.shape_for_model(q) == (16, 4) and ps4["auto_shape"] == "16x4"
+    plan = build_layout(q, BENCH_CONFIG.replace(rows=16, cols=4)).layers[0]
+    assert ps4["auto_cycles"] == plan.cycles
+    assert ps4["auto_utilization"] == pytest.approx(plan.macs / (64 * plan.cycles), abs=1e-4)
+    assert (psd["auto_shape"], psd["auto_cycles"], psd["auto_mapping"]) == ("8x8", 1000, "m")
