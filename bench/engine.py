@@ -99,14 +99,14 @@ def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG
     others run on one engine per shape (``config``'s depths and groups)."""
     from hw.array import ArrayConfig
     from bench.rtl import run_rtl
-    macs = config.rows * config.cols
+    pes = config.rows * config.cols
     by_case = {(r["case"], r["variant"]): r for r in rows}
     todo = {}
     for name, v, case in _cases(suite, variants, seed):
         row = by_case.get((name, v))
         if row is None:
             continue
-        shape = ArrayConfig.shape_for_model(case.qmodel, macs=macs)
+        shape = ArrayConfig.shape_for_model(case.qmodel, macs=pes)
         if shape == (config.rows, config.cols):
             row.update(auto_shape=f"{shape[0]}x{shape[1]}", auto_cycles=row["cycles"],
                        auto_utilization=row["utilization"], auto_bit_exact=row["bit_exact"],
@@ -121,7 +121,7 @@ def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG
         for (row, _), res in zip(items, results):
             cyc = res["counters"]["cycles"]
             row.update(auto_shape=f"{r}x{c}", auto_cycles=cyc,
-                       auto_utilization=round(res["counters"]["macs"] / (macs * cyc), 4),
+                       auto_utilization=round(res["counters"]["macs"] / (pes * cyc), 4),
                        auto_bit_exact=bool(res["bit_exact"]),
                        auto_mapping=res["layout"].layers[0].mapping)
 

@@ -441,9 +441,10 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
             options.append((1, 0, flat))
         if c_in is not None and mix_allowed(period, c_in, sum(class_filters), groups=G, pool=pool):
             options.append((0, 1, h_conv * -(-w_conv // cols)))
-            flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if 2 * G <= groups else None
-            if flat is not None:
-                options.append((1, 1, flat))
+            # Mixed groups share the pixels: flat tiles of the whole map, 2 G ports.
+            mix_flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if 2 * G <= groups else None
+            if mix_flat is not None:
+                options.append((1, 1, mix_flat))
         for is_flat, mix, tiles in options:
             per = mixed_classes(class_filters, G) if mix else class_filters
             entries = sum(-(-n // gs) * s for n, s in zip(per, steps))
