@@ -170,7 +170,6 @@ class Core(wiring.Component):
         cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
         gat, cur_gat = Signal.like(at), Signal.like(at)      # address of the group's top row
         gch, cur_gch = Signal.like(ch), Signal.like(ch)      # channel of the group's top row
-        t_ch = Signal.like(ch)
         t_rows, t_cols, t_live, t_odd = (Signal.like(tag.rows), Signal.like(tag.cols),
                                          Signal.like(tag.live), Signal())
         rows, cols, live, odd = (Signal.like(tag.rows), Signal.like(tag.cols),
@@ -198,14 +197,15 @@ class Core(wiring.Component):
             m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), gat.eq(tag.addr),
                          gch.eq(tag.channel),
                          rows.eq(tag.rows), cols.eq(tag.cols), live.eq(tag.live), odd.eq(tag.odd)]
-            m.d.sync += [t_ch.eq(tag.channel), t_rows.eq(tag.rows),
+            m.d.sync += [t_rows.eq(tag.rows),
                          t_cols.eq(tag.cols), t_live.eq(tag.live), t_odd.eq(tag.odd)]
         with m.Else():
             m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), live.eq(t_live),
                          odd.eq(t_odd)]
             with m.If(crossing):
-                # Mixed classes: the group below holds class r + g - 1, one channel lower.
-                m.d.comb += [ch.eq(Mux(seq.mix, cur_gch - 1, t_ch)), at.eq(cur_gat - gstep),
+                # The group below holds the same filters (the same top channel) or, mixed, the
+                # filters of class r + g - 1 (one channel lower): seq.mix is that step.
+                m.d.comb += [ch.eq(cur_gch - seq.mix), at.eq(cur_gat - gstep),
                              gat.eq(at), gch.eq(ch)]
             with m.Else():
                 m.d.comb += [ch.eq(cur_ch - seq.row_step), at.eq(cur_at - seq.row_step_addr),
