@@ -280,6 +280,20 @@ class Sequencer(wiring.Component):
         # output row (and flat with two groups: port 2 region 1's first row, port 3 its second).
         port_off = [Signal(S, name=f"port_off{k}") for k in range(1, max(2, GM))]
         port_dy = [Signal(S, name=f"port_dy{k}") for k in range(1, max(2, GM))]
+        # A tall batch (``frames`` > 1, ``frame_in`` = 0: the frames stacked into one map, flat
+        # tiles of one region): input rows are checked frame-locally (``row_y0`` restarts at each
+        # frame while the addresses run on), and a tile whose first row is its frame's last takes
+        # its second row (ports 1 and 3) from the next frame's first, ``h_in`` rows up.
+        tall = Signal()
+        m.d.sync += tall.eq((F["frames"] > 1) & (F["frame_in"] == 0))
+        port_dyc = [Signal(S, name=f"port_dyc{k}") for k in range(1, max(2, GM))]
+        port_dyx = [Signal(S, name=f"port_dyx{k}") for k in range(1, max(2, GM))]
+        m.d.sync += [x.eq(d - (F["h_in"] if k in (1, 3) else 0))
+                     for k, (x, d) in enumerate(zip(port_dyx, port_dy), start=1)]
+
+        def ports_at_row(cross):
+            """The tile's rows change; ``cross``: its second row lies in the next frame."""
+            return [c.eq(Mux(cross, x, d)) for c, x, d in zip(port_dyc, port_dyx, port_dy)]
         # Mixed: port k's group g reads channel c - g, wrapping (+ mix_wrap) while c < g; the
         # offset of the current channel is a register, set wherever c changes.
         port_offw = [Signal(S, name=f"port_offw{k}") for k in range(1, max(2, GM))]
@@ -399,15 +413,18 @@ class Sequencer(wiring.Component):
         issue_snapshot += [a.eq(ky_w + kx + off) for a, off in zip(a_kk_ports, port_now)]
         y = Signal(S)
         m.d.comb += y.eq(a_y)
+        # Each further port's input row, snapshot with its current row offset (``port_dyc``: a
+        # tall batch's flat tile may take its second row from the next frame).
+        a_y_ports = [Signal(S, name=f"a_y{k + 1}") for k in range(1, max(2, GM))]
+        issue_snapshot += [a.eq(row_y0 + ky + d) for a, d in zip(a_y_ports, port_dyc)]
         n0 = Signal(S)
         m.d.comb += n0.eq(a_cw + a_kk)
         ok = Signal(C)
         oks = [Signal(C, name=f"ok{k + 1}") for k in range(1, max(2, GM))]   # ports 1 ..
         y_oks = []
-        for k, dyk in enumerate(port_dy):
-            yk = Signal(S, name=f"y{k + 1}")
+        for k, yk in enumerate(a_y_ports):
             yk_ok = Signal(name=f"y{k + 1}_ok")
-            m.d.comb += [yk.eq(y + dyk), yk_ok.eq((yk >= 0) & (yk < F["h_in"]))]
+            m.d.comb += yk_ok.eq((yk >= 0) & (yk < F["h_in"]))
             y_oks.append(yk_ok)
         y_ok = Signal()
         m.d.comb += y_ok.eq((y >= 0) & (y < F["h_in"]))
@@ -498,11 +515,31 @@ class Sequencer(wiring.Component):
                     adv_pix.eq(Mux(flat, Mux(wrap1, F["out_w"], F["out_w"] << 1), pix_step)),
                     adv_y.eq(Mux(flat, Mux(wrap1, s_rows, s_rows << 1), y_step)),
                     adv_w.eq(Mux(flat, Mux(wrap1, w_step, w_step << 1), rw_step))]
+        # The next tile row's input row and frame rows (fr_left: rows of the frame from the tile's
+        # first row): a tall batch's flat tile row that would leave its frame starts the next
+        # one (at its first row, or at its second when two rows are stepped from the last).
+        fr_left = Signal(signed(_FIELD_BITS + 1))
+        nx_fr = Signal.like(fr_left)
+        nx_y0 = Signal(S)
+        nx_cross = Signal()               # the next tile's second row lies in the next frame
+        h_out2 = Signal()
+        m.d.sync += h_out2.eq(F["h_out"] == 2)
+
+        def frame_steps(fr, y0, wrap1):
+            one = fr == 1
+            cross = tall & Mux(wrap1, one, one | (fr == 2))
+            row1 = ~wrap1 & one           # two rows stepped from the frame's last
+            return [nx_fr.eq(Mux(cross, F["h_out"] - row1, fr - Mux(wrap1, 1, 2))),
+                    nx_y0.eq(Mux(cross, Mux(row1, s_rows, 0) - pad,
+                                 y0 + Mux(flat, Mux(wrap1, s_rows, s_rows << 1), y_step))),
+                    nx_cross.eq(tall & Mux(cross, row1 & h_out2, fr == Mux(wrap1, 2, 3)))]
+        wrap_now = Signal()
+        m.d.comb += wrap_now.eq(w_wide | (cols_left[:cb] > dx_small))
         m.d.sync += [next_pair.eq(pool1 & ~dy & _exceeds(oy_left, 1, 3)),
                      more_cols.eq(_exceeds(cols_left, C, cb)),
                      more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
                      more_blocks.eq(_exceeds(rows_left, gs, gb)),
-                     *next_row_steps(w_wide | (cols_left[:cb] > dx_small))]
+                     *next_row_steps(wrap_now), *frame_steps(fr_left, row_y0, wrap_now)]
 
         # Issue stage registers (S1), from the snapshot.
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
@@ -571,6 +608,11 @@ class Sequencer(wiring.Component):
         def layer_done():
             m.next = "DRAIN"
 
+        # Passes of a layer run frame by frame (``frame_in`` set): ``frames`` of them.
+        frame_pass = Signal(_FIELD_BITS)
+        more_passes = Signal()
+        m.d.sync += more_passes.eq((F["frame_in"] != 0) & (frame_pass + 1 < F["frames"]))
+
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
         m.d.sync += gap.eq(Mux(gap < span, gap + 1, gap))
         with m.FSM() as fsm:
@@ -598,6 +640,8 @@ class Sequencer(wiring.Component):
                 with m.If(di == len(LAYER_FIELDS) + 1):
                     m.next = "SETUP0"
             with m.State("SETUP0"):
+                # (Not SETUP: a layer's next pass follows its tiles with no drain between.)
+                m.d.sync += [gap.eq(span), frame_pass.eq(0)]
                 m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
@@ -609,7 +653,7 @@ class Sequencer(wiring.Component):
                     cls_ch.eq(F["param_base"]), cls_out.eq(F["out_base"]),
                     tr.eq(Mux(pg4, 4, Mux(ptwo, 2, 1))), gs.eq(Mux(g4, q4, Mux(g2, R // 2, R))),
                     gn.eq(Mux(g4, 4, Mux(g2, 2, 1))), cls_skip.eq(0),
-                    blk_base.eq(F["weight_base"]), gap.eq(span),
+                    blk_base.eq(F["weight_base"]),
                 ]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
@@ -670,7 +714,13 @@ class Sequencer(wiring.Component):
                 # Filters of class r: q + (r < rem), from the flags registered with r.
                 nr = Signal(_FIELD_BITS + 1)
                 m.d.comb += nr.eq(F["q"] + cls_extra)
-                with m.If(cls_done):
+                with m.If(cls_done & more_passes):
+                    # Frame by frame: the same classes again on the next frame's maps.
+                    m.d.sync += [frame_pass.eq(frame_pass + 1),
+                                 F["in_base"].eq(F["in_base"] + F["frame_in"]),
+                                 F["out_base"].eq(F["out_base"] + F["frame_out"])]
+                    m.next = "SETUP"
+                with m.Elif(cls_done):
                     layer_done()
                 with m.Elif((q_zero & ~cls_extra) | cls_skip):
                     m.d.comb += ib.next_class.eq(1)
@@ -691,6 +741,8 @@ class Sequencer(wiring.Component):
                              more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
                                               _exceeds(F["h_out"], tr, 3))),
                              *next_row_steps((F["w_out"] << 1) > C),
+                             fr_left.eq(F["h_out"]), *ports_at_row(0),
+                             *frame_steps(F["h_out"], -pad, (F["w_out"] << 1) > C),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0),
                              *ports_at_first_channel()]
                 m.next = "RUN"
@@ -747,14 +799,16 @@ class Sequencer(wiring.Component):
                                 m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
                                 with m.If(more_rows):
                                     m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + adv_pix),
-                                                 row_y0.eq(row_y0 + adv_y),
+                                                 row_y0.eq(nx_y0), fr_left.eq(nx_fr),
+                                                 *ports_at_row(nx_cross),
                                                  row_w.eq(row_w + adv_w)]
                                     with m.If(wrap_x):
                                         # Flat: the next C pixels start inside the next row.
                                         m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
                                                      cols_left.eq(cols_left - flat_dx)]
                                 with m.Else():
-                                    m.d.sync += [oy_left.eq(F["h_out"]),
+                                    m.d.sync += [oy_left.eq(F["h_out"]), fr_left.eq(F["h_out"]),
+                                                 *ports_at_row(0),
                                                  flat_left.eq(F["flat_n"]), pix_row.eq(0), row_y0.eq(-pad),
                                                  row_w.eq(-pad_w),
                                                  blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]

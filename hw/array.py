@@ -229,18 +229,20 @@ class ArrayConfig:
         args = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
         return f"ArrayConfig({args})"
 
-    def check_model(self, qmodel) -> None:
-        """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` cannot run here."""
+    def check_model(self, qmodel, *, batch: int = 1) -> None:
+        """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
+        frames at a time) cannot run here."""
         from .layout import requirements
         req = requirements(qmodel, rows=self.rows, cols=self.cols, groups=self.groups,
-                           limits=self.as_dict())
+                           limits=self.as_dict(), batch=batch)
         names = {"p_max": "period P", "weight_depth": "weight entries",
                  "table_depth": "period-table slots", "param_depth": "output channels",
                  "act_depth": "activation bytes", "max_layers": "layers"}
         for field, (need, layer) in req.items():
             have = getattr(self, field)
             if need > have:
-                raise ValueError(f"Model {qmodel.name!r} does not fit {self!r}: the model needs "
+                run = f" in batches of {batch} frames" if batch > 1 else ""
+                raise ValueError(f"Model {qmodel.name!r}{run} does not fit {self!r}: the model needs "
                                  f"{need} {names[field]} in total, {need - have} more than "
                                  f"{field} = {have} (overflowing at layer {layer!r})")
 
@@ -277,8 +279,9 @@ class ArrayConfig:
 
     @classmethod
     def for_model(cls, qmodel, *, rows: int = DEFAULT_ROWS, cols: int = DEFAULT_COLS,
-                  groups: int | None = None) -> "ArrayConfig":
-        """The smallest config (depths rounded up to powers of two) that runs ``qmodel``.
+                  groups: int | None = None, batch: int = 1) -> "ArrayConfig":
+        """The smallest config (depths rounded up to powers of two) that runs ``qmodel``
+        (``batch`` frames a run: the activation memory holds them all).
 
         ``groups=None`` picks the row groups (1, 2 or 4, at most ``rows``) with which the cycle
         model (``hw.layout.model_cycles``) runs the model fastest; among equally fast ones the
@@ -296,9 +299,9 @@ class ArrayConfig:
             from .layout import model_cycles
             options = [g for g in (1, 2, 4) if g <= rows]
             groups = min(options, key=lambda g: (model_cycles(qmodel, rows=rows, cols=cols,
-                                                              groups=g), g))
+                                                              groups=g, batch=batch), g))
         req = {k: need for k, (need, _) in
-               requirements(qmodel, rows=rows, cols=cols, groups=groups).items()}
+               requirements(qmodel, rows=rows, cols=cols, groups=groups, batch=batch).items()}
         # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).
         unit = 2 * cols * 64
         act = max(-(-req["act_depth"] // unit) * unit, unit)

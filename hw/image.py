@@ -35,7 +35,8 @@ MAGIC = 0x41435350
 #: 2: layer descriptors gained ``mix`` and ``mix_wrap`` (hw.layout.LAYER_FIELDS), which an engine
 #: reading version 1 would ignore and so compute a mixed layer wrong; version 1 images (both
 #: fields zero) would still run, but are refused like any other version.
-VERSION = 2
+#: 3: ``frames``, ``frame_in`` and ``frame_out`` (batches of frames; zero for one frame).
+VERSION = 3
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.

@@ -95,7 +95,7 @@ HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
                 "k", "stride", "relu", "pool", "period", "q", "rem", "table_base", "weight_base",
                 "param_base", "in_base", "out_base", "groups", "fold", "flat", "flat_n", "flat_h",
-                "flat_in", "mix", "mix_wrap")
+                "flat_in", "mix", "mix_wrap", "frames", "frame_in", "frame_out")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
 #: Cycles per layer outside its tiles: descriptor load (one per field, plus two: the block RAM's
@@ -137,33 +137,45 @@ def tile_span(rows: int) -> int:
     return max(rows, 2)
 
 
+#: Cycles between two passes of a layer run frame by frame (``passes > 1``): the class check
+#: that finds the pass done and the two setup cycles of the next.
+PASS_CYCLES = 3
+
+
 def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None,
-                 pool: bool = False) -> int:
+                 pool: bool = False, passes: int = 1) -> int:
     """Engine cycles of one layer, exactly as the sequencer spends them.
 
     Per class: one CLASS cycle (plus one PREP cycle when the class has filters; classes after the
     last non-empty one overlap the drain); per tile its
     ``L_r`` steps plus the cycles its last step is held until ``max(rows, 2)`` cycles after the previous
     tile's last step (the drain chain's time); then the pipeline drain (:data:`POOL_CYCLES` longer
-    for a pooled layer: pooling itself costs no step and no tile).
+    for a pooled layer: pooling itself costs no step and no tile). A layer that runs ``passes``
+    frames one after the other repeats its classes, each pass but the last followed by its
+    trailing empty classes and :data:`PASS_CYCLES` (the tiles keep streaming: no drain between).
     """
     span = tile_span(rows)
     gap = span
     cycles = LAYER_OVERHEAD
     # Empty classes after the last non-empty one are checked while the pipeline drains.
     last = max(i for i, n in enumerate(class_filters) if n)
-    for L, n in zip(steps[:last + 1], class_filters[:last + 1]):
-        cycles += 1
-        gap = min(gap + 1, span)
-        if not n:
-            continue
-        cycles += 1
-        gap = min(gap + 1, span)
-        for _ in range(-(-n // (group_rows or rows)) * tiles):
-            gap = min(gap + L - 1, span)
-            hold = max(0, span - gap)
-            cycles += L + hold
-            gap = 1
+    for p in range(passes):
+        for L, n in zip(steps[:last + 1], class_filters[:last + 1]):
+            cycles += 1
+            gap = min(gap + 1, span)
+            if not n:
+                continue
+            cycles += 1
+            gap = min(gap + 1, span)
+            for _ in range(-(-n // (group_rows or rows)) * tiles):
+                gap = min(gap + L - 1, span)
+                hold = max(0, span - gap)
+                cycles += L + hold
+                gap = 1
+        if p < passes - 1:
+            between = len(class_filters) - 1 - last + PASS_CYCLES
+            cycles += between
+            gap = min(gap + between, span)
     return cycles + drain_cycles(rows, cols, pool)
 
 
@@ -176,8 +188,8 @@ def tile_bound(plan, *, rows: int, cols: int) -> float:
     gs = rows // G
     per = mixed_classes(plan.class_filters, G) if plan.fields["mix"] else plan.class_filters
     span = tile_span(rows)
-    tile_cycles = sum(-(-n // gs) * plan.tiles * max(L, span)
-                      for L, n in zip(plan.steps, per) if n)
+    tile_cycles = plan.passes * sum(-(-n // gs) * plan.tiles * max(L, span)
+                                    for L, n in zip(plan.steps, per) if n)
     return plan.macs / (rows * cols * tile_cycles)
 
 
@@ -213,11 +225,12 @@ class LayerPlan:
     class_filters : tuple of int
         Filters per class ``r``.
     macs : int
-        Non-zero MACs (pattern positions, zero padding included), what the ``macs`` counter counts.
+        Non-zero MACs (pattern positions, zero padding included) of all the batch's frames, what
+        the ``macs`` counter counts.
     dense_macs : int
-        ``k^2 H_o W_o C_o C_i``.
+        ``k^2 H_o W_o C_o C_i`` times the batch's frames.
     tiles : int
-        Pixel tiles per filter block.
+        Pixel tiles per filter block (and pass).
     cycles : int
         Expected engine cycles of the layer (tiles plus :data:`LAYER_OVERHEAD`).
     """
@@ -232,9 +245,21 @@ class LayerPlan:
     cycles: int
 
     @property
+    def passes(self) -> int:
+        """Passes over the layer's classes: the batch's frames one by one (``frame_in`` set), or
+        one (a single frame, or the batch stacked into one tall map)."""
+        return self.fields["frames"] if self.fields["frame_in"] else 1
+
+    @property
+    def tall(self) -> bool:
+        """The batch's frames run as one map of ``frames * h_out`` rows (flat tiles cross from
+        one frame into the next)."""
+        return self.fields["frames"] > 1 and not self.fields["frame_in"]
+
+    @property
     def mapping(self) -> str:
         """How the layer runs, in words: its row groups and the tile form (folded, flat tiles
-        with their regions, mixed classes)."""
+        with their regions, mixed classes) and, for a batch, how it takes the frames."""
         f = self.fields
         G = f["groups"]
         words = [f"{G} group" + ("s" if G > 1 else "")]
@@ -245,6 +270,10 @@ class LayerPlan:
         if f["flat"]:
             regions = 1 if f["mix"] else G
             words.append("flat" + (f" in {regions} regions" if regions > 1 else ""))
+        if self.tall:
+            words.append(f"{f['frames']} frames as one map")
+        elif self.passes > 1:
+            words.append("frame by frame")
         return ", ".join(words)
 
 
@@ -259,9 +288,14 @@ class Layout:
         ``{Space: numpy.ndarray uint32}`` for every space but INPUT.
     layers : tuple of LayerPlan
     input_shape, output_shape : tuple
-        ``(C, H, W)`` of the input frame and of the last layer's output.
+        ``(C, H, W)`` of one input frame and of one frame's result.
+    batch : int
+        Frames a run takes (``input_words``, ``decode_output``).
+    input_tall, output_tall : bool
+        The batch's input and result maps are stored tall (channel ``c`` of frame ``b`` at
+        ``c * B * hw + b * hw``), else frame after frame.
     input_len, output_len : int
-        Bytes of one input frame and of one result.
+        Bytes of a run's input (``batch`` frames) and of its result.
     expected_cycles : int
         Sum of the layers' cycles plus :data:`FRAME_OVERHEAD`: the ``cycles`` counter's value.
     """
@@ -271,14 +305,17 @@ class Layout:
     layers: tuple
     input_shape: tuple
     output_shape: tuple
+    batch: int = 1
+    input_tall: bool = False
+    output_tall: bool = False
 
     @property
     def input_len(self) -> int:
-        return int(np.prod(self.input_shape))
+        return self.batch * int(np.prod(self.input_shape))
 
     @property
     def output_len(self) -> int:
-        return int(np.prod(self.output_shape))
+        return self.batch * int(np.prod(self.output_shape))
 
     @property
     def expected_cycles(self) -> int:
@@ -290,26 +327,36 @@ class Layout:
 
     def schedule(self) -> list:
         """Per layer, how it runs and how well: ``{"layer", "mapping", "groups", "fold", "flat",
-        "mix", "tiles", "cycles", "macs", "utilization", "tile_bound"}`` (``utilization``: MACs over
+        "mix", "passes", "tall", "tiles", "cycles", "macs", "utilization", "tile_bound"}``
+        (``utilization``: MACs over
         ``rows * cols`` times the layer's cycles, overhead included; ``tile_bound``:
         :func:`tile_bound`, what its mapping allows at best)."""
         R, C = self.config.rows, self.config.cols
         return [{"layer": l.name, "mapping": l.mapping,
                  **{k: l.fields[k] for k in ("groups", "fold", "flat", "mix")},
+                 "passes": l.passes, "tall": l.tall,
                  "tiles": l.tiles, "cycles": l.cycles, "macs": l.macs,
                  "utilization": round(l.macs / (R * C * l.cycles), 4),
                  "tile_bound": round(tile_bound(l, rows=R, cols=C), 4)} for l in self.layers]
 
+    def _arrange(self, x, shape, tall):
+        """``x``: ``[B, C, H, W]`` -> the stored order of a map (tall or frame after frame)."""
+        x = x.reshape((self.batch,) + tuple(shape))
+        return (x.transpose(1, 0, 2, 3) if tall else x).reshape(-1)
+
     def input_words(self, frame) -> np.ndarray:
-        """INPUT words of one int8 frame ``[C, H, W]`` (C, H, W order, 4 bytes a word, LE)."""
+        """INPUT words of one int8 frame ``[C, H, W]`` (a batch: ``[B, C, H, W]``, stored as
+        :attr:`input_tall` says), 4 bytes a word, LE."""
         x = np.asarray(frame)
+        want = tuple(self.input_shape) if self.batch == 1 else (self.batch,) + tuple(self.input_shape)
+        what = "Input frame" if self.batch == 1 else f"Input batch of {self.batch} frames"
         if x.dtype == bool or not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"Input frame must hold integers, not dtype {x.dtype}")
-        if tuple(x.shape) != tuple(self.input_shape):
-            raise ValueError(f"Input frame must have shape {list(self.input_shape)}, not {list(x.shape)}")
+            raise ValueError(f"{what} must hold integers, not dtype {x.dtype}")
+        if tuple(x.shape) != want:
+            raise ValueError(f"{what} must have shape {list(want)}, not {list(x.shape)}")
         if x.size and (x.min() < -128 or x.max() > 127):
-            raise ValueError(f"Input frame values must be in -128..127, not {int(x.min() if x.min() < -128 else x.max())}")
-        b = x.astype(np.int8).reshape(-1).view(np.uint8)
+            raise ValueError(f"{what} values must be in -128..127, not {int(x.min() if x.min() < -128 else x.max())}")
+        b = self._arrange(x.astype(np.int8), self.input_shape, self.input_tall).view(np.uint8)
         b = np.concatenate([b, np.zeros(-len(b) % 4, np.uint8)])
         return b.view("<u4").astype(np.uint32)
 
@@ -328,12 +375,26 @@ class Layout:
         return np.concatenate(rows) if rows else np.zeros((0, 3), np.uint32)
 
     def decode_output(self, data) -> np.ndarray:
-        """The result bytes (``output_len`` of them) as int8 ``output_shape``."""
+        """The result bytes (``output_len`` of them) as int8 ``output_shape`` (a batch:
+        ``[B, *output_shape]``)."""
         raw = np.frombuffer(bytes(data), dtype=np.int8)
+        shape = tuple(self.output_shape)
         if raw.size != self.output_len:
-            raise ValueError(f"Result must be {self.output_len} bytes {list(self.output_shape)}, "
+            what = f"{self.batch} x " if self.batch > 1 else ""
+            raise ValueError(f"Result must be {self.output_len} bytes ({what}{list(shape)}), "
                              f"not {raw.size}")
-        return raw.reshape(self.output_shape).copy()
+        if self.output_tall:
+            c, h, w = shape
+            out = raw.reshape(c, self.batch, h, w).transpose(1, 0, 2, 3)
+        else:
+            out = raw.reshape((self.batch,) + shape)
+        return (out[0] if self.batch == 1 else out).copy()
+
+    def encode_output(self, outputs) -> np.ndarray:
+        """The inverse of :meth:`decode_output`: int8 result bytes in the order the engine sends
+        them, from ``output_shape`` (a batch: ``[B, *output_shape]``)."""
+        x = np.asarray(outputs, dtype=np.int64)
+        return self._arrange(x, self.output_shape, self.output_tall).astype(np.int8)
 
 
 def _is_int(v):
@@ -385,14 +446,54 @@ def _class_steps(table, c_in):
     return tuple(sum(sizes[(r + c) % P] for c in range(c_in)) for r in range(P))
 
 
-def _regions(plans, cols):
+def _regions(plans, cols, batch=1):
     align = 2 * cols
     up = lambda v: -(-v // align) * align
-    size = [int(np.prod(plans[0][2])), 0]
+    size = [batch * int(np.prod(plans[0][2])), 0]
     for i, p in enumerate(plans):
         r = (i + 1) % 2
-        size[r] = max(size[r], int(np.prod(p[4])))
+        size[r] = max(size[r], batch * int(np.prod(p[4])))
     return (0, up(size[0])), up(size[0]) + up(size[1])
+
+
+def _check_batch(batch):
+    if not _is_int(batch) or batch < 1:
+        raise ValueError(f"Batch must be a whole number of frames >= 1, not {batch!r}")
+
+
+def _tall_maps(plans, batch):
+    """Per activation map (0: the input, ``i + 1``: layer ``i``'s output), whether a batch stores
+    it *tall*: channel ``c`` of frame ``b`` at ``c * B * hw + b * hw`` (the frames stacked into a
+    map of ``B * H`` rows), else frame after frame (``b * C * hw + c * hw``), which an FC needs,
+    reading a frame's values as one vector."""
+    fc = [p[0].kind == "fc" for p in plans]
+    return [batch > 1 and not (i < len(plans) and fc[i]) and not (i > 0 and fc[i - 1])
+            for i in range(len(plans) + 1)]
+
+
+def _map_strides(shape, tall, batch):
+    """``(channel pitch, frame stride)`` in bytes of a stored ``(C, H, W)`` map."""
+    hw = int(shape[1]) * int(shape[2])
+    return (batch * hw, hw) if tall else (hw, int(shape[0]) * hw)
+
+
+def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
+    """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"``): its
+    frames one by one (``passes = batch``), or stacked into one tall map where the engine can run
+    that (flat tiles of one region; both maps tall; no pooling; ``s * h_out == h_in``, so that
+    the frames' rows line up; at least two output rows a frame), whichever is faster."""
+    l, image, in_shape, (h_conv, w_conv), _ = plan
+    P = image.period
+    steps = _class_steps(image.table, in_shape[0])
+    per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
+    kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0])
+    best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
+    if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
+            and l.stride * h_conv == in_shape[1] and h_conv >= 2):
+        tall = layer_mapping(steps, per, batch * h_conv, w_conv, tall=True, **kw)
+        if tall is not None and tall["cycles"] < best["cycles"]:
+            best = dict(tall, tall=True)
+    return steps, per, best
 
 
 #: Row groups a layer may run (each a power of two, at most the config's ``groups``).
@@ -414,7 +515,8 @@ def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | Non
 
 
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
-                  groups: int, pool: bool = False, c_in: int | None = None) -> dict:
+                  groups: int, pool: bool = False, c_in: int | None = None, passes: int = 1,
+                  tall: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "cycles", "entries"}``.
 
@@ -426,6 +528,11 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     with ``2 G`` ports), the mapping with the fewest cycles (:func:`layer_cycles`), then the
     fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
     fewest groups, then not flat, then not mixed.
+
+    ``passes``: the layer runs that many frames one after the other (:func:`layer_cycles`).
+    ``tall``: ``h_conv`` rows are a batch's frames stacked into one map, which the engine runs
+    only with flat tiles of one region (one group, or mixed groups); None when no such mapping
+    exists.
     """
     best = None
     period = len(class_filters)
@@ -445,32 +552,35 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
             mix_flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if 2 * G <= groups else None
             if mix_flat is not None:
                 options.append((1, 1, mix_flat))
+        if tall:
+            # Frame-local rows are tracked for a tile's two rows (ports 2g, 2g + 1) only.
+            options = [o for o in options if o[0] and (o[1] or G == 1)]
         for is_flat, mix, tiles in options:
             per = mixed_classes(class_filters, G) if mix else class_filters
             entries = sum(-(-n // gs) * s for n, s in zip(per, steps))
-            cycles = layer_cycles(steps, per, tiles, rows=rows, cols=cols, group_rows=gs, pool=pool)
+            cycles = layer_cycles(steps, per, tiles, rows=rows, cols=cols, group_rows=gs, pool=pool,
+                                  passes=passes)
             key = (cycles, entries, G, is_flat, mix)
             if best is None or key < best[0]:
                 best = (key, dict(groups=G, fold=0 if is_flat or mix else fold, flat=is_flat,
                                   mix=mix, group_rows=gs, tiles=tiles, cycles=cycles,
                                   entries=entries))
-    return best[1]
+    return best[1] if best else None
 
 
-def model_cycles(qmodel, *, rows: int, cols: int, groups: int) -> int:
-    """Expected engine cycles of one frame of ``qmodel`` on an array with ``groups`` row groups
-    (the cycle model of :func:`build_layout`, without building the words)."""
-    total = FRAME_OVERHEAD
-    for l, image, in_shape, (h_conv, w_conv), _ in _plan_shapes(qmodel, rows, cols):
-        P = image.period
-        steps = _class_steps(image.table, in_shape[0])
-        per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
-        total += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
-                               pool=bool(l.pool), c_in=in_shape[0])["cycles"]
-    return total
+def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1) -> int:
+    """Expected engine cycles of one run of ``batch`` frames of ``qmodel`` on an array with
+    ``groups`` row groups (the cycle model of :func:`build_layout`, without building the words)."""
+    _check_batch(batch)
+    plans = _plan_shapes(qmodel, rows, cols)
+    tall = _tall_maps(plans, batch)
+    return FRAME_OVERHEAD + sum(
+        _choose(p, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups, batch=batch)[2]["cycles"]
+        for i, p in enumerate(plans))
 
 
-def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None) -> dict:
+def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None,
+                 batch: int = 1) -> dict:
     """``{ArrayConfig field: (needed, layer)}`` for running ``qmodel``.
 
     ``layer`` names where the need arises: for the running totals (weights, tables, parameters)
@@ -492,14 +602,15 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
         elif field not in req or value > req[field][0]:
             req[field] = (value, layer)
 
+    _check_batch(batch)
+    tall = _tall_maps(plans, batch)
     weights = tables = params = 0
     biggest = (int(np.prod(plans[0][2])), plans[0][0].name)
-    for l, image, in_shape, (h_conv, w_conv), out_shape in plans:
+    for i, plan in enumerate(plans):
+        l, image, in_shape, (h_conv, w_conv), out_shape = plan
         P = image.period
-        steps = _class_steps(image.table, in_shape[0])
-        per = [l.c_out // P + (r < l.c_out % P) for r in range(P)]
-        weights += layer_mapping(steps, per, h_conv, w_conv, rows=rows, cols=cols, groups=groups,
-                                 pool=bool(l.pool), c_in=in_shape[0])["entries"]
+        weights += _choose(plan, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups,
+                           batch=batch)[2]["entries"]
         tables += P
         params += l.c_out
         need("p_max", P, l.name)
@@ -507,42 +618,53 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
         need("table_depth", tables, l.name, running=True)
         need("param_depth", params, l.name, running=True)
         biggest = max(biggest, (int(np.prod(out_shape)), l.name))
-    _, act = _regions(plans, cols)
+    _, act = _regions(plans, cols, batch)
     need("act_depth", act, biggest[1])
     need("max_layers", len(plans), plans[-1][0].name)
     return req
 
 
-def build_layout(qmodel, config) -> Layout:
-    """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run."""
-    config.check_model(qmodel)
+def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
+    """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run.
+
+    ``batch`` frames run together: each map holds all of them (:func:`_tall_maps`), and each
+    layer takes them one by one or, where that is faster, as one tall map (:func:`_choose`).
+    """
+    _check_batch(batch)
+    config.check_model(qmodel, batch=batch)
     R, C = config.rows, config.cols
     plans = _plan_shapes(qmodel, R, C)
-    bases, _ = _regions(plans, C)
+    bases, _ = _regions(plans, C, batch)
+    tall_maps = _tall_maps(plans, batch)
     tables, bias, requant, entries, desc_layers, layer_plans = [], [], [], [], [], []
-    for i, (l, image, in_shape, (h_conv, w_conv), o) in enumerate(plans):
+    for i, plan in enumerate(plans):
+        l, image, in_shape, (h_conv, w_conv), o = plan
         P = image.period
-        steps = _class_steps(image.table, in_shape[0])
-        per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
         # Row groups (G output rows per tile), the column fold (a map exactly C/2 wide runs two
-        # output rows side by side in the C columns) or flat tiles, whichever the cycle model
-        # says is fastest.
-        mapping = layer_mapping(steps, per, h_conv, w_conv, rows=R, cols=C, groups=config.groups,
-                                pool=bool(l.pool), c_in=in_shape[0])
+        # output rows side by side in the C columns), flat tiles or mixed classes, and for a
+        # batch its frames one by one or as one tall map: whichever the cycle model says is fastest.
+        steps, per, mapping = _choose(plan, tall_maps[i], tall_maps[i + 1], rows=R, cols=C,
+                                      groups=config.groups, batch=batch)
         G, fold, gs, mix = mapping["groups"], mapping["fold"], mapping["group_rows"], mapping["mix"]
-        # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map.
+        tall = mapping["tall"]
+        in_pitch, in_frame = _map_strides(in_shape, tall_maps[i], batch)
+        out_pitch, out_frame = _map_strides(o, tall_maps[i + 1], batch)
+        # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map (tall:
+        # all the frames' rows).
         regions = 1 if mix else G
-        flat_h = h_conv // regions if mapping["flat"] else 0
+        flat_h = (batch if tall else 1) * h_conv // regions if mapping["flat"] else 0
+        passes = batch > 1 and not tall
         fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
-                      hw_in=in_shape[1] * in_shape[2], c_out=l.c_out, h_out=h_conv, w_out=w_conv,
-                      out_w=o[2], out_hw=o[1] * o[2], k=l.k, stride=l.stride, relu=int(bool(l.relu)),
+                      hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
+                      out_w=o[2], out_hw=out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
                       table_base=len(tables), weight_base=sum(len(e) for e in entries),
                       param_base=len(bias),
                       in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold,
                       flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
                       flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
-                      mix_wrap=in_shape[0] * in_shape[1] * in_shape[2] if mix else 0)
+                      mix_wrap=in_shape[0] * in_pitch if mix else 0, frames=batch,
+                      frame_in=in_frame if passes else 0, frame_out=out_frame if passes else 0)
         tables += [int(m) for m in image.table.bitmasks()]
         bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
         requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
@@ -560,13 +682,14 @@ def build_layout(qmodel, config) -> Layout:
                         block[:, row] = np.roll(image.data(f), tail)
                 entries.append(block)
         tiles, cycles = mapping["tiles"], mapping["cycles"]
-        macs = sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
-        dense = l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
+        macs = batch * sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
+        dense = batch * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
         layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles))
 
     out_shape = plans[-1][4]
-    header = [len(plans), int(np.prod(plans[0][2])), int(np.prod(out_shape)), bases[len(plans) % 2]]
+    header = [len(plans), batch * int(np.prod(plans[0][2])), batch * int(np.prod(out_shape)),
+              bases[len(plans) % 2]]
     desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(plans), dtype=np.uint32)
     desc[:len(header)] = header
     for i, d in enumerate(desc_layers):
@@ -585,4 +708,5 @@ def build_layout(qmodel, config) -> Layout:
         Space.REQUANT: np.array(requant, dtype=np.uint32),
     }
     return Layout(config, sections, tuple(layer_plans), tuple(int(v) for v in qmodel.input_shape),
-                  tuple(int(v) for v in out_shape))
+                  tuple(int(v) for v in out_shape), batch=batch, input_tall=tall_maps[0],
+                  output_tall=tall_maps[-1])

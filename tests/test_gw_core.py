@@ -17,14 +17,15 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
-             pack_pairs=None, reset_after=None, reload=True):
-    """Load ``qmodel`` and ``frame`` into a :class:`Core`, run it, return (result bytes, counters).
+             pack_pairs=None, reset_after=None, reload=True, batch=1):
+    """Load ``qmodel`` and ``frame`` (a batch: ``[B, C, H, W]``) into a :class:`Core`, run it,
+    return (result bytes, counters, layout, header lengths).
 
     ``reset_after``: first load and start once, assert the reset ``reset_after`` cycles into the
     frame (everything in flight is abandoned; the datapath registers have no reset), then load
     again (without ``reload`` only the descriptor header, the registers a reset clears; the
     memories keep the rest) and run."""
-    layout = build_layout(qmodel, config)
+    layout = build_layout(qmodel, config, batch=batch)
     dut = Core(config=config, pack_pairs=pack_pairs)
     rst = Signal()
     top = Module()
@@ -93,11 +94,15 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
     return np.array(out, dtype=np.int64).astype(np.int8), counters, layout, lens
 
 
-def check(qmodel, config, *, seed, **kw):
-    frame = np.random.default_rng(seed + 1).integers(-128, 128, qmodel.input_shape).astype(np.int8)
-    got, counters, layout, lens = run_core(qmodel, config, frame, seed=seed, **kw)
-    want = run_model(qmodel, frame)[-1].reshape(-1)
-    assert got.shape == want.shape, f"seed {seed}: {got.shape} vs {want.shape}"
+def check(qmodel, config, *, seed, batch=1, **kw):
+    """Run ``batch`` random frames; the result, decoded, must be hw.reference's for each frame."""
+    shape = tuple(qmodel.input_shape) if batch == 1 else (batch, *qmodel.input_shape)
+    frame = np.random.default_rng(seed + 1).integers(-128, 128, shape).astype(np.int8)
+    got, counters, layout, lens = run_core(qmodel, config, frame, seed=seed, batch=batch, **kw)
+    frames = frame if batch > 1 else frame[None]
+    want = np.stack([run_model(qmodel, f)[-1] for f in frames]).reshape(-1)
+    assert got.size == want.size, f"seed {seed}: {got.shape} vs {want.shape}"
+    got = layout.decode_output(got.tobytes()).reshape(-1)
     bad = np.nonzero(got != want)[0]
     assert not len(bad), f"seed {seed}: {len(bad)} of {want.size} outputs differ, first at {bad[:8]}"
     assert counters["macs"] == layout.macs, f"seed {seed}"
@@ -380,3 +385,33 @@ def test_digitsnet_four_groups():
     cfg = ArrayConfig.for_model(q)
     assert cfg.groups == 4            # classes of 2 filters: the cycle model picks four groups
     check(q, cfg, seed=3)
+
+
+#: Batches: FashionNet's conv3 shape tall (mixed classes on flat tiles over both frames), a
+#: pooled layer frame by frame, and a chain ending in an FC (whose input the layer before it
+#: writes frame after frame), on two- and four-group engines.
+@pytest.mark.parametrize("kw,rows,cols,GM,batch,how", [
+    (dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, "tall"),
+    (dict(c_in=4, c_out=12, h=5, w=9, stride=1, variant="PS4_P4"), 4, 4, 2, 3, "tall"),
+    (dict(c_in=3, c_out=10, h=6, w=7, stride=1, variant="PS2_P6", pool=True), 4, 4, 4, 2, "frame"),
+])
+def test_batch_layer(kw, rows, cols, GM, batch, how):
+    q = random_layer_model(seed=31, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=batch)
+    plan = build_layout(q, cfg, batch=batch).layers[0]
+    assert (plan.tall, plan.passes) == ((True, 1) if how == "tall" else (False, batch)), plan.mapping
+    check(q, cfg, seed=31, batch=batch, ready_p=0.7, valid_p=0.8)
+
+
+@pytest.mark.parametrize("batch,GM", [(2, 4), (3, 2)])
+def test_batch_chain(batch, GM):
+    q = random_chain_model([dict(c_out=16, variant="PS4_P4"), dict(c_out=16, stride=2, variant="PSD2_P8"),
+                            dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
+                            dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")],
+                           c_in=4, h=8, w=6, seed=41)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=GM, batch=batch)
+    layout = build_layout(q, cfg, batch=batch)
+    # (Four ports let the first layer run tall, mixed on flat tiles; the rest go frame by frame.)
+    assert [p.tall for p in layout.layers] == [GM == 4, False, False, False, False], \
+        [p.mapping for p in layout.layers]
+    check(q, cfg, seed=41, batch=batch, ready_p=0.6, valid_p=0.7)

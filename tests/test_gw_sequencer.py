@@ -45,10 +45,30 @@ def expected_steps(layout):
                 for ox0 in range(0, f["w_out"], C):
                     yield oy, ox0, 0
 
-    def chan(c, g):
-        return f["in_base"] + ((c - g) % f["c_in"] if mix else c) * f["hw_in"]
+    # A batch runs frame by frame (``passes``, each from its own bases) or, tall, as one map of
+    # all the frames' rows whose input rows are frame-local (padding at every frame's edges).
+    passes = plan.passes
+    tall = plan.tall
+    base = {}
 
-    for r in range(0, P, G if mix else 1):
+    def chan(c, g):
+        return base["in"] + ((c - g) % f["c_in"] if mix else c) * f["hw_in"]
+
+    def in_row(ot, ky):
+        """Output row ``ot`` of the (tall) map, kernel row ``ky``: (frame-local input row, input
+        row counted from the map's first)."""
+        if tall:
+            b, ol = divmod(ot, f["h_out"])
+            y = ol * s + ky - pad
+            return y, b * f["h_in"] + y
+        y = ot * s + ky - pad
+        return y, y
+
+    for p, r in ((p, r) for p in range(passes) for r in range(0, P, G if mix else 1)):
+        base["in"] = f["in_base"] + p * f["frame_in"]
+        base["out"] = f["out_base"] + p * f["frame_out"]
+        if r == 0:
+            entry = f["weight_base"]
         n_r = plan.class_filters[r]
         for b in range(-(-n_r // gs)):
             for oy, ox0, odd in tiles():
@@ -72,11 +92,11 @@ def expected_steps(layout):
                             oks, n0s = [], []
                             for g in range(G):
                                 for dyr, dx, part in ((0, 0, lo), (1, f["w_out"], ~lo)):
-                                    yy = (oy + (0 if mix else g * f["flat_h"]) + dyr) * s + ky - pad
+                                    yy, ya = in_row(oy + (0 if mix else g * f["flat_h"]) + dyr, ky)
                                     xx = [(ox0 + j - dx) * s + kx - pad for j in range(C)]
                                     oks.append(sum(1 << j for j in range(C) if part >> j & 1
                                                    and 0 <= yy < f["h_in"] and 0 <= xx[j] < f["w_in"]))
-                                    n0s.append(chan(c, g) + yy * f["w_in"] + xx[0])
+                                    n0s.append(chan(c, g) + ya * f["w_in"] + xx[0])
                         elif fold:   # lower column half: row oy; upper half: row oy + 1
                             h = C // 2
                             oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
@@ -89,16 +109,16 @@ def expected_steps(layout):
                 live = G if mix else min(T, f["h_out"] - oy)
                 if flat:     # region G-1's tile; the columns whose pixel lies inside the region
                     region = 0 if mix else (G - 1) * f["flat_n"]
-                    addr = f["out_base"] + top * f["out_hw"] + region + oy * f["w_out"] + ox0
+                    addr = base["out"] + top * f["out_hw"] + region + oy * f["w_out"] + ox0
                     n0 = oy * f["w_out"] + ox0
                     mask = sum(1 << j for j in range(C) if n0 + j < f["flat_n"])
                     live = G
                 elif pool:     # pooled: the last pair's pooled row, floor(cols / 2) lanes
-                    addr = (f["out_base"] + top * f["out_hw"] + (oy + G - 1) // 2 * f["out_w"]
+                    addr = (base["out"] + top * f["out_hw"] + (oy + G - 1) // 2 * f["out_w"]
                             + ox0 // 2)
                     mask = 0 if fold and live < 2 else (1 << n_cols // 2) - 1
                 else:
-                    addr = f["out_base"] + top * f["out_hw"] + (oy + (0 if mix else G - 1)) * f["out_w"] + ox0
+                    addr = base["out"] + top * f["out_hw"] + (oy + (0 if mix else G - 1)) * f["out_w"] + ox0
                     mask = ((1 << n_cols) - 1) * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"]))
                 tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask, live, odd))
             entry += kk
@@ -140,9 +160,9 @@ def _ports(cfg, f):
     return [g * GM // f["groups"] for g in range(1, f["groups"])]
 
 
-def run_step_stream(q, rows, cols, seed, groups=None):
-    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
-    layout = build_layout(q, cfg)
+def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups, batch=batch)
+    layout = build_layout(q, cfg, batch=batch)
     want_steps, want_tags = expected_steps(layout)
     ports = _ports(cfg, layout.layers[0].fields)
     dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
@@ -163,7 +183,7 @@ def run_step_stream(q, rows, cols, seed, groups=None):
         await ctx.tick()
         ctx.set(dut.start, 0)
         pending = []
-        for cyc in range(20000):
+        for cyc in range(40000):
             # Tiles complete a fixed while after their tag (as the array's drain would).
             ctx.set(dut.tile_done, int(bool(pending) and pending[0] <= cyc))
             if pending and pending[0] <= cyc:
@@ -229,17 +249,19 @@ def test_step_stream_four_groups(seed):
     run_step_stream(q, rows, cols, seed, groups=4)
 
 
-def _layer_where(seed, groups, field, shapes, draw):
-    """A seeded random layer (``draw(rng, rows, cols)``) whose fastest mapping sets descriptor
-    ``field``, on one of the ``shapes`` (rows, cols) picked by the seed."""
+def _layer_where(seed, groups, field, shapes, draw, batch=1):
+    """A seeded random layer (``draw(rng, rows, cols)``) whose fastest mapping (for ``batch``
+    frames) sets descriptor ``field`` (or, a callable, makes ``field(plan)`` true), on one of the
+    ``shapes`` (rows, cols) picked by the seed."""
     rng = np.random.default_rng(seed)
     rows, cols = shapes[seed % len(shapes)]
+    want = field if callable(field) else (lambda plan: plan.fields[field])
     for _ in range(400):
         q = random_layer_model(seed=seed, **draw(rng, rows, cols))
-        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups)
-        if build_layout(q, cfg).layers[0].fields[field]:
+        cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups, batch=batch)
+        if want(build_layout(q, cfg, batch=batch).layers[0]):
             return q, rows, cols
-    raise AssertionError(f"seed {seed}: no {field} layer found")
+    raise AssertionError(f"seed {seed}: no layer with {field} found")
 
 
 def _flat_layer(seed, groups):
@@ -311,3 +333,47 @@ def test_step_stream_mixed_shapes(kw, rows, cols, GM, G, flat):
     f = build_layout(q, ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)).layers[0].fields
     assert (f["mix"], f["groups"], f["flat"]) == (1, G, flat)
     run_step_stream(q, rows, cols, 12, groups=GM)
+
+
+def _batch_layer(seed, groups, batch, tall):
+    """A seeded random layer that runs a batch tall (flat tiles over all the frames' rows) or,
+    with ``tall=False``, frame by frame."""
+    def draw(rng, rows, cols):
+        s = int(rng.integers(1, 3))
+        variant = str(rng.choice(["PS4_P4", "PSD2_P8", "PS2_P6", "PSD1_P16", "pSC9"]))
+        P = int(variant.split("_P")[1]) if "_P" in variant else 1
+        return dict(c_in=P * int(rng.integers(1, 3)), c_out=int(rng.integers(1, 3 * rows)),
+                    h=int(rng.integers(2, 8)) * s, w=int(rng.integers(cols // 2, 2 * cols + 3)) * s,
+                    stride=s, variant=variant, pool=bool(not tall and rng.random() < 0.4))
+    return _layer_where(seed, groups, lambda plan: plan.tall == tall and (tall or plan.passes == batch),
+                        [(8, 8), (4, 4), (8, 4), (4, 8)], draw, batch=batch)
+
+
+@pytest.mark.parametrize("seed", range(100, 112))
+def test_step_stream_batch(seed):
+    """A batch of 2 or 3 frames. Tall: flat tiles run over all the frames' rows, a tile from a
+    frame's last row takes its second row from the next frame's first, and rows are padded at
+    every frame's edges. Frame by frame: the classes again from each frame's bases."""
+    groups = 2 if seed % 3 == 0 else 4
+    batch = 2 + seed % 2
+    tall = seed % 4 < 2
+    q, rows, cols = _batch_layer(seed, groups, batch, tall)
+    run_step_stream(q, rows, cols, seed, groups=groups, batch=batch)
+
+
+#: Tall batches with mixed classes (FashionNet's 7 x 7 conv3 shape: two classes a tile on flat
+#: tiles over both frames) and smaller maps, each with frame crossings mid-tile.
+BATCH_LAYERS = [
+    (dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 2),
+    (dict(c_in=8, c_out=8, h=5, w=6, stride=1, variant="PS4_P4"), 4, 4, 4, 3),
+    (dict(c_in=4, c_out=8, h=4, w=4, stride=1, variant="PS3_P4"), 4, 4, 4, 2),
+]
+
+
+@pytest.mark.parametrize("kw,rows,cols,GM,batch", BATCH_LAYERS)
+def test_step_stream_batch_mixed(kw, rows, cols, GM, batch):
+    q = random_layer_model(seed=13, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=batch)
+    plan = build_layout(q, cfg, batch=batch).layers[0]
+    assert plan.tall and plan.fields["mix"] and plan.fields["flat"], plan.mapping
+    run_step_stream(q, rows, cols, 13, groups=GM, batch=batch)
