@@ -27,22 +27,26 @@ SIM_TESTS_DIR = Path(__file__).resolve().parents[1] / "sim_tests"
 
 @dataclass
 class Case:
-    """One frame of one model.
+    """One frame (or one batch of frames) of one model.
 
     Members
     -------
     name : str
     qmodel : hw.qmodel.QModel
     frame : numpy.ndarray
-        int8 ``qmodel.input_shape``.
+        int8 ``qmodel.input_shape`` (a batch: ``[batch, *qmodel.input_shape]``).
     expect : numpy.ndarray or None
-        Expected result bytes (default: hw.reference's last layer output).
+        Expected result bytes (default: hw.reference's last layer output, each frame's, in the
+        order the engine sends them: ``Layout.encode_output``).
+    batch : int
+        Frames the engine runs at once (``hw.layout.build_layout``).
     """
 
     name: str
     qmodel: object
     frame: np.ndarray
     expect: np.ndarray | None = None
+    batch: int = 1
 
 
 def default_build_dir(config, sim: str) -> Path:
@@ -65,8 +69,13 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
     build_dir.mkdir(parents=True, exist_ok=True)
     arrays, layouts = {"n_cases": np.array(len(cases))}, []
     for i, c in enumerate(cases):
-        layout = build_layout(c.qmodel, config)
-        expect = c.expect if c.expect is not None else run_model(c.qmodel, c.frame)[-1]
+        layout = build_layout(c.qmodel, config, batch=c.batch)
+        if c.expect is not None:
+            expect = c.expect
+        elif c.batch == 1:
+            expect = run_model(c.qmodel, c.frame)[-1]
+        else:
+            expect = layout.encode_output(np.stack([run_model(c.qmodel, f)[-1] for f in c.frame]))
         arrays[f"name_{i}"] = np.array(c.name)
         arrays[f"words_{i}"] = layout.load_words(c.frame)
         arrays[f"expect_{i}"] = np.asarray(expect, dtype=np.int64).reshape(-1)

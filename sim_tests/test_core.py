@@ -330,3 +330,46 @@ def test_sweep(batch):
     cases = [random_case(s, periodic_p=0.35) for s in seeds]
     config = SIM_CONFIG4 if batch % 2 else SIM_CONFIG
     _check(run_rtl(config, cases, sim="verilator", seed=batch, valid_p=0.8, ready_p=0.7))
+
+
+def batch_case(name, qmodel, config, batch, rng):
+    """``batch`` random frames of ``qmodel`` as one case; the expected bytes are each frame's
+    models.golden (= hw.reference) output, in the engine's order for that batch."""
+    from hw.layout import build_layout
+    frames = rng.integers(-128, 128, (batch, *qmodel.input_shape)).astype(np.int8)
+    want = np.stack([golden(qmodel, f).reshape(build_layout(qmodel, config).output_shape)
+                     for f in frames])
+    expect = build_layout(qmodel, config, batch=batch).encode_output(want)
+    return Case(f"{name} batch={batch}", qmodel, frames, expect, batch=batch)
+
+
+def batch_cases(config, n_random, seed0):
+    """FashionNet's conv3 shape two frames tall (mixed classes on flat tiles crossing from one
+    frame into the next), a chain (tall, frame by frame, pooled, FCs), then random layers of
+    2 or 3 frames (a third of them with whole periods of channels)."""
+    rng = np.random.default_rng(seed0)
+    conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    chain = random_chain_model([dict(c_out=16, variant="PS4_P4"), dict(c_out=16, stride=2, variant="PSD2_P8"),
+                                dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
+                                dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")],
+                               c_in=4, h=8, w=6, seed=seed0)
+    cases = [batch_case("conv3 PSD2_P8 tall", conv3, config, 2, rng),
+             batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng)]
+    for i in range(n_random):
+        q = random_case(seed0 + 1 + i, periodic_p=0.35).qmodel
+        cases.append(batch_case(f"layer seed={seed0 + 1 + i}", q, config, 2 + i % 2, rng))
+    return cases
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+def test_batches(sim):
+    """Batches of 2 and 3 frames on the four-group engine: layers tall (frame-local padding,
+    flat tiles crossing frames) and frame by frame (each pass from its frame's bases, FC inputs
+    stored frame after frame), random back-pressure; bit-exact vs models.golden and
+    hw.reference per frame, cycles and MACs vs hw.layout."""
+    from hw.layout import build_layout
+    cases = batch_cases(SIM_CONFIG4, 4 if sim == "icarus" else 40, 1700)
+    plans = [p for c in cases for p in build_layout(c.qmodel, SIM_CONFIG4, batch=c.batch).layers]
+    assert sum(p.tall for p in plans) >= 2 and sum(p.passes > 1 for p in plans) >= 2
+    _check(run_rtl(SIM_CONFIG4, cases, sim=sim, seed=19, valid_p=0.8, ready_p=0.6))
