@@ -10,6 +10,9 @@ of its layers), ``in_target`` (the utilization target >= 0.90 applies: at least 
 ``tile_bound``: the best utilization the layer's mapping allows (``hw.layout.tile_bound``: the
 tiles' cycles alone, no per-layer overhead), which separates shape quantization from engine
 overhead. ``--speed`` also measures simulated cycles per second on Verilator and Icarus.
+``--batch B`` runs every case (and its dense baseline) as one run of B frames
+(``hw.layout.build_layout(batch=B)``: small maps fill the columns with several frames' pixels);
+counters, utilization and speedup are then the batch's, ``cycles_per_frame`` its cycles / B.
 """
 
 from __future__ import annotations
@@ -25,13 +28,24 @@ import numpy as np
 from hw.array import ArrayConfig
 
 __all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks",
-           "run_auto_shapes", "main"]
+           "run_auto_shapes", "bench_config", "main"]
 
 #: The engine benchmarked: the default 8 x 8 array with memories for every suite layer and four
 #: row groups (each layer runs the 1, 2 or 4 groups, or the fold, its cycle model finds fastest;
 #: ``--groups 2`` benchmarks the default config's two).
 BENCH_CONFIG = ArrayConfig(rows=8, cols=8, p_max=16, weight_depth=16384, table_depth=256,
                            param_depth=512, act_depth=40960, max_layers=8, groups=4)
+
+def bench_config(*, groups: int = BENCH_CONFIG.groups, batch: int = 1) -> ArrayConfig:
+    """:data:`BENCH_CONFIG` with ``groups`` row groups and activation memory for ``batch`` frames
+    of every suite layer and network."""
+    return BENCH_CONFIG.replace(groups=groups, act_depth=BENCH_CONFIG.act_depth * batch)
+
+
+def _frames(q, seed, batch):
+    shape = tuple(q.input_shape) if batch == 1 else (batch, *q.input_shape)
+    return np.random.default_rng(seed).integers(-128, 128, shape).astype(np.int8)
+
 
 #: (case, c_in, c_out, h, w, stride): FashionNet's sparse convs and two wider layers.
 SUITE = (
@@ -44,7 +58,7 @@ SUITE = (
 VARIANTS = ("PS4_P4", "PS2_P6", "PS1_P9", "PSD4_P8", "PSD2_P8", "PSD1_P8", "PSD2_P16")
 
 
-def _cases(suite, variants, seed):
+def _cases(suite, variants, seed, batch=1):
     from bench.layers import random_layer_model
     from bench.rtl import Case
     cases = []
@@ -52,16 +66,16 @@ def _cases(suite, variants, seed):
         for v in ("pSC9",) + tuple(variants):
             q = random_layer_model(seed=seed + i, c_in=c_in, c_out=c_out, h=h, w=w, stride=stride,
                                    variant=v)
-            frame = np.random.default_rng(seed + i).integers(-128, 128, q.input_shape).astype(np.int8)
-            cases.append((name, v, Case(f"{name} {v}", q, frame)))
+            cases.append((name, v, Case(f"{name} {v}", q, _frames(q, seed + i, batch), batch=batch)))
     return cases
 
 
 def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="verilator", seed=0,
-              progress=None) -> tuple[list, dict]:
-    """Run the suite; return (rows with the issue's JSON keys, run info with simulation speed)."""
+              progress=None, batch=1) -> tuple[list, dict]:
+    """Run the suite (each case ``batch`` frames a run); return (rows with the issue's JSON
+    keys plus ``batch`` and ``cycles_per_frame``, run info with simulation speed)."""
     from bench.rtl import run_rtl
-    cases = _cases(suite, variants, seed)
+    cases = _cases(suite, variants, seed, batch)
     if progress:
         progress(f"running {len(cases)} layers on {sim} ({config.rows}x{config.cols} array) ...")
     t0 = time.perf_counter()
@@ -80,6 +94,7 @@ def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="veril
             "utilization": round(macs / (config.rows * config.cols * cyc), 4),
             "dense_cycles": dense[name], "speedup": round(dense[name] / cyc, 3),
             "ideal_speedup": round(dense_macs[name] / macs, 3), "bit_exact": bool(r["bit_exact"]),
+            "batch": batch, "cycles_per_frame": round(cyc / batch, 1),
             **_bounds(r["layout"].layers, config),
         })
     sim_cycles = sum(r["counters"]["cycles"] for r in results)
@@ -91,7 +106,7 @@ def run_suite(*, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="veril
 
 
 def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG, sim="verilator",
-                    seed=0, progress=None) -> None:
+                    seed=0, progress=None, batch=1) -> None:
     """Add to each layer row how the layer runs on the array shape ``--array auto`` generates
     for it (:meth:`hw.array.ArrayConfig.shape_for_model`: the same ``rows * cols`` MACs, the
     fewest model cycles): ``auto_shape`` ("16x4"), ``auto_cycles``, ``auto_utilization``,
@@ -102,7 +117,7 @@ def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG
     pes = config.rows * config.cols
     by_case = {(r["case"], r["variant"]): r for r in rows}
     todo = {}
-    for name, v, case in _cases(suite, variants, seed):
+    for name, v, case in _cases(suite, variants, seed, batch):
         row = by_case.get((name, v))
         if row is None:
             continue
@@ -139,7 +154,9 @@ def _bounds(plans, config) -> dict:
     ``python -m host pack`` lists)."""
     from hw.layout import tile_bound
     R, C = config.rows, config.cols
-    nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"]) for p in plans]
+    # (A batch's plan counts all its frames' MACs and output pixels alike.)
+    nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"] * p.fields["frames"])
+           for p in plans]
     slots = sum(p.macs / tile_bound(p, rows=R, cols=C) for p in plans)
     return {"nnz_per_filter": round(min(nnz), 1), "in_target": min(nnz) >= TARGET_NNZ_PER_FILTER,
             "tile_bound": round(sum(p.macs for p in plans) / slots, 4),
@@ -162,8 +179,9 @@ def sim_speed(sim: str, *, config=BENCH_CONFIG) -> dict:
 NETWORKS = ("FashionNet_PSD2_P8", "FashionNet_PS4_P4", "DigitsNet_PSD2_P8")
 
 
-def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0) -> list:
-    """Rows (same keys as the layer suite) for whole networks; ``case`` is the network name."""
+def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0, batch=1) -> list:
+    """Rows (same keys as the layer suite) for whole networks (``batch`` frames a run); ``case``
+    is the network name."""
     from bench.rtl import Case, run_rtl
     from host.synthetic import random_qmodel
     cases = []
@@ -171,8 +189,7 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
         base = name.split("_")[0]
         for n in (base, name):
             q = random_qmodel(n, seed=seed)
-            frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
-            cases.append(Case(n, q, frame))
+            cases.append(Case(n, q, _frames(q, seed, batch), batch=batch))
     res = run_rtl(config, cases, sim=sim, seed=seed, strict=False)
     rows = []
     for i in range(0, len(res), 2):
@@ -186,6 +203,7 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
                      "speedup": round(d["counters"]["cycles"] / cyc, 3),
                      "ideal_speedup": round(dense_macs / macs, 3),
                      "bit_exact": bool(s["bit_exact"] and d["bit_exact"]),
+                     "batch": batch, "cycles_per_frame": round(cyc / batch, 1),
                      **_bounds(s["layout"].layers, config)})
     return rows
 
@@ -206,6 +224,16 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
+def _batch_arg(text):
+    try:
+        b = int(text)
+    except ValueError:
+        b = 0
+    if b < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}")
+    return b
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,6 +251,10 @@ def parse_args(argv=None):
                    help="also run each layer on the array shape of the same MAC count that "
                         "--array auto generates for it (hw.array.ArrayConfig.shape_for_model): "
                         "keys auto_shape, auto_cycles, auto_utilization, auto_bit_exact, auto_mapping")
+    p.add_argument("--batch", type=_batch_arg, default=1,
+                   help="frames a run (default 1): each case and its dense baseline run as one "
+                        "batch; small maps then fill the array's columns with several frames' "
+                        "pixels (the engine's activation memory is sized for the batch)")
     p.add_argument("--networks", action="store_true",
                    help=f"also run whole networks against their dense versions ({', '.join(NETWORKS)})")
     return p.parse_args(argv)
@@ -257,15 +289,15 @@ def main(argv=None) -> int:
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        config = BENCH_CONFIG.replace(groups=args.groups)
+        config = bench_config(groups=args.groups, batch=args.batch)
         rows, info = run_suite(suite=suite, variants=variants, seed=args.seed, progress=log,
-                               config=config)
+                               config=config, batch=args.batch)
         if args.auto_shape:
             run_auto_shapes(rows, suite=suite, variants=variants, seed=args.seed, progress=log,
-                            config=config)
+                            config=config, batch=args.batch)
         if args.networks:
             log(f"running {len(NETWORKS)} networks and their dense versions ...")
-            rows += run_networks(seed=args.seed, config=config)
+            rows += run_networks(seed=args.seed, config=config, batch=args.batch)
         if args.speed:
             speeds = [sim_speed(sim, config=config) for sim in ("verilator", "icarus")]
     finally:

@@ -310,3 +310,82 @@ def test_schedule():
     # 4 and 16 / 32 channels: mixed (two classes on flat tiles, four on plain rows); FC: one group.
     assert [r["mapping"] for r in rows] == ["2 groups, flat in 2 regions", "2 groups, 2 classes a tile, flat",
                                             "4 groups, 4 classes a tile", "1 group"]
+
+
+def test_batch_input_and_output_order():
+    """A batch's maps: a conv's input and result tall (channel c of frame b at c*B*hw + b*hw),
+    checked byte by byte; decode_output inverts it and encode_output is its inverse."""
+    q = random_layer_model(seed=1, c_in=2, c_out=3, h=2, w=2)
+    lay = build_layout(q, ArrayConfig.for_model(q, rows=2, cols=2, batch=2), batch=2)
+    assert (lay.batch, lay.input_tall, lay.output_tall) == (2, True, True)
+    assert (lay.input_len, lay.output_len) == (2 * 2 * 4, 2 * 3 * 4)
+    x = np.arange(16, dtype=np.int8).reshape(2, 2, 2, 2)      # [b, c, y, x] = 8b + 4c + 2y + x
+    got = lay.input_words(x).view(np.uint8).view(np.int8)
+    want = [8 * b + 4 * c + p for c in range(2) for b in range(2) for p in range(4)]
+    assert got.tolist() == want
+    raw = np.arange(24, dtype=np.int8)                        # byte c*8 + b*4 + p
+    out = lay.decode_output(raw.tobytes())
+    assert out.shape == (2, 3, 2, 2) and out[1, 2, 0, 1] == 2 * 8 + 1 * 4 + 1
+    assert np.array_equal(lay.encode_output(out), raw)
+    with pytest.raises(ValueError, match=r"batch of 2 frames must have shape \[2, 2, 2, 2\]"):
+        lay.input_words(x[0])
+    with pytest.raises(ValueError, match=r"must be 24 bytes \(2 x \[3, 2, 2\]\)"):
+        lay.decode_output(b"\0")
+
+
+def test_batch_fc_input_frame_after_frame():
+    """The layer before an FC writes frame after frame (the FC reads a frame's values as one
+    vector, c_in bytes a frame), both run frame by frame from each frame's bases."""
+    q = random_chain_model([dict(c_out=4), dict(c_out=5, kind="fc")], c_in=2, h=3, w=4, seed=2)
+    lay = build_layout(q, ArrayConfig.for_model(q, rows=4, cols=4, batch=3), batch=3)
+    conv, fc = (p.fields for p in lay.layers)
+    assert (lay.input_tall, lay.output_tall) == (True, False)
+    # conv: input tall (pitch 3 * 12, frames 12 apart), output frame after frame (pitch 12).
+    assert (conv["hw_in"], conv["frame_in"], conv["out_hw"], conv["frame_out"]) == (36, 12, 12, 48)
+    assert (fc["hw_in"], fc["frame_in"], fc["out_hw"], fc["frame_out"]) == (1, 48, 1, 5)
+    assert [p.passes for p in lay.layers] == [3, 3] and lay.layers[1].mapping.endswith("frame by frame")
+    out = lay.decode_output(np.arange(15, dtype=np.int8).tobytes())
+    assert out.shape == (3, 5, 1, 1) and out[2, 1, 0, 0] == 11
+
+
+def test_batch_tall_fields_and_cycles():
+    """FashionNet's conv3 shape, two frames: one tall pass of flat tiles over both frames' 98
+    pixels (13 tiles of 8 instead of 7 of a 49-pixel map each), cheaper than two passes."""
+    from hw.layout import tile_bound
+    q = random_layer_model(seed=4, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4, batch=2)
+    one = build_layout(q, cfg).layers[0]
+    two = build_layout(q, cfg, batch=2).layers[0]
+    f = two.fields
+    assert two.tall and two.passes == 1 and f["mix"] and f["flat"]
+    assert (f["frames"], f["frame_in"], f["frame_out"]) == (2, 0, 0)
+    assert (f["h_in"], f["h_out"], f["hw_in"], f["out_hw"], f["flat_n"]) == (14, 7, 2 * 196, 2 * 49, 98)
+    assert two.tiles == 13 and two.macs == 2 * one.macs
+    assert two.cycles < 2 * one.cycles
+    assert tile_bound(two, rows=8, cols=8) == pytest.approx(98 / 104)
+
+
+def test_cycle_model_passes_hand_worked():
+    """Frame by frame: the classes again per pass, PASS_CYCLES and the trailing empty classes
+    between passes, one drain at the end; tiles keep the drain chain's spacing across passes."""
+    from hw.layout import PASS_CYCLES
+    one = layer_cycles((9,), (3,), 2, rows=4, cols=4)
+    assert layer_cycles((9,), (3,), 2, rows=4, cols=4, passes=3) == \
+        one + 2 * (PASS_CYCLES + 2 + 18)
+    # A trailing empty class is passed between passes (1 cycle), not after the last.
+    assert layer_cycles((9, 9), (3, 0), 2, rows=4, cols=4, passes=2) == \
+        one + (1 + PASS_CYCLES) + 2 + 18
+    # One-step tiles on 8 rows: the second pass's tile (CLASS, PREP, its step) still waits for
+    # the drain chain of the first's, 8 cycles after it: 1 + PASS_CYCLES + 2 have passed.
+    assert layer_cycles((1,), (1,), 1, rows=8, cols=2, passes=2) == \
+        LAYER_OVERHEAD + (2 + 1) + PASS_CYCLES + (2 + 1 + (8 - 1 - PASS_CYCLES - 2)) + drain_cycles(8, 2)
+
+
+def test_batch_refusals():
+    q = random_layer_model(seed=1, c_in=2, c_out=3, h=8, w=8)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="Batch must be a whole number of frames >= 1"):
+            build_layout(q, cfg, batch=bad)
+    with pytest.raises(ValueError, match=r"in batches of 8 frames does not fit .* activation bytes"):
+        build_layout(q, cfg, batch=8)
