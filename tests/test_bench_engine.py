@@ -74,3 +74,19 @@ def test_auto_shapes_fill_rows(monkeypatch):
     assert ps4["auto_cycles"] == plan.cycles
     assert ps4["auto_utilization"] == pytest.approx(plan.macs / (64 * plan.cycles), abs=1e-4)
     assert (psd["auto_shape"], psd["auto_cycles"], psd["auto_mapping"]) == ("8x8", 1000, "m")
+
+
+def test_batch_bound_and_nnz():
+    """Two frames of the 7 x 7 map: per-frame non-zeros unchanged, the bound 98 / 104."""
+    from bench.engine import bench_config, parse_args
+    q = random_layer_model(seed=1, c_in=32, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    cfg = bench_config(batch=2)
+    assert cfg.act_depth == 2 * BENCH_CONFIG.act_depth
+    b = _bounds(build_layout(q, cfg, batch=2).layers, cfg)
+    assert b["nnz_per_filter"] == 4 * (7 * 2 + 9) and b["in_target"]
+    assert b["tile_bound"] == pytest.approx(98 / 104, abs=1e-4)
+    assert b["mapping"].endswith("2 frames as one map")
+    assert parse_args(["--batch", "3"]).batch == 3
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit):
+            parse_args(["--batch", bad])
