@@ -325,10 +325,14 @@ def test_mixed_layers(sim, groups):
 def test_sweep(batch):
     """The randomized sweep: 10 x 100 = 1000 random layers (``make sweep``); odd batches on the
     four-group engine (four groups, two flat regions, mixed classes on flat tiles); a third of
-    the periodic convs with whole periods of channels, so that many map mixed."""
+    the periodic convs with whole periods of channels, so that many map mixed; batches 2, 5 and
+    8 run each layer on two frames at once (tall or frame by frame)."""
     seeds = range(10_000 + 100 * batch, 10_100 + 100 * batch)
     cases = [random_case(s, periodic_p=0.35) for s in seeds]
     config = SIM_CONFIG4 if batch % 2 else SIM_CONFIG
+    if batch % 3 == 2:
+        rng = np.random.default_rng(batch)
+        cases = [batch_case(c.name, c.qmodel, config, 2, rng) for c in cases]
     _check(run_rtl(config, cases, sim="verilator", seed=batch, valid_p=0.8, ready_p=0.7))
 
 
