@@ -135,18 +135,23 @@ def _run_logged(argv, *, cwd, log, env=None):
 
 # --- configuration -----------------------------------------------------------------------------
 
-def make_config(*, model=None, array=None):
+def make_config(*, model=None, array=None, batch: int = 1):
     """The engine's :class:`hw.array.ArrayConfig`: sized for ``model`` (a path or a QModel) if
     given, with ``array`` = ``(rows, cols)`` (default 8 x 8) or ``"auto"`` (with a model only:
-    the shape of 64 MACs that runs it fastest, ``ArrayConfig.shape_for_model``)."""
+    the shape of 64 MACs that runs it fastest, ``ArrayConfig.shape_for_model``), its activation
+    memory holding ``batch`` frames (with a model only: ``python -m host run --batch``)."""
     from hw.array import AUTO, ArrayConfig, config_for_model
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"--batch must be a whole number of frames >= 1, not {batch!r}")
     if model is None:
         if array == AUTO:
             raise ValueError("--array auto picks the shape that runs a model fastest: give --model")
+        if batch > 1:
+            raise ValueError("--batch sizes the activation memory for a model's frames: give --model")
         return ArrayConfig() if array is None else ArrayConfig(rows=array[0], cols=array[1])
     from hw.qmodel import QModel
     qmodel = model if isinstance(model, QModel) else QModel.load(model)
-    return config_for_model(qmodel, array)
+    return config_for_model(qmodel, array, batch=batch)
 
 
 def make_engine(*, config, divisor):
@@ -367,7 +372,8 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
 # --- the build ---------------------------------------------------------------------------------
 
 def build(*, board: str = DEFAULT_BOARD, model=None, array=None, baud: int | None = None,
-          out=None, program: bool = False, synth: bool = True, progress=print) -> BuildResult:
+          out=None, program: bool = False, synth: bool = True, progress=print,
+          batch: int = 1) -> BuildResult:
     """Build the engine for ``board``; see the module docstring for what each board gets.
 
     Parameters
@@ -390,6 +396,8 @@ def build(*, board: str = DEFAULT_BOARD, model=None, array=None, baud: int | Non
         the tree.
     progress : callable
         Receives one line per step.
+    batch : int
+        With ``model``: activation memory for this many frames a run (``host run --batch``).
     """
     spec = get_board(board)
     if isinstance(array, str):
@@ -401,7 +409,7 @@ def build(*, board: str = DEFAULT_BOARD, model=None, array=None, baud: int | Non
     if program and spec.family == "sim":
         raise BuildError("The sim board cannot be programmed")
 
-    config = make_config(model=model, array=array)
+    config = make_config(model=model, array=array, batch=batch)
     check_fit(config=config, board=spec,
               what=f"Model {model}" if model is not None else f"{config.rows}x{config.cols} engine")
     engine = make_engine(config=config, divisor=divisor)
@@ -525,6 +533,9 @@ def _parser():
     parser.add_argument("--array", metavar="RxC", help="MAC array rows x cols (default 8x8), or "
                         "auto with --model: the 64-MAC shape (16x4, 8x8, 4x16) that runs the model "
                         "in the fewest cycles")
+    parser.add_argument("--batch", type=int, default=1, metavar="B", help="with --model: size the "
+                        "activation memory for B frames a run, the engine that `python -m host "
+                        "run --batch B` needs (default 1)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: the fastest the "
                         "board's USB-UART and clock make exactly: 4000000 Arty, 3000000 ULX3S)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default build/BOARD)")
@@ -543,7 +554,8 @@ def main(argv=None) -> int:
         if args.model is not None and not Path(args.model).is_file():
             raise ValueError(f"Model file {args.model!r} does not exist")
         result = build(board=args.board, model=args.model, array=array, baud=args.baud,
-                       out=args.out, program=args.program, synth=not args.no_synth)
+                       out=args.out, program=args.program, synth=not args.no_synth,
+                       batch=args.batch)
     except (UnknownBoardError, BaudError, ValueError) as exc:
         parser.error(str(exc))  # exit code 2
     except BuildError as exc:

@@ -22,6 +22,15 @@ its pixels as one group does (one output row a tile, or flat over the whole map)
 taking class ``r + g`` through its port ``g`` channel planes lower (``+ c_in * hw_in`` while
 ``c < g``: the rotation that gives it class ``r``'s taps).
 
+A batch of ``frames`` frames (``hw.layout``) runs a layer frame by frame (``frame_in`` set: after
+its last class the layer starts again from class 0 with ``in_base += frame_in`` and ``out_base +=
+frame_out``, its tiles streaming on without a drain) or, with flat tiles of one region, *tall*
+(``frame_in`` = 0): the frames' maps are stacked (``hw_in`` and ``out_hw`` are the channel
+pitches of all of them), the flat walk runs over all their rows, and ``row_y0`` is frame-local
+(``fr_left`` counts the frame's rows from the tile's first; it restarts at the next frame), so
+padding falls at every frame's edges; a tile whose first row is its frame's last reads its second
+row (ports 1 and 3) ``h_in`` rows up, at the next frame's first row (``port_dyc``).
+
 One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
 padding flag (per row group: group ``g`` reads ``g * s`` input rows lower, through read port
@@ -474,16 +483,21 @@ class Sequencer(wiring.Component):
         m.d.comb += b_row.eq(_exceeds(oy_left, 1, 3))
         rows_act = Signal(range(R + 1))
         cols_act = Signal(range(C + 1))
-        low_cols = Signal(C)
-        m.d.comb += low_cols.eq((Const(1, C + 1) << cols_act) - 1)
-        pool_cols = Signal(C)             # pooled lanes: floor(cols_act / 2) (folded: C/4)
-        m.d.comb += pool_cols.eq((Const(1, C + 1) << (cols_act >> 1)) - 1)
-        issue_snapshot.append(a_lo.eq(low_cols))
         # (rows_left, cols_left and oy_left count down from positive values and stay positive.)
         gb = len(gs)
         cb = (C + 1).bit_length()
         flat_act = Signal(range(C + 1))   # flat: the tile's pixels inside its region
         m.d.comb += flat_act.eq(Mux(_exceeds(flat_left, C, cb, equal=True), C, flat_left))
+        # Column masks as one narrow compare a bit (no shift and subtract chain on the tag's
+        # path): the tile's columns (cols_act of them), its pooled lanes (floor(cols_act / 2);
+        # folded: C/4) and a flat tile's pixels (flat_act).
+        low_cols = Signal(C)
+        m.d.comb += low_cols.eq(Cat(*[_exceeds(cols_left, j, cb) for j in range(C)]))
+        pool_cols = Signal(C)
+        m.d.comb += pool_cols.eq(Cat(*[_exceeds(cols_left, 2 * j + 1, cb) for j in range(C // 2)]))
+        flat_cols = Signal(C)
+        m.d.comb += flat_cols.eq(Cat(*[_exceeds(flat_left, j, cb) for j in range(C)]))
+        issue_snapshot.append(a_lo.eq(low_cols))
         m.d.comb += [rows_act.eq(Mux(_exceeds(rows_left, gs, gb, equal=True), gs, rows_left)),
                      cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
 
@@ -774,7 +788,7 @@ class Sequencer(wiring.Component):
                                      # second row does not exist; folded: the tag does.
                                      t_fields.cols.eq(Mux(
                                          pool, Mux(fold & ~b_row, 0, pool_cols),
-                                         Mux(flat, (Const(1, C + 1) << flat_act) - 1,
+                                         Mux(flat, flat_cols,
                                              Mux(fold & b_row, (1 << C) - 1, low_cols))))]
                         m.d.comb += ib.restart.eq(1)
                         m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),

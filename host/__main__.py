@@ -2,9 +2,9 @@
 
 Subcommands::
 
-    python -m host pack --model Q --out IMAGE [--array RxC] [--json]
+    python -m host pack --model Q --out IMAGE [--array RxC] [--batch B] [--json]
     python -m host run  --model Q (--port DEV [--baud B] | --sim [--uart]) [--dataset D]
-                        [--frames N] [--json]
+                        [--frames N] [--batch B] [--json]
 
 Exit status: 0 on success, 1 when a run has mismatches, 2 on bad input (missing file, a model
 that does not pack, a bad option), 3 when the board or the link fails (timeouts, refusals, a
@@ -24,6 +24,25 @@ __all__ = ["main", "build_parser"]
 
 class UsageError(Exception):
     """Bad input: printed and exit status 2."""
+
+
+def _batch(text: str) -> int:
+    """``--batch``: a whole number of frames >= 1 (argparse reports anything else, exit 2)."""
+    try:
+        value = int(text, 10)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}")
+    return value
+
+
+_BATCH_HELP = ("frames the engine runs at once, in one INFER request (default 1): the B frames are "
+               "laid out together, and layers with small maps run them as one tall map whose "
+               "tiles hold pixels of consecutive frames, so the cycles per frame drop. The engine is the "
+               "same for any B except its activation memory, which must hold all B frames: the "
+               "image is packed for the engine sized for B frames (its config_id differs from "
+               "batch 1's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--array", default="8x8", help="MAC array RxC the engine is built with (default "
                     "8x8), or auto: the 64-MAC shape that runs the model fastest (what "
                     "python -m gateware.build --model Q --array auto builds)")
+    pk.add_argument("--batch", type=_batch, default=1, metavar="B", help=_BATCH_HELP)
     pk.add_argument("--json", action="store_true",
-                    help="print the storage report and the per-layer schedule as JSON")
+                    help='print the storage report and the per-layer schedule as JSON; "batch" is '
+                         'B, "cycles_per_frame" the expected cycles of one frame (a run\'s / B) '
+                         'and "cycles_per_run" those of a whole run of B frames, as are the '
+                         'schedule\'s per-layer "cycles" and "macs"')
 
     rn = sub.add_parser("run", help="run test frames on a board and check them bit-exact",
                         description="Load the packed model once, stream N test frames, check each "
@@ -72,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--dataset", help="dataset of the test frames (default: the model's)")
     rn.add_argument("--data-dir", help="dataset directory (cifar10, tinyimagenet)")
     rn.add_argument("--frames", type=int, default=200, help="test frames to run (default 200)")
+    rn.add_argument("--batch", type=_batch, default=1, metavar="B",
+                    help=_BATCH_HELP + ". Frames go B at a time; a last partial group is padded "
+                         "with zero frames whose results are discarded (accuracy and mismatches "
+                         "count the real frames); cycles per frame are the engine's cycles "
+                         "counter / B. --sim builds the engine sized for B frames; a --port "
+                         "board must run that config (python -m host.simboard --batch B serves "
+                         "one)")
     rn.add_argument("--offset", type=int, default=0, help="first test image (default 0)")
     rn.add_argument("--clock-mhz", type=float, default=100.0,
                     help="board clock for the fps figures (default 100)")
@@ -82,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --sim: Verilator build directory (reused while the design is unchanged)")
     rn.add_argument("--json", action="store_true",
                     help='print {"frames", "accuracy", "mismatches", "cycles_per_frame", '
-                         '"fps_compute", "fps_link", ...} as JSON on stdout')
+                         '"fps_compute", "fps_link", ..., "batch", "requests", "padded_frames"} '
+                         'as JSON on stdout')
     rn.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -92,20 +123,27 @@ def _cmd_pack(args) -> int:
 
     try:
         qmodel = load_model(args.model)
-        packed = pack(qmodel, array=parse_array(args.array))
+        packed = pack(qmodel, array=parse_array(args.array), batch=args.batch)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(packed.image)
     report = storage_report(packed)
+    cycles = packed.layout.expected_cycles
+    # cycles_per_frame stays one frame's; cycles_per_run and the schedule's rows are a whole run.
     report.update(model=qmodel.name, out=str(out), config_id=packed.config.config_id,
-                  config=packed.config.as_dict(), schedule=packed.layout.schedule(),
-                  cycles_per_frame=packed.layout.expected_cycles)
+                  config=packed.config.as_dict(), batch=args.batch, schedule=packed.layout.schedule(),
+                  cycles_per_frame=cycles if args.batch == 1 else cycles / args.batch,
+                  cycles_per_run=cycles)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{qmodel.name}: packed for {packed.config!r} (config_id {packed.config.config_id:#010x})")
+        if args.batch > 1:
+            print(f"batch: {args.batch} frames a run (input {packed.layout.input_len} bytes, "
+                  f"result {packed.layout.output_len} bytes a request; the engine's activation "
+                  f"memory holds {packed.config.act_depth} bytes)")
         print(f"wrote {out}")
         print(format_report(report))
         print(format_schedule(packed.layout))
@@ -128,7 +166,7 @@ def _cmd_run(args) -> int:
                      divisor=args.divisor, array=args.array, dataset=args.dataset,
                      data_dir=args.data_dir, frames=args.frames, offset=args.offset,
                      clock_mhz=args.clock_mhz, timeout=args.timeout, retries=args.retries,
-                     build_dir=args.build_dir, progress=not args.no_progress)
+                     build_dir=args.build_dir, progress=not args.no_progress, batch=args.batch)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if args.json:

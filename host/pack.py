@@ -27,7 +27,7 @@ from hw.qmodel import QModel, QLayer
 from hw.variants import parse_variant, VariantNameError
 
 __all__ = ["PackError", "PackedModel", "check_layer", "check_model", "pack", "storage_report",
-           "parse_array", "load_model", "REPORT_FORMATS"]
+           "parse_array", "load_model", "check_batch", "batch_activation_bytes", "REPORT_FORMATS"]
 
 #: The formats the pack report compares the image with.
 REPORT_FORMATS = ("Dense", "CSR", "CSR_P")
@@ -151,7 +151,70 @@ class PackedModel:
         return {Space(s).name: 32 * len(w) for s, w in self.layout.sections.items()}
 
 
-def pack(qmodel: QModel, *, config=None, array=None) -> PackedModel:
+def _check_batch_value(batch) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise PackError(f"Batch (--batch) must be a whole number of frames >= 1, not {batch!r}")
+    return int(batch)
+
+
+def batch_activation_bytes(qmodel: QModel, *, rows: int, cols: int, groups: int, batch: int) -> int:
+    """Activation bytes (``act_depth``) the engine needs to run ``batch`` frames of ``qmodel``
+    at once on a ``rows`` x ``cols`` array with ``groups`` row groups (:func:`hw.layout.requirements`)."""
+    from hw.layout import requirements
+    return int(requirements(qmodel, rows=rows, cols=cols, groups=groups, batch=batch)["act_depth"][0])
+
+
+def check_batch(qmodel: QModel, config, batch: int) -> None:
+    """Raise :class:`PackError` (naming ``--batch`` and the bytes needed) unless ``config``'s
+    activation memory holds ``batch`` frames of ``qmodel``; other misfits are left to
+    :func:`hw.layout.build_layout`."""
+    batch = _check_batch_value(batch)
+    try:
+        need = batch_activation_bytes(qmodel, rows=config.rows, cols=config.cols,
+                                      groups=config.groups, batch=batch)
+    except ValueError:
+        return  # the model does not fit at all: build_layout says why
+    if need > config.act_depth:
+        single = ""
+        try:
+            one = batch_activation_bytes(qmodel, rows=config.rows, cols=config.cols,
+                                         groups=config.groups, batch=1)
+            single = f" ({one} bytes for one frame)"
+        except ValueError:
+            pass
+        raise PackError(f"The engine's activation memory cannot hold a batch of {batch} frames "
+                        f"(--batch {batch}) of {qmodel.name!r}: it needs {need} activation bytes"
+                        f"{single}, {need - config.act_depth} more than act_depth = "
+                        f"{config.act_depth}; use an engine sized for the batch "
+                        f"(hw.array.ArrayConfig.for_model(..., batch={batch})) or a smaller --batch")
+
+
+def _config_for(qmodel: QModel, array, batch: int):
+    """:func:`hw.array.config_for_model` for runs of ``batch`` frames; a batch no activation
+    memory can hold is refused naming ``--batch`` and the bytes."""
+    from hw.array import AUTO, DEFAULT_COLS, DEFAULT_ROWS, ArrayConfig, config_for_model, _LIMITS
+
+    try:
+        return config_for_model(qmodel, array, batch=batch)
+    except ValueError as e:
+        if batch == 1:
+            raise
+        rows, cols = ((DEFAULT_ROWS, DEFAULT_COLS) if array is None else
+                      ArrayConfig.shape_for_model(qmodel) if array == AUTO else array)
+        try:
+            need = min(batch_activation_bytes(qmodel, rows=rows, cols=cols, groups=g, batch=batch)
+                       for g in (1, 2, 4) if g <= rows)
+        except ValueError:
+            raise e from None
+        limit = _LIMITS["act_depth"][1]
+        if need > limit:
+            raise PackError(f"A batch of {batch} frames (--batch {batch}) of {qmodel.name!r} needs "
+                            f"{need} activation bytes, more than the largest activation memory an "
+                            f"engine can have (act_depth <= {limit}): use a smaller --batch") from None
+        raise
+
+
+def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedModel:
     """Check ``qmodel`` and pack it for ``config`` (default: ``ArrayConfig.for_model``).
 
     Parameters
@@ -161,16 +224,26 @@ def pack(qmodel: QModel, *, config=None, array=None) -> PackedModel:
     array : (rows, cols) or "auto", optional
         Array size for the default config (``"auto"``: ``ArrayConfig.shape_for_model``, the shape
         ``python -m gateware.build --model Q --array auto`` builds); ignored when ``config`` is given.
+    batch : int
+        Frames the engine runs per INFER request (``hw.layout.build_layout``): the layout takes
+        ``batch`` frames at once and the default config's activation memory is sized to hold them
+        all (``ArrayConfig.for_model(..., batch=batch)``, so its ``config_id`` is that of an engine
+        built for the batch). A given ``config`` whose ``act_depth`` cannot hold them is refused
+        (:func:`check_batch`). 1 packs exactly as before.
     """
-    from hw.array import config_for_model
     from hw.image import build_image
     from hw.layout import build_layout
 
+    batch = _check_batch_value(batch)
     csrp = check_model(qmodel)
     try:
         if config is None:
-            config = config_for_model(qmodel, array)
-        layout = build_layout(qmodel, config)
+            config = _config_for(qmodel, array, batch)
+        if batch > 1:
+            check_batch(qmodel, config, batch)
+        layout = build_layout(qmodel, config, batch=batch)
+    except PackError:
+        raise
     except ValueError as e:
         raise PackError(f"Model {qmodel.name!r} does not fit the engine: {e}") from None
     sections = {Space(s): np.asarray(w, dtype=np.uint32) for s, w in layout.sections.items()}
@@ -240,17 +313,27 @@ __all__.append("format_report")
 
 def format_schedule(layout) -> str:
     """``layout``'s :meth:`hw.layout.Layout.schedule` as a table under a title line: one line a
-    layer, then the totals."""
+    layer, then the totals. With a batch (``layout.batch > 1``) the title gives the cycles of a
+    run and of a frame, and the table's cycles and MACs are a whole run's (all its frames)."""
     schedule = layout.schedule()
-    lines = [f"schedule ({layout.config.rows}x{layout.config.cols} array, "
-             f"{layout.expected_cycles} cycles a frame):",
-             f"{'layer':12s} {'mapping':34s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "
+    batch = layout.batch
+    if batch == 1:
+        title = (f"schedule ({layout.config.rows}x{layout.config.cols} array, "
+                 f"{layout.expected_cycles} cycles a frame):")
+    else:
+        title = (f"schedule ({layout.config.rows}x{layout.config.cols} array, batches of {batch} "
+                 f"frames: {layout.expected_cycles} cycles a run, "
+                 f"{layout.expected_cycles / batch:.1f} cycles a frame; cycles and MACs are a "
+                 f"run's):")
+    width = max([34] + [len(r["mapping"]) for r in schedule])
+    lines = [title,
+             f"{'layer':12s} {'mapping':{width}s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "
              f"{'util':>6s} {'bound':>6s}"]
     for r in schedule:
-        lines.append(f"{r['layer']:12s} {r['mapping']:34s} {r['tiles']:6d} {r['cycles']:8d} "
+        lines.append(f"{r['layer']:12s} {r['mapping']:{width}s} {r['tiles']:6d} {r['cycles']:8d} "
                      f"{r['macs']:10d} {r['utilization']:6.3f} {r['tile_bound']:6.3f}")
     total = sum(r["cycles"] for r in schedule)
-    lines.append(f"{'total':12s} {'':34s} {'':6s} {total:8d} {sum(r['macs'] for r in schedule):10d}")
+    lines.append(f"{'total':12s} {'':{width}s} {'':6s} {total:8d} {sum(r['macs'] for r in schedule):10d}")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ run --port``, :class:`host.transport.SerialTransport`, a terminal program) talks
 
 Command line (serves until Ctrl-C)::
 
-    python -m host.simboard --model Q [--array RxC] [--uart [--divisor N]]
+    python -m host.simboard --model Q [--array RxC] [--batch B] [--uart [--divisor N]]
 """
 
 from __future__ import annotations
@@ -213,6 +213,9 @@ def main(argv=None) -> int:
                     "print its path; talk to it with python -m host run --port PATH. Ctrl-C stops it.")
     p.add_argument("--model", help="quantized model (.npz): the engine is sized for it")
     p.add_argument("--array", default="8x8", help="MAC array RxC (default 8x8)")
+    p.add_argument("--batch", type=int, default=1, metavar="B",
+                   help="size the engine's activation memory for runs of B frames (default 1), "
+                        "as python -m host pack/run --batch B packs for")
     p.add_argument("--uart", action="store_true", help="simulate the UART top instead of byte streams")
     p.add_argument("--divisor", type=int, default=8, help="clock cycles per UART bit (default 8)")
     p.add_argument("--build-dir", default="build/simboard", help="Verilator build directory")
@@ -223,12 +226,15 @@ def main(argv=None) -> int:
         return _serve(args)
     if not args.model:
         p.error("--model is required")
+    if args.batch < 1:
+        p.error(f"--batch must be a whole number of frames >= 1, not {args.batch}")
     from .pack import PackError, load_model, parse_array
     from hw.array import ArrayConfig
 
     try:
         rows, cols = parse_array(args.array)
-        config = ArrayConfig.for_model(load_model(args.model), rows=rows, cols=cols)
+        # The config host.pack.pack(..., batch=B) packs for.
+        config = ArrayConfig.for_model(load_model(args.model), rows=rows, cols=cols, batch=args.batch)
         board = SimBoard(config=config, uart=args.uart, divisor=args.divisor,
                          build_dir=args.build_dir, sim=args.sim)
     except (PackError, ValueError) as e:

@@ -57,15 +57,16 @@ def parse_array(text: str) -> tuple[int, int] | str:
     return int(match[1]), int(match[2])
 
 
-def config_for_model(qmodel, array=None) -> "ArrayConfig":
+def config_for_model(qmodel, array=None, *, batch: int = 1) -> "ArrayConfig":
     """:meth:`ArrayConfig.for_model` of ``array``: ``None`` (the default 8 x 8), ``(rows, cols)``
-    or :data:`AUTO` (:meth:`ArrayConfig.shape_for_model` first)."""
+    or :data:`AUTO` (:meth:`ArrayConfig.shape_for_model` first, chosen for one frame), with
+    activation memory for ``batch`` frames a run."""
     if array is None:
-        return ArrayConfig.for_model(qmodel)
+        return ArrayConfig.for_model(qmodel, batch=batch)
     if array == AUTO:
         array = ArrayConfig.shape_for_model(qmodel)
     rows, cols = array
-    return ArrayConfig.for_model(qmodel, rows=rows, cols=cols)
+    return ArrayConfig.for_model(qmodel, rows=rows, cols=cols, batch=batch)
 
 
 def _pow2(v: int) -> bool:

@@ -150,6 +150,19 @@ def test_auto_array_builds_the_shape_pack_packs_for(tmp_path):
     assert pack(q, array="auto").config.config_id == cfg.config_id
 
 
+def test_batch_builds_the_engine_pack_packs_for():
+    """``--batch B`` with a model: activation memory for B frames, the config id that
+    ``host pack --batch B`` (``host.pack.pack(batch=B)``) writes into the image."""
+    from bench.layers import random_layer_model
+    from hw.layout import requirements
+    from host.pack import pack
+    q = random_layer_model(seed=2, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    one, two = gb.make_config(model=q), gb.make_config(model=q, batch=2)
+    need = requirements(q, rows=8, cols=8, groups=two.groups, batch=2)["act_depth"][0]
+    assert two.act_depth >= need > one.act_depth
+    assert pack(q, batch=2).config.config_id == two.config_id != one.config_id
+
+
 def test_sim_build_is_verilog(tmp_path):
     result = gb.build(board="sim", array="4x4", out=tmp_path, progress=lambda line: None)
     top = (tmp_path / "top.v").read_text()
@@ -164,6 +177,8 @@ def test_sim_build_is_verilog(tmp_path):
     (["--baud", "12000000"], "not reachable at 100 MHz"),
     (["--model", "/nonexistent.npz"], "does not exist"),
     (["--array", "auto"], "--array auto picks the shape that runs a model fastest: give --model"),
+    (["--batch", "2"], "--batch sizes the activation memory for a model's frames: give --model"),
+    (["--batch", "0"], "--batch must be a whole number of frames >= 1, not 0"),
 ])
 def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:

@@ -93,3 +93,59 @@ def test_run_missing_port_exits_3(model_file, capsys):
     assert main(["run", "--model", str(path), "--port", "/nonexistent/tty", "--frames", "1",
                  "--no-progress"]) == 3
     assert "Cannot open serial port '/nonexistent/tty'" in capsys.readouterr().err
+
+
+def test_run_batch_over_pty_json(model_file, capsys):
+    """--batch 2 --frames 5: three INFER requests of 2 frames (the last padded with a zero frame,
+    whose result is dropped), each answered with both frames' hw.reference outputs."""
+    model, path = model_file
+    packed = pack(model, batch=2)
+    layout = packed.layout
+    C, H, W = model.input_shape
+    requests = []
+
+    def compute(payload):
+        raw = np.frombuffer(payload, dtype=np.int8)
+        requests.append(raw.copy())
+        frames = (raw.reshape(C, 2, H, W).transpose(1, 0, 2, 3) if layout.input_tall
+                  else raw.reshape(2, C, H, W))
+        return b"".join(run_model(model, f)[-1].astype(np.int8).tobytes() for f in frames)
+
+    board = FakeBoard(config_id=packed.config.config_id, compute=compute, input_len=128,
+                      counters=lambda f: {"cycles": 3000, "busy": 2900, "stalls": 0, "macs": 1})
+    port, close = serve_pty(board)
+    try:
+        rc = main(["run", "--model", str(path), "--port", port, "--frames", "5", "--batch", "2",
+                   "--json", "--no-progress", "--baud", "115200"])
+    finally:
+        close()
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert rc == 0, f"seed {SEED}"
+    assert out["frames"] == 5 and out["mismatches"] == 0 and out["batch"] == 2
+    assert out["requests"] == 3 and len(requests) == 3 and out["padded_frames"] == 1
+    last = (requests[-1].reshape(C, 2, H, W).transpose(1, 0, 2, 3) if layout.input_tall
+            else requests[-1].reshape(2, C, H, W))
+    assert not last[1].any() and last[0].any()  # frame 4, then the zero padding
+    assert out["cycles_per_frame"] == 1500 and out["fps_compute"] == pytest.approx(100e6 / 1500)
+    assert out["fps_link"] == pytest.approx(115200 / 10 / ((128 + 12 + 20 + 12) / 2))
+    assert "padded with 1 zero frame whose results are discarded" in captured.err
+
+
+@pytest.mark.parametrize("command", ["run", "pack"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_batch_is_an_argparse_error(model_file, capsys, command, value):
+    _, path = model_file
+    where = ["--port", "/dev/null"] if command == "run" else ["--out", "/dev/null"]
+    with pytest.raises(SystemExit) as e:
+        main([command, "--model", str(path), *where, "--batch", value])
+    assert e.value.code == 2
+    assert f"argument --batch: must be a whole number of frames >= 1, not '{value}'" in capsys.readouterr().err
+
+
+def test_help_explains_batch(capsys):
+    for command in ("run", "pack"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--batch B" in text and "activation memory" in text and "must hold all B frames" in text

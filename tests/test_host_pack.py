@@ -132,3 +132,37 @@ def test_cli_pack(model, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["pack", "--model", str(path), "--out", "x", "--array", "3x8"]) == 2
     assert "power of two" in capsys.readouterr().err
+
+
+def test_cli_pack_batch(model, tmp_path, capsys):
+    """--batch 2: the JSON says the batch; a run's cycles are the schedule's, a frame's half of
+    them, and fewer than one frame alone takes (DigitsNet's small maps share tiles)."""
+    import json
+    from host.__main__ import main
+    from hw.image import parse_image
+    from hw.layout import model_cycles
+
+    path = tmp_path / "m.q.npz"
+    model.save(path)
+    assert main(["pack", "--model", str(path), "--out", str(tmp_path / "m1.img"), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(["pack", "--model", str(path), "--out", str(tmp_path / "m2.img"), "--json",
+                 "--batch", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert one["batch"] == 1 and two["batch"] == 2
+    assert one["cycles_per_frame"] == one["cycles_per_run"] == sum(r["cycles"] for r in one["schedule"])
+    assert two["cycles_per_run"] == sum(r["cycles"] for r in two["schedule"])
+    assert two["cycles_per_frame"] == two["cycles_per_run"] / 2 < one["cycles_per_frame"]
+    cfg = two["config"]
+    assert two["cycles_per_run"] == model_cycles(model, rows=cfg["rows"], cols=cfg["cols"],
+                                                 groups=cfg["groups"], batch=2)
+    # The engine sized for two frames: more activation memory, so another config_id.
+    assert cfg["act_depth"] > one["config"]["act_depth"] and two["config_id"] != one["config_id"]
+    assert any(r["tall"] for r in two["schedule"]) and not any(r["tall"] for r in one["schedule"])
+    image = (tmp_path / "m2.img").read_bytes()
+    assert two["image_bits"] == 8 * len(image)
+    assert parse_image(image, config_id=two["config_id"])[0] == two["config_id"]
+    assert main(["pack", "--model", str(path), "--out", str(tmp_path / "m2.img"), "--batch", "2"]) == 0
+    text = capsys.readouterr().out
+    assert f"batches of 2 frames: {two['cycles_per_run']} cycles a run" in text
+    assert "2 frames as one map" in text

@@ -105,3 +105,113 @@ def test_config_mismatch(model, packed, data):
     with pytest.raises(ConfigMismatch, match="config_id"):
         run_frames(Client(board, timeout=0.05), model, packed.image, packed.config.config_id, x, y,
                    progress=False)
+
+
+# -- batches: B frames a request, a padded last group ----------------------------------------
+
+BATCH = 2
+
+
+@pytest.fixture(scope="module")
+def packed2(model):
+    return pack(model, batch=BATCH)
+
+
+def batch_board_for(model, layout, *, wrong=(), counters=None):
+    """A board that runs a batch request: splits the payload into frames (tall input: channel c
+    of frame b at c * B * hw + b * hw), runs hw.reference per frame, answers the frames' outputs
+    one after the other (the FC result is stored frame after frame). ``wrong``: indices of
+    frames (counted over the whole run, padding included) whose output gets a flipped bit."""
+    B = layout.batch
+    C, H, W = model.input_shape
+    seen = {"frames": 0, "payloads": []}
+
+    def compute(payload):
+        raw = np.frombuffer(payload, dtype=np.int8)
+        seen["payloads"].append(raw.copy())
+        frames = (raw.reshape(C, B, H, W).transpose(1, 0, 2, 3) if layout.input_tall
+                  else raw.reshape(B, C, H, W))
+        outs = []
+        for f in frames:
+            out = run_model(model, f)[-1].reshape(-1).astype(np.int8)
+            if seen["frames"] in wrong:
+                out[0] ^= 1
+            seen["frames"] += 1
+            outs.append(out)
+        return np.concatenate(outs).tobytes()
+
+    board = FakeBoard(config_id=layout.config.config_id, compute=compute,
+                      input_len=B * C * H * W, counters=counters or (lambda f: {
+                          "cycles": 2632, "busy": 2600, "stalls": 4, "macs": 49664}))
+    return board, seen
+
+
+def test_batch_groups_frames_and_drops_the_padding(model, packed2, data):
+    """5 frames at batch 2: 3 INFER requests of 2 frames, the last padded with a zero frame whose
+    (here deliberately wrong) result is discarded; 5 results checked against hw.reference."""
+    layout = packed2.layout
+    assert layout.batch == BATCH and layout.input_len == BATCH * 64 and not layout.output_tall
+    x, y = data[0][:5], data[1][:5]
+    board, seen = batch_board_for(model, layout, wrong={5})
+    result = run_frames(Client(board, timeout=0.05), model, packed2.image,
+                        packed2.config.config_id, x, y, layout=layout, progress=False)
+    infers = [c for c, _ in board.executed if c == link.Command.INFER]
+    assert len(infers) == 3 and result.requests == 3
+    assert result.frames == 5 and result.batch == BATCH and result.padded_frames == 1
+    assert result.mismatches == 0 and result.reference_disagreements == 0
+    # Each request carried its frames (the last: frame 4 and a zero frame).
+    C, H, W = model.input_shape
+    for r, payload in enumerate(seen["payloads"]):
+        frames = (payload.reshape(C, BATCH, H, W).transpose(1, 0, 2, 3) if layout.input_tall
+                  else payload.reshape(BATCH, C, H, W))
+        want = np.concatenate([x, np.zeros((1, C, H, W), np.int8)])[2 * r:2 * r + 2]
+        assert np.array_equal(frames, want), r
+    # Accuracy over the 5 real frames, from hw.reference run frame by frame.
+    expected = np.stack([run_model(model, f)[-1].reshape(-1) for f in x])
+    assert result.accuracy == pytest.approx(100 * np.mean(expected.argmax(1) == y))
+    assert result.accuracy == result.golden_accuracy
+    # Cycles per frame: the engine's counter over a request / B; bytes per frame likewise.
+    assert result.cycles_per_frame == pytest.approx(2632 / BATCH)
+    assert result.counters["macs"] == pytest.approx(49664 / BATCH)
+    assert result.bytes_per_request == (BATCH * 64 + 12) + (BATCH * 10 + 12)
+    assert result.bytes_per_frame == result.bytes_per_request / BATCH
+    assert "3 requests" in result.summary() and "padded with 1 zero frame" in result.summary()
+
+
+def test_batch_mismatch_names_the_frame(model, packed2, data):
+    """A wrong result in the second frame of the second request is frame 3, not its request."""
+    x, y = data[0][:5], data[1][:5]
+    board, _ = batch_board_for(model, packed2.layout, wrong={3})
+    result = run_frames(Client(board, timeout=0.05), model, packed2.image,
+                        packed2.config.config_id, x, y, layout=packed2.layout, progress=False)
+    assert result.mismatches == 1 and result.mismatch_frames == [3]
+
+
+def test_batch_one_layout_sends_the_same_bytes(model, packed, data):
+    """With the batch-1 layout the requests are the frames' own bytes, as without a layout."""
+    x, y = data[0][:3], data[1][:3]
+    board, seen = batch_board_for(model, packed.layout)
+    result = run_frames(Client(board, timeout=0.05), model, packed.image, packed.config.config_id,
+                        x, y, layout=packed.layout, progress=False)
+    assert result.mismatches == 0 and result.requests == 3 and result.padded_frames == 0
+    assert [p.tobytes() for p in seen["payloads"]] == [f.tobytes() for f in x]
+    assert result.bytes_per_frame == 64 + 12 + 10 + 12 and result.cycles_per_frame == 2632
+
+
+def test_batch_needs_the_activation_memory(model, packed):
+    """Packing a batch for an engine sized for one frame names --batch and the bytes needed."""
+    from hw.layout import requirements
+    from host.pack import PackError
+
+    cfg = packed.config
+    need = requirements(model, rows=cfg.rows, cols=cfg.cols, groups=cfg.groups, batch=2)["act_depth"][0]
+    assert need > cfg.act_depth
+    with pytest.raises(PackError, match=rf"--batch 2\) of 'DigitsNet_PSD2_P8': it needs {need} "
+                                        rf"activation bytes.*act_depth = {cfg.act_depth}"):
+        pack(model, config=cfg, batch=2)
+    # The config sized for the batch holds it, and then any smaller batch too.
+    big = pack(model, batch=3).config
+    assert pack(model, config=big, batch=2).layout.batch == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(PackError, match="whole number of frames"):
+            pack(model, batch=bad)
