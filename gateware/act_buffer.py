@@ -18,10 +18,12 @@ from .pipeline import registered_read
 
 __all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 
-#: Cycles from a read request to :attr:`ActBuffer.rd_data`: the block-RAM read, a register
-#: right after it (ECP5's DP16KD has a clock-to-out of almost 6 ns, too slow to feed the column
-#: select in the same cycle at 100 MHz), then the column select and zero padding.
-READ_LATENCY = 3
+#: Cycles from a read request to :attr:`ActBuffer.rd_data`: each bank's address registered (the
+#: add and the long routes to the ``2 * cols * ports`` block RAMs do not share the read's
+#: cycle), the block-RAM read, a register right after it (ECP5's DP16KD has a clock-to-out of
+#: almost 6 ns, too slow to feed the column select in the same cycle at 100 MHz), then the
+#: column select and zero padding.
+READ_LATENCY = 4
 
 #: Cycles from a write request (:attr:`ActBuffer.wr_en`, :attr:`ActBuffer.ld_en`) to its bytes
 #: being in the banks: each bank's enable, address and byte are registered first, so the lane
@@ -169,7 +171,9 @@ class ActBuffer(wiring.Component):
                 if p == 0:
                     self.banks.append(mem)
                 rp, rdata = registered_read(m, mem, f"bank{p}_{b}")
-                m.d.comb += rp.addr.eq(rd_hi + (b < rd_lo))
+                raddr = Signal.like(rp.addr, name=f"raddr{p}_{b}", reset_less=True)
+                m.d.sync += raddr.eq(rd_hi + (b < rd_lo))
+                m.d.comb += rp.addr.eq(raddr)
                 bank_data.append(rdata)
                 wp = mem.write_port()
                 m.d.comb += [wp.en.eq(wen[b]), wp.addr.eq(waddr[b]), wp.data.eq(wdata[b])]
@@ -178,11 +182,15 @@ class ActBuffer(wiring.Component):
 
     def _select(self, m, p, rd_lo, rd_ok, rd_data, bank_data):
         C, B, lb = self._cols, 2 * self._cols, self._lb
-        # Cycle 1 (with the read): each column's bank, registered with the padding flags.
+        # Cycle 0 (with the banks' addresses): each column's bank, registered with the padding
+        # flags; cycle 1 (with the read): carried on.
+        sel0 = [Signal(lb, name=f"rsel0_{p}_{jj}") for jj in range(C)]
+        ok0 = Signal(C, name=f"ok0_{p}")
+        m.d.sync += [sel0[jj].eq(rd_lo + Mux(self.rd_stride2, 2 * jj, jj)) for jj in range(C)]
+        m.d.sync += ok0.eq(rd_ok)
         sel1 = [Signal(lb, name=f"rsel1_{p}_{jj}") for jj in range(C)]
         ok1 = Signal(C, name=f"ok1_{p}")
-        m.d.sync += [sel1[jj].eq(rd_lo + Mux(self.rd_stride2, 2 * jj, jj)) for jj in range(C)]
-        m.d.sync += ok1.eq(rd_ok)
+        m.d.sync += [sel1[jj].eq(sel0[jj]) for jj in range(C)] + [ok1.eq(ok0)]
         # Cycle 2: the banks' outputs registered; the select and flags follow.
         data2 = [Signal(8, name=f"rdata2_{p}_{b}", reset_less=True) for b in range(B)]
         m.d.sync += [data2[b].eq(bank_data[b]) for b in range(B)]
