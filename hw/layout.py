@@ -45,8 +45,8 @@ WEIGHTS
 BIAS, REQUANT
     One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
 INPUT
-    The int8 frame in C, H, W order, 4 bytes a word, little-endian (``hw.memory_map``), padded
-    with zero bytes to whole words.
+    The int8 frame in C, H, W order (a batch: stored as its input map, see Batches), 4 bytes a
+    word, little-endian (``hw.memory_map``), padded with zero bytes to whole words.
 
 Activations
 -----------
@@ -62,6 +62,19 @@ rows (one per row group; flat: ``cols`` consecutive flat pixels per region; mixe
 of each of ``G`` classes times the same ``cols`` pixels); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
 (the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
 :data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the pipeline drain.
+
+Batches
+-------
+``build_layout(..., batch=B)`` runs B frames at once. Every map holds all of them: *tall*
+(channel ``c`` of frame ``b`` at ``c * B * hw + b * hw``, the frames' rows following each other
+like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
+``b * C * hw + c * hw``: an FC reads a frame's values as one vector). The ``hw_in`` and
+``out_hw`` fields are channel pitches. A layer runs its frames one by one (``frames = B`` passes,
+``frame_in`` / ``frame_out`` the base steps from one frame to the next; :func:`layer_cycles`'
+``passes``) or, where the engine can and it is faster, *tall* (``frame_in = 0``): one pass of
+flat tiles over all ``B * h_out`` rows, which cross from one frame into the next, the input rows
+checked frame-locally (``h_in``, ``h_out`` are a frame's). ``frames = 1`` and zero frame
+fields for a single frame.
 
 Pooling
 -------
