@@ -19,7 +19,7 @@ def _reference_image(sections, config_id):
         body += struct.pack("<I", int(space) | len(words) << 8)
         body += b"".join(struct.pack("<I", int(w)) for w in words)
     total = 4 + len(body) // 4 + 1
-    data = struct.pack("<4I", 0x41435350, 2 | len(sections) << 16, config_id, total) + body
+    data = struct.pack("<4I", 0x41435350, 3 | len(sections) << 16, config_id, total) + body
     return data + struct.pack("<I", zlib.crc32(data))
 
 
@@ -73,8 +73,8 @@ def _set_word(image, i, value):
     (lambda im: _reseal(_set_word(im, 8, 0 | 5 << 8)), ErrorCode.BAD_SECTION),   # repeated space
     (lambda im: _reseal(_set_word(im, 8, 2 | 6 << 8)), ErrorCode.BAD_SECTION),   # runs over the CRC
     (lambda im: _reseal(_set_word(im, 8, 2 | 4 << 8)), ErrorCode.BAD_SECTION),   # ends before the CRC
-    (lambda im: _reseal(_set_word(im, 1, 2 | 3 << 16)), ErrorCode.BAD_SECTION),  # a section too many
-    (lambda im: _reseal(_set_word(im, 1, 2 | 1 << 16)), ErrorCode.BAD_SECTION),  # a section too few
+    (lambda im: _reseal(_set_word(im, 1, VERSION | 3 << 16)), ErrorCode.BAD_SECTION),  # a section too many
+    (lambda im: _reseal(_set_word(im, 1, VERSION | 1 << 16)), ErrorCode.BAD_SECTION),  # a section too few
     (lambda im: bytes(_set_word(im, 9, 0x1234)), ErrorCode.BAD_IMAGE_CRC),
     (lambda im: bytes(_set_word(im, 14, 0x1234)), ErrorCode.BAD_IMAGE_CRC),
 ])
