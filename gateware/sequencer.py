@@ -479,7 +479,7 @@ class Sequencer(wiring.Component):
         left = Signal(signed(_FIELD_BITS + 1))
         m.d.comb += [left.eq(oy_left),
                      live.eq(Mux(flat | mix, gn, Mux(_exceeds(left, tr, 3, equal=True), tr, left)))]
-        b_row = Signal()                  # folded: the tile's second output row exists
+        b_row = Signal()                  # folded / pooled pairs: the tile's second output row exists
         m.d.comb += b_row.eq(_exceeds(oy_left, 1, 3))
         rows_act = Signal(range(R + 1))
         cols_act = Signal(range(C + 1))
@@ -512,7 +512,6 @@ class Sequencer(wiring.Component):
         # two (it starts where row oy + 2 does).
         wrap_x = Signal()
         adv_pix = Signal.like(pix_step)
-        adv_y = Signal.like(y_step)
         adv_w = Signal(S)
         s_rows = Signal(range(3))         # s: input rows from one output row to the next
         m.d.sync += s_rows.eq(Mux(stride2, 2, 1))
@@ -527,7 +526,6 @@ class Sequencer(wiring.Component):
         def next_row_steps(wrap1):
             return [wrap_x.eq(flat & wrap1),
                     adv_pix.eq(Mux(flat, Mux(wrap1, F["out_w"], F["out_w"] << 1), pix_step)),
-                    adv_y.eq(Mux(flat, Mux(wrap1, s_rows, s_rows << 1), y_step)),
                     adv_w.eq(Mux(flat, Mux(wrap1, w_step, w_step << 1), rw_step))]
         # The next tile row's input row and frame rows (fr_left: rows of the frame from the tile's
         # first row): a tall batch's flat tile row that would leave its frame starts the next
@@ -549,7 +547,7 @@ class Sequencer(wiring.Component):
                     nx_cross.eq(tall & Mux(cross, row1 & h_out2, fr == Mux(wrap1, 2, 3)))]
         wrap_now = Signal()
         m.d.comb += wrap_now.eq(w_wide | (cols_left[:cb] > dx_small))
-        m.d.sync += [next_pair.eq(pool1 & ~dy & _exceeds(oy_left, 1, 3)),
+        m.d.sync += [next_pair.eq(pool1 & ~dy & b_row),
                      more_cols.eq(_exceeds(cols_left, C, cb)),
                      more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
                      more_blocks.eq(_exceeds(rows_left, gs, gb)),
