@@ -121,7 +121,7 @@ def run_auto_shapes(rows, *, suite=SUITE, variants=VARIANTS, config=BENCH_CONFIG
         row = by_case.get((name, v))
         if row is None:
             continue
-        shape = ArrayConfig.shape_for_model(case.qmodel, macs=pes)
+        shape = ArrayConfig.shape_for_model(case.qmodel, macs=pes, batch=batch)
         if shape == (config.rows, config.cols):
             row.update(auto_shape=f"{shape[0]}x{shape[1]}", auto_cycles=row["cycles"],
                        auto_utilization=row["utilization"], auto_bit_exact=row["bit_exact"],

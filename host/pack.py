@@ -200,7 +200,7 @@ def _config_for(qmodel: QModel, array, batch: int):
         if batch == 1:
             raise
         rows, cols = ((DEFAULT_ROWS, DEFAULT_COLS) if array is None else
-                      ArrayConfig.shape_for_model(qmodel) if array == AUTO else array)
+                      ArrayConfig.shape_for_model(qmodel, batch=batch) if array == AUTO else array)
         try:
             need = min(batch_activation_bytes(qmodel, rows=rows, cols=cols, groups=g, batch=batch)
                        for g in (1, 2, 4) if g <= rows)

@@ -59,12 +59,12 @@ def parse_array(text: str) -> tuple[int, int] | str:
 
 def config_for_model(qmodel, array=None, *, batch: int = 1) -> "ArrayConfig":
     """:meth:`ArrayConfig.for_model` of ``array``: ``None`` (the default 8 x 8), ``(rows, cols)``
-    or :data:`AUTO` (:meth:`ArrayConfig.shape_for_model` first, chosen for one frame), with
-    activation memory for ``batch`` frames a run."""
+    or :data:`AUTO` (:meth:`ArrayConfig.shape_for_model` first), for runs of ``batch`` frames
+    (the shape's cycle model and the activation memory)."""
     if array is None:
         return ArrayConfig.for_model(qmodel, batch=batch)
     if array == AUTO:
-        array = ArrayConfig.shape_for_model(qmodel)
+        array = ArrayConfig.shape_for_model(qmodel, batch=batch)
     rows, cols = array
     return ArrayConfig.for_model(qmodel, rows=rows, cols=cols, batch=batch)
 
@@ -249,10 +249,11 @@ class ArrayConfig:
 
     @classmethod
     def shape_for_model(cls, qmodel, *, macs: int = DEFAULT_ROWS * DEFAULT_COLS,
-                        max_aspect: int = 4) -> tuple[int, int]:
+                        max_aspect: int = 4, batch: int = 1) -> tuple[int, int]:
         """``(rows, cols)`` with ``rows * cols == macs`` (powers of two, at most ``max_aspect``
-        times longer one way than the other) on which the cycle model runs ``qmodel`` fastest
-        with its best row groups; ties go to the squarer shape, then to more rows.
+        times longer one way than the other) on which the cycle model runs ``qmodel`` (``batch``
+        frames a run) fastest with its best row groups; ties go to the squarer shape, then to
+        more rows.
 
         Rows hold the filters of a class (or of mixed classes) and columns output pixels, so
         small maps with large classes want more rows (FashionNet's 7 x 7 conv3 at PS4_P4: 49 /
@@ -274,7 +275,8 @@ class ArrayConfig:
 
         def cost(shape):
             rows, cols = shape
-            cycles = min(model_cycles(qmodel, rows=rows, cols=cols, groups=g) for g in (1, 2, 4) if g <= rows)
+            cycles = min(model_cycles(qmodel, rows=rows, cols=cols, groups=g, batch=batch)
+                         for g in (1, 2, 4) if g <= rows)
             return cycles, abs(math.log2(rows / cols)), -rows
         return min(shapes, key=cost)
 

@@ -248,3 +248,21 @@ def test_block_rams_need_no_collision_bypass(name, tmp_path):
             if candidate.startswith(cell):
                 assert "emulate read-first" not in candidate, f"{name}: {mem}\n{candidate}"
                 assert "emulate transparency" not in candidate, f"{name}: {mem}\n{candidate}"
+
+
+def test_auto_array_with_batch_agrees_with_pack():
+    """``--array auto --batch 2``: the shape is the fastest for runs of two frames (the batch's
+    cycle model), and build and pack agree on it, down to the config id."""
+    from bench.layers import random_layer_model
+    from hw.array import ArrayConfig
+    from hw.layout import model_cycles
+    from host.pack import pack
+    q = random_layer_model(seed=2, c_in=16, c_out=64, h=14, w=14, stride=2, variant="PS4_P4")
+    cfg = gb.make_config(model=q, array="auto", batch=2)
+    shape = ArrayConfig.shape_for_model(q, batch=2)
+    assert (cfg.rows, cfg.cols) == shape
+    best = min(model_cycles(q, rows=r, cols=c, groups=g, batch=2)
+               for r, c in ((16, 4), (8, 8), (4, 16)) for g in (1, 2, 4))
+    assert min(model_cycles(q, rows=shape[0], cols=shape[1], groups=g, batch=2)
+               for g in (1, 2, 4)) == best
+    assert pack(q, array="auto", batch=2).config.config_id == cfg.config_id
