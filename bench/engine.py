@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from hw.array import ArrayConfig
+from hw.layout import batch_arg
 
 __all__ = ["SUITE", "VARIANTS", "NETWORKS", "BENCH_CONFIG", "run_suite", "run_networks",
            "run_auto_shapes", "bench_config", "main"]
@@ -224,16 +225,6 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
-def _batch_arg(text):
-    try:
-        b = int(text)
-    except ValueError:
-        b = 0
-    if b < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}")
-    return b
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,7 +242,7 @@ def parse_args(argv=None):
                    help="also run each layer on the array shape of the same MAC count that "
                         "--array auto generates for it (hw.array.ArrayConfig.shape_for_model): "
                         "keys auto_shape, auto_cycles, auto_utilization, auto_bit_exact, auto_mapping")
-    p.add_argument("--batch", type=_batch_arg, default=1,
+    p.add_argument("--batch", type=batch_arg, default=1,
                    help="frames a run (default 1): each case and its dense baseline run as one "
                         "batch; small maps then fill the array's columns with several frames' "
                         "pixels (the engine's activation memory is sized for the batch)")

@@ -141,8 +141,8 @@ def make_config(*, model=None, array=None, batch: int = 1):
     the shape of 64 MACs that runs it fastest, ``ArrayConfig.shape_for_model``), its activation
     memory holding ``batch`` frames (with a model only: ``python -m host run --batch``)."""
     from hw.array import AUTO, ArrayConfig, config_for_model
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"--batch must be a whole number of frames >= 1, not {batch!r}")
+    from hw.layout import check_batch
+    check_batch(batch, name="--batch")
     if model is None:
         if array == AUTO:
             raise ValueError("--array auto picks the shape that runs a model fastest: give --model")

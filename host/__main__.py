@@ -19,22 +19,13 @@ import math
 import sys
 from pathlib import Path
 
+from hw.layout import batch_arg
+
 __all__ = ["main", "build_parser"]
 
 
 class UsageError(Exception):
     """Bad input: printed and exit status 2."""
-
-
-def _batch(text: str) -> int:
-    """``--batch``: a whole number of frames >= 1 (argparse reports anything else, exit 2)."""
-    try:
-        value = int(text, 10)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}")
-    return value
 
 
 _BATCH_HELP = ("frames the engine runs at once, in one INFER request (default 1): the B frames are "
@@ -66,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--array", default="8x8", help="MAC array RxC the engine is built with (default "
                     "8x8), or auto: the 64-MAC shape that runs the model fastest (what "
                     "python -m gateware.build --model Q --array auto builds)")
-    pk.add_argument("--batch", type=_batch, default=1, metavar="B", help=_BATCH_HELP)
+    pk.add_argument("--batch", type=batch_arg, default=1, metavar="B", help=_BATCH_HELP)
     pk.add_argument("--json", action="store_true",
                     help='print the storage report and the per-layer schedule as JSON; "batch" is '
                          'B, "cycles_per_frame" the expected cycles of one frame (a run\'s / B) '
@@ -95,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--dataset", help="dataset of the test frames (default: the model's)")
     rn.add_argument("--data-dir", help="dataset directory (cifar10, tinyimagenet)")
     rn.add_argument("--frames", type=int, default=200, help="test frames to run (default 200)")
-    rn.add_argument("--batch", type=_batch, default=1, metavar="B",
+    rn.add_argument("--batch", type=batch_arg, default=1, metavar="B",
                     help=_BATCH_HELP + ". Frames go B at a time; a last partial group is padded "
                          "with zero frames whose results are discarded (accuracy and mismatches "
                          "count the real frames); cycles per frame are the engine's cycles "

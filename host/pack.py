@@ -27,7 +27,7 @@ from hw.qmodel import QModel, QLayer
 from hw.variants import parse_variant, VariantNameError
 
 __all__ = ["PackError", "PackedModel", "check_layer", "check_model", "pack", "storage_report",
-           "parse_array", "load_model", "check_batch", "batch_activation_bytes", "REPORT_FORMATS"]
+           "parse_array", "load_model", "check_batch_fits", "batch_activation_bytes", "REPORT_FORMATS"]
 
 #: The formats the pack report compares the image with.
 REPORT_FORMATS = ("Dense", "CSR", "CSR_P")
@@ -152,9 +152,11 @@ class PackedModel:
 
 
 def _check_batch_value(batch) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise PackError(f"Batch (--batch) must be a whole number of frames >= 1, not {batch!r}")
-    return int(batch)
+    from hw.layout import check_batch
+    try:
+        return check_batch(batch, name="Batch (--batch)")
+    except ValueError as e:
+        raise PackError(str(e)) from None
 
 
 def batch_activation_bytes(qmodel: QModel, *, rows: int, cols: int, groups: int, batch: int) -> int:
@@ -164,7 +166,7 @@ def batch_activation_bytes(qmodel: QModel, *, rows: int, cols: int, groups: int,
     return int(requirements(qmodel, rows=rows, cols=cols, groups=groups, batch=batch)["act_depth"][0])
 
 
-def check_batch(qmodel: QModel, config, batch: int) -> None:
+def check_batch_fits(qmodel: QModel, config, batch: int) -> None:
     """Raise :class:`PackError` (naming ``--batch`` and the bytes needed) unless ``config``'s
     activation memory holds ``batch`` frames of ``qmodel``; other misfits are left to
     :func:`hw.layout.build_layout`."""
@@ -229,7 +231,7 @@ def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedMo
         ``batch`` frames at once and the default config's activation memory is sized to hold them
         all (``ArrayConfig.for_model(..., batch=batch)``, so its ``config_id`` is that of an engine
         built for the batch). A given ``config`` whose ``act_depth`` cannot hold them is refused
-        (:func:`check_batch`). 1 packs exactly as before.
+        (:func:`check_batch_fits`). 1 packs exactly as before.
     """
     from hw.image import build_image
     from hw.layout import build_layout
@@ -240,7 +242,7 @@ def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedMo
         if config is None:
             config = _config_for(qmodel, array, batch)
         if batch > 1:
-            check_batch(qmodel, config, batch)
+            check_batch_fits(qmodel, config, batch)
         layout = build_layout(qmodel, config, batch=batch)
     except PackError:
         raise

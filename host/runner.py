@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np
 
 from hw import link
+from hw.layout import check_batch
 from hw.qmodel import QModel
 
 from .protocol import Client, ProtocolError
@@ -310,15 +311,14 @@ def run(*, model, port: str | None = None, sim: bool = False, baud: int | None =
     zero frames whose results are discarded. Raises ``ValueError`` on bad arguments and
     :class:`host.protocol.ProtocolError` when the link fails.
     """
-    from .pack import check_batch, load_model, pack, parse_array
+    from .pack import check_batch_fits, load_model, pack, parse_array
     from .transport import DEFAULT_BAUD, SerialTransport
 
     if (port is None) == (not sim):
         raise ValueError("Give exactly one of port (a serial device) and sim=True")
     if not isinstance(frames, int) or frames < 1:
         raise ValueError(f"frames must be a positive integer, not {frames!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"--batch must be a whole number of frames >= 1, not {batch!r}")
+    check_batch(batch, name="--batch")
     if not clock_mhz > 0:
         raise ValueError(f"clock_mhz must be positive, not {clock_mhz!r}")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -344,7 +344,7 @@ def run(*, model, port: str | None = None, sim: bool = False, baud: int | None =
 
             # The simulated engine is built from packed.config: its activation memory must hold
             # the batch (pack sized it so; say so plainly if a config ever does not).
-            check_batch(qmodel, packed.config, batch)
+            check_batch_fits(qmodel, packed.config, batch)
             log(f"starting the simulated engine ({'UART' if uart else 'byte-stream'} top) ...")
             board = SimBoard(config=packed.config, uart=uart, divisor=divisor, build_dir=build_dir,
                              log=log)

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from hw.layout import batch_arg
+
 __all__ = ["SimBoard", "SimBoardError", "build_top", "main"]
 
 #: Seconds to wait for the Verilator build and the pty to appear.
@@ -213,7 +215,7 @@ def main(argv=None) -> int:
                     "print its path; talk to it with python -m host run --port PATH. Ctrl-C stops it.")
     p.add_argument("--model", help="quantized model (.npz): the engine is sized for it")
     p.add_argument("--array", default="8x8", help="MAC array RxC (default 8x8)")
-    p.add_argument("--batch", type=int, default=1, metavar="B",
+    p.add_argument("--batch", type=batch_arg, default=1, metavar="B",
                    help="size the engine's activation memory for runs of B frames (default 1), "
                         "as python -m host pack/run --batch B packs for")
     p.add_argument("--uart", action="store_true", help="simulate the UART top instead of byte streams")
@@ -226,8 +228,6 @@ def main(argv=None) -> int:
         return _serve(args)
     if not args.model:
         p.error("--model is required")
-    if args.batch < 1:
-        p.error(f"--batch must be a whole number of frames >= 1, not {args.batch}")
     from .pack import PackError, load_model, parse_array
     from hw.array import ArrayConfig
 

@@ -102,7 +102,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
-           "mix_allowed", "mixed_classes"]
+           "mix_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -470,9 +470,21 @@ def _regions(plans, cols, batch=1):
     return (0, up(size[0])), up(size[0]) + up(size[1])
 
 
-def _check_batch(batch):
+def check_batch(batch, *, name: str = "Batch") -> int:
+    """``batch`` (frames a run) as an int; ``ValueError`` naming ``name`` unless it is a whole
+    number >= 1."""
     if not _is_int(batch) or batch < 1:
-        raise ValueError(f"Batch must be a whole number of frames >= 1, not {batch!r}")
+        raise ValueError(f"{name} must be a whole number of frames >= 1, not {batch!r}")
+    return int(batch)
+
+
+def batch_arg(text: str) -> int:
+    """An argparse ``type`` for a ``--batch`` option: :func:`check_batch` of the text."""
+    import argparse
+    try:
+        return check_batch(int(text, 10))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}") from None
 
 
 def _tall_maps(plans, batch):
@@ -585,7 +597,7 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
 def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1) -> int:
     """Expected engine cycles of one run of ``batch`` frames of ``qmodel`` on an array with
     ``groups`` row groups (the cycle model of :func:`build_layout`, without building the words)."""
-    _check_batch(batch)
+    check_batch(batch)
     plans = _plan_shapes(qmodel, rows, cols)
     tall = _tall_maps(plans, batch)
     return FRAME_OVERHEAD + sum(
@@ -616,7 +628,7 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
         elif field not in req or value > req[field][0]:
             req[field] = (value, layer)
 
-    _check_batch(batch)
+    check_batch(batch)
     tall = _tall_maps(plans, batch)
     weights = tables = params = 0
     biggest = (int(np.prod(plans[0][2])), plans[0][0].name)
@@ -644,7 +656,7 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
     ``batch`` frames run together: each map holds all of them (:func:`_tall_maps`), and each
     layer takes them one by one or, where that is faster, as one tall map (:func:`_choose`).
     """
-    _check_batch(batch)
+    check_batch(batch)
     config.check_model(qmodel, batch=batch)
     R, C = config.rows, config.cols
     plans = _plan_shapes(qmodel, R, C)
