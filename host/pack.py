@@ -27,7 +27,7 @@ from hw.qmodel import QModel, QLayer
 from hw.variants import parse_variant, VariantNameError
 
 __all__ = ["PackError", "PackedModel", "check_layer", "check_model", "pack", "storage_report",
-           "parse_array", "load_model", "check_batch_fits", "batch_activation_bytes", "REPORT_FORMATS"]
+           "parse_array", "load_model", "REPORT_FORMATS"]
 
 #: The formats the pack report compares the image with.
 REPORT_FORMATS = ("Dense", "CSR", "CSR_P")
@@ -159,63 +159,6 @@ def _check_batch_value(batch) -> int:
         raise PackError(str(e)) from None
 
 
-def batch_activation_bytes(qmodel: QModel, *, rows: int, cols: int, groups: int, batch: int) -> int:
-    """Activation bytes (``act_depth``) the engine needs to run ``batch`` frames of ``qmodel``
-    at once on a ``rows`` x ``cols`` array with ``groups`` row groups (:func:`hw.layout.requirements`)."""
-    from hw.layout import requirements
-    return int(requirements(qmodel, rows=rows, cols=cols, groups=groups, batch=batch)["act_depth"][0])
-
-
-def check_batch_fits(qmodel: QModel, config, batch: int) -> None:
-    """Raise :class:`PackError` (naming ``--batch`` and the bytes needed) unless ``config``'s
-    activation memory holds ``batch`` frames of ``qmodel``; other misfits are left to
-    :func:`hw.layout.build_layout`."""
-    batch = _check_batch_value(batch)
-    try:
-        need = batch_activation_bytes(qmodel, rows=config.rows, cols=config.cols,
-                                      groups=config.groups, batch=batch)
-    except ValueError:
-        return  # the model does not fit at all: build_layout says why
-    if need > config.act_depth:
-        single = ""
-        try:
-            one = batch_activation_bytes(qmodel, rows=config.rows, cols=config.cols,
-                                         groups=config.groups, batch=1)
-            single = f" ({one} bytes for one frame)"
-        except ValueError:
-            pass
-        raise PackError(f"The engine's activation memory cannot hold a batch of {batch} frames "
-                        f"(--batch {batch}) of {qmodel.name!r}: it needs {need} activation bytes"
-                        f"{single}, {need - config.act_depth} more than act_depth = "
-                        f"{config.act_depth}; use an engine sized for the batch "
-                        f"(hw.array.ArrayConfig.for_model(..., batch={batch})) or a smaller --batch")
-
-
-def _config_for(qmodel: QModel, array, batch: int):
-    """:func:`hw.array.config_for_model` for runs of ``batch`` frames; a batch no activation
-    memory can hold is refused naming ``--batch`` and the bytes."""
-    from hw.array import AUTO, DEFAULT_COLS, DEFAULT_ROWS, ArrayConfig, config_for_model, _LIMITS
-
-    try:
-        return config_for_model(qmodel, array, batch=batch)
-    except ValueError as e:
-        if batch == 1:
-            raise
-        rows, cols = ((DEFAULT_ROWS, DEFAULT_COLS) if array is None else
-                      ArrayConfig.shape_for_model(qmodel, batch=batch) if array == AUTO else array)
-        try:
-            need = min(batch_activation_bytes(qmodel, rows=rows, cols=cols, groups=g, batch=batch)
-                       for g in (1, 2, 4) if g <= rows)
-        except ValueError:
-            raise e from None
-        limit = _LIMITS["act_depth"][1]
-        if need > limit:
-            raise PackError(f"A batch of {batch} frames (--batch {batch}) of {qmodel.name!r} needs "
-                            f"{need} activation bytes, more than the largest activation memory an "
-                            f"engine can have (act_depth <= {limit}): use a smaller --batch") from None
-        raise
-
-
 def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedModel:
     """Check ``qmodel`` and pack it for ``config`` (default: ``ArrayConfig.for_model``).
 
@@ -231,23 +174,22 @@ def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedMo
         ``batch`` frames at once and the default config's activation memory is sized to hold them
         all (``ArrayConfig.for_model(..., batch=batch)``, so its ``config_id`` is that of an engine
         built for the batch). A given ``config`` whose ``act_depth`` cannot hold them is refused
-        (:func:`check_batch_fits`). 1 packs exactly as before.
+        (``ArrayConfig.check_model``, naming the bytes). 1 packs exactly as before.
     """
     from hw.image import build_image
     from hw.layout import build_layout
 
+    from hw.array import config_for_model
+
     batch = _check_batch_value(batch)
     csrp = check_model(qmodel)
+    at = f" at --batch {batch}" if batch > 1 else ""
     try:
         if config is None:
-            config = _config_for(qmodel, array, batch)
-        if batch > 1:
-            check_batch_fits(qmodel, config, batch)
+            config = config_for_model(qmodel, array, batch=batch)
         layout = build_layout(qmodel, config, batch=batch)
-    except PackError:
-        raise
     except ValueError as e:
-        raise PackError(f"Model {qmodel.name!r} does not fit the engine: {e}") from None
+        raise PackError(f"Model {qmodel.name!r} does not fit the engine{at}: {e}") from None
     sections = {Space(s): np.asarray(w, dtype=np.uint32) for s, w in layout.sections.items()}
     try:
         image = build_image(sections, config.config_id, capacity=config.capacity())

@@ -311,7 +311,7 @@ def run(*, model, port: str | None = None, sim: bool = False, baud: int | None =
     zero frames whose results are discarded. Raises ``ValueError`` on bad arguments and
     :class:`host.protocol.ProtocolError` when the link fails.
     """
-    from .pack import check_batch_fits, load_model, pack, parse_array
+    from .pack import load_model, pack, parse_array
     from .transport import DEFAULT_BAUD, SerialTransport
 
     if (port is None) == (not sim):
@@ -342,9 +342,6 @@ def run(*, model, port: str | None = None, sim: bool = False, baud: int | None =
         if sim:
             from .simboard import SimBoard
 
-            # The simulated engine is built from packed.config: its activation memory must hold
-            # the batch (pack sized it so; say so plainly if a config ever does not).
-            check_batch_fits(qmodel, packed.config, batch)
             log(f"starting the simulated engine ({'UART' if uart else 'byte-stream'} top) ...")
             board = SimBoard(config=packed.config, uart=uart, divisor=divisor, build_dir=build_dir,
                              log=log)

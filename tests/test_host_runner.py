@@ -206,8 +206,8 @@ def test_batch_needs_the_activation_memory(model, packed):
     cfg = packed.config
     need = requirements(model, rows=cfg.rows, cols=cfg.cols, groups=cfg.groups, batch=2)["act_depth"][0]
     assert need > cfg.act_depth
-    with pytest.raises(PackError, match=rf"--batch 2\) of 'DigitsNet_PSD2_P8': it needs {need} "
-                                        rf"activation bytes.*act_depth = {cfg.act_depth}"):
+    with pytest.raises(PackError, match=rf"'DigitsNet_PSD2_P8' does not fit the engine at --batch 2: "
+                                        rf".* needs {need} activation bytes.*act_depth = {cfg.act_depth}"):
         pack(model, config=cfg, batch=2)
     # The config sized for the batch holds it, and then any smaller batch too.
     big = pack(model, batch=3).config
