@@ -20,7 +20,10 @@ folded layer is the same with ``w_out = C / 2``. A mixed layer (``hw.layout``'s 
 in sets of G (``for r in 0 .. P-1 step G``, the classes in between take one CLASS cycle each) and
 its pixels as one group does (one output row a tile, or flat over the whole map), group ``g``
 taking class ``r + g`` through its port ``g`` channel planes lower (``+ c_in * hw_in`` while
-``c < g``: the rotation that gives it class ``r``'s taps).
+``c < g``: the rotation that gives it class ``r``'s taps). Mixed flat tiles take two ports a
+group (``2g``, ``2g + 1``) or, with as many groups as the engine has ports, *one*: at stride 1
+with ``w_in = w_out`` a tile's C pixels are C consecutive input bytes even where they cross a row
+end, so port ``g`` reads them all from the first row's address, with the ok bits of both rows.
 
 A batch of ``frames`` frames (``hw.layout``) runs a layer frame by frame (``frame_in`` set: after
 its last class the layer starts again from class 0 with ``in_base += frame_in`` and ``out_base +=
@@ -130,7 +133,8 @@ class Sequencer(wiring.Component):
         layer with ``G`` groups, when that is a whole number); ``split`` bit ``k-1``: port ``k``
         feeds its row this layer; ``fold`` and ``flat``: the layer's tiles span two output rows
         (folded: two rows in the two column halves); group ``g``'s columns then take the bytes of
-        port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap).
+        port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap). ``flat`` is low for
+        mixed flat tiles with a port a group (each group's port reads both rows).
     mix : Out(1)
         The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``):
         from one group's rows to the next the channel moves by one too.
@@ -269,6 +273,13 @@ class Sequencer(wiring.Component):
         m.d.sync += flat.eq(F["flat"] == 1)
         pair = Signal()                   # tiles span two output rows: port 2g + 1 reads the second
         m.d.comb += pair.eq(fold | flat)
+        # Mixed flat tiles with a port a group (``groups`` = the config's; ``hw.layout`` chooses
+        # them only at stride 1 with w_in = w_out, where a tile's C pixels are C consecutive input
+        # bytes even across a row end): port g reads all C columns of group g, the first output
+        # row's columns and the second's ok bits together, and the core takes each port alone.
+        one = Signal()
+        if GM >= 2:
+            m.d.comb += one.eq(flat & mix & (g4 if GM >= 4 else g2))
         multi = Signal()                  # a tile covers several output rows
         m.d.comb += multi.eq(two | g4)
         tr = Signal(range(5))             # output rows per tile (1, 2 or 4; set in SETUP)
@@ -376,7 +387,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                      self.relu.eq(F["relu"]), self.pool.eq(pool),
-                     self.fold.eq(fold), self.flat.eq(flat), self.mix.eq(mix),
+                     self.fold.eq(fold), self.flat.eq(flat & ~one), self.mix.eq(mix),
                      self.group_step_addr.eq(Mux(mix, F["out_hw"], Mux(flat, F["flat_n"], F["out_w"])))]
         if GM >= 2:
             m.d.comb += self.split.eq(Cat(*split_bits))
@@ -465,16 +476,21 @@ class Sequencer(wiring.Component):
         # Pair tiles: the tile's first k = min(C, w_out - ox) columns (a_lo) are in its first
         # output row (port 2g), the others in the next one (port 2g + 1).
         a_lo = Signal(C)
+        # (A port a group: port 1's row offset is the second row's, its ok bits those of both
+        # rows, the same for every group.)
+        both = Signal(C)
         for j in range(C):
-            m.d.comb += ok[j].eq(y_ok & x_oks[j] & (~pair | a_lo[j]))
+            first_ok = y_ok & x_oks[j] & (~pair | a_lo[j])
+            m.d.comb += [both[j].eq(first_ok | (y_oks[0] & xb_oks[j] & ~a_lo[j])),
+                         ok[j].eq(Mux(one, both[j], first_ok))]
             for k, (okk, yk_ok) in enumerate(zip(oks, y_oks), start=1):
                 second = yk_ok & xb_oks[j] & ~a_lo[j]
                 if k == 1:
-                    m.d.comb += okk[j].eq(Mux(pair, second, yk_ok & x_oks[j]))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(pair, second, yk_ok & x_oks[j])))
                 elif k == 2:
-                    m.d.comb += okk[j].eq(yk_ok & x_oks[j] & (~flat | a_lo[j]))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], yk_ok & x_oks[j] & (~flat | a_lo[j])))
                 else:
-                    m.d.comb += okk[j].eq(Mux(flat, second, yk_ok & x_oks[j]))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(flat, second, yk_ok & x_oks[j])))
         live = Signal(range(5))           # output rows of the tile that exist (flat: all G regions)
         left = Signal(signed(_FIELD_BITS + 1))
         m.d.comb += [left.eq(oy_left),
@@ -709,17 +725,20 @@ class Sequencer(wiring.Component):
                     plain_dy = Mux(mix, 0, plain_dy)
                     region_off = Mux(mix, -hw_in, F["flat_in"])
                     region_dy_k = Mux(mix, 0, region_dy)
+                    # A port a group (``one``): port k is group k's, in the same rows; only
+                    # port 1's row offset counts (the second row's, for the shared ok bits).
                     if k == 1:
-                        k_off, k_dy = Mux(pair, b_off, plain_off), Mux(pair, s_rows, plain_dy)
-                        k_g = Mux(pair, 0, dyo)
+                        k_off = Mux(pair & ~one, b_off, plain_off)
+                        k_dy = Mux(pair, s_rows, plain_dy)
+                        k_g = Mux(pair & ~one, 0, dyo)
                     elif k == 2:
-                        k_off = Mux(flat, region_off, plain_off)
+                        k_off = Mux(flat & ~one, region_off, plain_off)
                         k_dy = Mux(flat, region_dy_k, plain_dy)
-                        k_g = Mux(flat, 1, dyo)
+                        k_g = Mux(flat & ~one, 1, dyo)
                     else:
-                        k_off = Mux(flat, region_off + b_off, plain_off)
+                        k_off = Mux(flat & ~one, region_off + b_off, plain_off)
                         k_dy = Mux(flat, region_dy_k + s_rows, plain_dy)
-                        k_g = Mux(flat, 1, dyo)
+                        k_g = Mux(flat & ~one, 1, dyo)
                     m.d.sync += [off.eq(k_off), dyr.eq(k_dy), port_g[k - 1].eq(Mux(mix, k_g, 0))]
                 m.next = "CLASS"
             with m.State("CLASS"):

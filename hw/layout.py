@@ -41,7 +41,10 @@ WEIGHTS
     between regions. Group ``g`` reads through two ports: port ``2g`` the pixels of the tile's
     first output row, port ``2g + 1`` those of the next one (the fold is the case
     ``w_out = C / 2``). Mixed groups all compute the same pixels (one output row per tile, or flat
-    tiles of the whole map with ``G = 2``: group ``g`` then reads through ports ``2g`` and ``2g + 1``).
+    tiles of the whole map: group ``g`` then reads through ports ``2g`` and ``2g + 1`` or, when
+    the layer has as many groups as the engine has ports, stride 1 and ``w_in = w_out``, through
+    port ``g`` alone: the tile's C pixels are then C consecutive input bytes, even across a row
+    end).
 BIAS, REQUANT
     One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
 INPUT
@@ -512,7 +515,8 @@ def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
     P = image.period
     steps = _class_steps(image.table, in_shape[0])
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
-    kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0])
+    kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
+              contiguous=l.stride == 1 and in_shape[2] == w_conv)
     best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):
@@ -542,7 +546,7 @@ def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | Non
 
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
                   groups: int, pool: bool = False, c_in: int | None = None, passes: int = 1,
-                  tall: bool = False) -> dict | None:
+                  tall: bool = False, contiguous: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "cycles", "entries"}``.
 
@@ -551,7 +555,9 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     tiles (:func:`flat_tiles`; ``G`` groups need ``2 G`` read ports, so at most ``groups / 2``;
     not for a pooled layer) and, given ``c_in``, mixed classes (:func:`mix_allowed`: the groups
     take ``G`` classes of the same pixels, one output row a tile or flat tiles of the whole map
-    with ``2 G`` ports), the mapping with the fewest cycles (:func:`layer_cycles`), then the
+    with ``2 G`` ports, or with ``G`` = ``groups`` ports where the layer is ``contiguous``: stride
+    1 and ``w_in = w_out``, so that a tile's pixels are consecutive input bytes across a row end
+    and one port a group reads them), the mapping with the fewest cycles (:func:`layer_cycles`), then the
     fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
     fewest groups, then not flat, then not mixed.
 
@@ -574,8 +580,10 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
             options.append((1, 0, flat))
         if c_in is not None and mix_allowed(period, c_in, sum(class_filters), groups=G, pool=pool):
             options.append((0, 1, h_conv * -(-w_conv // cols)))
-            # Mixed groups share the pixels: flat tiles of the whole map, 2 G ports.
-            mix_flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if 2 * G <= groups else None
+            # Mixed groups share the pixels: flat tiles of the whole map, 2 G ports (or G, one
+            # a group, when the tile's pixels are consecutive input bytes).
+            ports_ok = 2 * G <= groups or (contiguous and G == groups)
+            mix_flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if ports_ok else None
             if mix_flat is not None:
                 options.append((1, 1, mix_flat))
         if tall:

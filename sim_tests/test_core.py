@@ -292,11 +292,13 @@ def test_flat_layers(sim, groups):
 def mixed_cases(config, n_random, seed0, *, big=True):
     """Layers whose fastest mapping on ``config`` mixes classes across its row groups: FashionNet's
     conv3 shape (classes of 4 filters on 7 x 7 maps), with ``big`` its conv2 shape (flat tiles of
-    the whole map where four ports allow), a 5 x 9 map, then ``n_random`` random ones with periods
-    dividing the channels."""
+    the whole map where four ports allow) and its conv2 PSD2_P16 shape (stride 1: flat with a
+    port a group, classes of 2), a 5 x 9 map (flat with a port a group), then ``n_random``
+    random ones with periods dividing the channels."""
     fixed = [dict(c_in=8, c_out=32, h=28, w=28, stride=2, variant="PSD2_P8"),
+             dict(c_in=16, c_out=32, h=14, w=14, stride=1, variant="PSD2_P16"),
              dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8", relu=False),
-             dict(c_in=8, c_out=16, h=5, w=9, stride=1, variant="PSD2_P8")][0 if big else 1:]
+             dict(c_in=8, c_out=16, h=5, w=9, stride=1, variant="PSD2_P8")][0 if big else 2:]
 
     def draw(rng):
         s = int(rng.integers(1, 3))
@@ -347,16 +349,19 @@ def batch_case(name, qmodel, config, batch, rng):
 
 
 def batch_cases(config, n_random, seed0):
-    """FashionNet's conv3 shape two frames tall (mixed classes on flat tiles crossing from one
-    frame into the next), a chain (tall, frame by frame, pooled, FCs), then random layers of
-    2 or 3 frames (a third of them with whole periods of channels)."""
+    """FashionNet's conv3 shapes two frames tall (mixed classes on flat tiles crossing from one
+    frame into the next; PSD2_P8 from a stride-2 conv, two ports a group, and PSD2_P16 at
+    stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), then
+    random layers of 2 or 3 frames (a third of them with whole periods of channels)."""
     rng = np.random.default_rng(seed0)
     conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
+    conv3_p16 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=7, w=7, stride=1, variant="PSD2_P16")
     chain = random_chain_model([dict(c_out=16, variant="PS4_P4"), dict(c_out=16, stride=2, variant="PSD2_P8"),
                                 dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
                                 dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")],
                                c_in=4, h=8, w=6, seed=seed0)
     cases = [batch_case("conv3 PSD2_P8 tall", conv3, config, 2, rng),
+             batch_case("conv3 PSD2_P16 tall, a port a group", conv3_p16, config, 2, rng),
              batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng)]
     for i in range(n_random):
         q = random_case(seed0 + 1 + i, periodic_p=0.35).qmodel

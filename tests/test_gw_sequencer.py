@@ -26,6 +26,7 @@ def expected_steps(layout):
     # input channel (c - g) mod c_in at the walk's channel c).
     T = 2 if fold else 1 if mix else G
     NG = G if mix else T              # groups (ports) that read per tile
+    one_port = bool(flat and mix and G == cfg.groups)
     pool = f["pool"]
     masks = layout.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
     steps, tags, entry = [], [], f["weight_base"]
@@ -87,6 +88,9 @@ def expected_steps(layout):
                         if flat:
                             # Per region g: port 2g the first k columns (row oy), port 2g + 1
                             # the rest (row oy + 1, column j at x of pixel ox + j - w_out).
+                            # With a port a group (mixed, as many groups as ports): port g
+                            # reads all C columns from the first row's address (stride 1,
+                            # w_in = w_out: the pixels are consecutive bytes), ok bits of both.
                             kc = min(C, f["w_out"] - ox0)
                             lo = (1 << kc) - 1
                             oks, n0s = [], []
@@ -97,6 +101,10 @@ def expected_steps(layout):
                                     oks.append(sum(1 << j for j in range(C) if part >> j & 1
                                                    and 0 <= yy < f["h_in"] and 0 <= xx[j] < f["w_in"]))
                                     n0s.append(chan(c, g) + ya * f["w_in"] + xx[0])
+                            if one_port:
+                                assert s == 1 and f["w_in"] == f["w_out"]
+                                oks = [oks[2 * g] | oks[2 * g + 1] for g in range(G)]
+                                n0s = n0s[::2]
                         elif fold:   # lower column half: row oy; upper half: row oy + 1
                             h = C // 2
                             oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
@@ -151,10 +159,12 @@ def test_step_stream_pool(seed):
 
 def _ports(cfg, f):
     """Read ports (1 = rd2 ...) that feed the layer's groups 1 .. (fold: port 1, the second row;
-    flat: 1 .. 2G - 1, ports 2g and 2g + 1 for region g)."""
+    flat: 1 .. 2G - 1, ports 2g and 2g + 1 for region g; mixed flat with a port a group: g)."""
     GM = cfg.groups
     if f["fold"]:
         return [1]
+    if f["flat"] and f["mix"] and f["groups"] == GM:   # a port a group
+        return list(range(1, GM))
     if f["flat"]:
         return list(range(1, 2 * f["groups"]))
     return [g * GM // f["groups"] for g in range(1, f["groups"])]
@@ -317,13 +327,16 @@ def test_step_stream_mixed(seed):
     run_step_stream(q, rows, cols, seed, groups=groups)
 
 
-#: Mixed layers with a known mapping: flat tiles of the whole map with two groups (four ports),
-#: s 1 and 2, and one output row a tile with two and four groups.
+#: Mixed layers with a known mapping: flat tiles of the whole map with two groups on four ports
+#: (two a group, s 2), with a port a group (s 1: four groups on four ports, two on two; maps
+#: 3, 9 and 10 wide, tiles crossing row ends), and one output row a tile with two groups.
 MIXED_LAYERS = [
-    (dict(c_in=4, c_out=8, h=6, w=3, stride=1, variant="PS4_P4"), 4, 4, 4, 2, 1),
     (dict(c_in=8, c_out=16, h=10, w=10, stride=2, variant="PS3_P4", relu=False), 4, 4, 4, 2, 1),
+    (dict(c_in=4, c_out=8, h=6, w=3, stride=1, variant="PS4_P4"), 4, 4, 4, 4, 1),
+    (dict(c_in=4, c_out=8, h=6, w=3, stride=1, variant="PS4_P4"), 4, 4, 2, 2, 1),
+    (dict(c_in=16, c_out=32, h=7, w=9, stride=1, variant="PSD1_P16"), 8, 8, 4, 4, 1),
+    (dict(c_in=16, c_out=32, h=10, w=10, stride=1, variant="PSD2_P16"), 8, 8, 4, 4, 1),
     (dict(c_in=8, c_out=16, h=7, w=7, stride=1, variant="PSD2_P8"), 8, 8, 2, 2, 0),
-    (dict(c_in=16, c_out=32, h=7, w=9, stride=1, variant="PSD1_P16"), 8, 8, 4, 4, 0),
 ]
 
 

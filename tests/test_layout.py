@@ -235,6 +235,10 @@ def test_layer_mapping_flat():
     assert (m["groups"], m["flat"], m["tiles"]) == (2, 1, 13)
     m = layer_mapping((74,) * 8, (4,) * 8, 14, 14, rows=8, cols=8, groups=2)   # two ports only
     assert (m["groups"], m["flat"], m["tiles"]) == (2, 0, 14)
+    # Mixed classes at stride 1 (w_in = w_out): one port a group reads a flat tile (its pixels
+    # are consecutive input bytes), so two ports take two mixed groups over the whole map.
+    m = layer_mapping((74,) * 8, (4,) * 8, 14, 14, rows=8, cols=8, groups=2, c_in=16, contiguous=True)
+    assert (m["groups"], m["flat"], m["mix"], m["tiles"]) == (2, 1, 1, 25)
     # Pooled layers never run flat (pooling pairs need whole rows); a map C wide needs no wrap.
     assert layer_mapping((64,) * 4, (8,) * 4, 14, 14, rows=8, cols=8, groups=2, pool=True)["flat"] == 0
     assert layer_mapping((64,) * 4, (8,) * 4, 8, 8, rows=8, cols=8, groups=2)["flat"] == 0
@@ -389,3 +393,24 @@ def test_batch_refusals():
             build_layout(q, cfg, batch=bad)
     with pytest.raises(ValueError, match=r"in batches of 8 frames does not fit .* activation bytes"):
         build_layout(q, cfg, batch=8)
+
+
+def test_layer_mapping_port_a_group():
+    """FashionNet's conv2 PSD2_P16 shape (14 x 14, 16 -> 32, classes of 2 filters) on an 8 x 8
+    engine with four ports: four mixed groups of 2 rows. Two ports a group allow only a 14-pixel
+    row a tile (2 tiles of 8 columns a row: 28 a block); at stride 1 (``contiguous``) one port a
+    group reads flat tiles of the whole map, ceil(196 / 8) = 25 a block. Bounds by hand (4 sets
+    of 4 classes, one block each, 39 steps a tile): 32 * 39 * 196 / (64 * 4 * tiles * 39)."""
+    from hw.layout import layer_mapping, tile_bound
+    steps, per = (39,) * 16, (2,) * 16
+    kw = dict(rows=8, cols=8, groups=4, c_in=16)
+    m = layer_mapping(steps, per, 14, 14, contiguous=True, **kw)
+    assert (m["groups"], m["flat"], m["mix"], m["tiles"]) == (4, 1, 1, 25)
+    m = layer_mapping(steps, per, 14, 14, **kw)
+    assert (m["groups"], m["flat"], m["mix"], m["tiles"]) == (4, 0, 1, 28)
+    # Built from a layer: the stride decides, and the bound follows the tiles.
+    for stride, h, flat, bound in ((1, 14, 1, 32 * 196 / (64 * 4 * 25)), (2, 28, 0, 32 * 196 / (64 * 4 * 28))):
+        q = random_layer_model(seed=4, c_in=16, c_out=32, h=h, w=h, stride=stride, variant="PSD2_P16")
+        (p,) = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4)).layers
+        assert (p.fields["groups"], p.fields["mix"], p.fields["flat"]) == (4, 1, flat), p.mapping
+        assert tile_bound(p, rows=8, cols=8) == pytest.approx(bound)
