@@ -166,28 +166,78 @@ def make_engine(*, config, divisor):
     return UartEngine(config=config, divisor=divisor)
 
 
-def estimate_memory(config, *, family: str = "xc7") -> dict:
-    """Block-RAM bits and DSPs an :class:`~hw.array.ArrayConfig` asks for, before synthesis.
+#: Block-RAM primitives per family: (cost in the part's ``bram_tiles``, (depth, width) aspect
+#: ratios). xc7: RAMB18E1 (half a RAMB36E1 tile) and RAMB36E1, simple dual port; ecp5: DP16KD.
+_BRAM_PRIMITIVES = {
+    "xc7": ((0.5, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))),
+            (1.0, ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72)))),
+    "ecp5": ((1.0, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))),),
+}
+#: Memories smaller than this many bits go to LUT RAM or flip-flops (Yosys maps the engine's
+#: 128 x 9 period table and its tag FIFO there, and its 192 x 32 descriptor store to a block).
+LUTRAM_BITS = 4096
 
-    The memories: weights (``weight_depth`` x ``rows`` int8), activations (``act_depth`` bytes
-    in every one of the ``groups`` copies of the banks, one per row group's read port),
-    per-channel parameters (``param_depth`` x (32-bit bias + 22-bit requantization word:
-    16-bit multiplier and 6-bit shift)), period tables (``table_depth`` x 9-bit masks). DSPs:
-    the MACs (on ``family`` ``"xc7"`` two int8 MACs share a DSP48E1, see
-    :class:`gateware.systolic_array.SystolicArray`; elsewhere one each) plus two for each of the
-    ``cols`` 33 x 16 requantization multipliers. An estimate for a quick refusal: the synthesis
-    report (``utilization.json``) is the verdict.
+#: What each memory of the core holds, by the first submodule on its path.
+_MEMORY_ROLES = {"act": "activations", "ws": "weights", "out": "parameters", "seq": "descriptors and tables"}
+
+
+def bram_tiles(depth: int, width: int, *, family: str = "xc7") -> float:
+    """Block-RAM tiles (RAMB36E1 tiles; ECP5: DP16KD blocks) one ``depth x width`` memory takes:
+    the cheapest array of one primitive's aspect ratio, as Yosys' ``memory_libmap`` picks; 0 below
+    :data:`LUTRAM_BITS` (LUT RAM)."""
+    if depth * width < LUTRAM_BITS:
+        return 0.0
+    return min(cost * -(-depth // d) * -(-width // w)
+               for cost, shapes in _BRAM_PRIMITIVES[family] for d, w in shapes)
+
+
+def core_memories(config) -> list:
+    """``(path, depth, width)`` of every memory of :class:`gateware.core.Core` for ``config``,
+    from its elaborated design (so the estimate follows the gateware, segments and copies
+    included)."""
+    from amaranth.hdl import Fragment, Shape
+    from .core import Core
+    found = []
+
+    def walk(fragment, path):
+        for sub, name, *_ in fragment.subfragments:
+            here = f"{path}/{name}"
+            if type(sub).__name__ == "MemoryInstance":
+                found.append((here, sub._data.depth, Shape.cast(sub._data.shape).width))
+            else:
+                walk(sub, here)
+    walk(Fragment.get(Core(config=config), None), "")
+    return found
+
+
+def estimate_memory(config, *, family: str = "xc7") -> dict:
+    """Block RAM and DSPs an :class:`~hw.array.ArrayConfig` asks for, before synthesis.
+
+    Block RAM: every memory of the core (:func:`core_memories`: activation banks, ``2 * cols``
+    byte-wide banks in each of the ``groups`` copies, one per row group's read port; weight
+    segments; bias and requantization words; descriptors; period tables) in tiles of ``family``'s
+    primitives (:func:`bram_tiles`: a bank of 2,368 bytes takes a whole RAMB36E1, however few
+    bits it holds), also as bits. DSPs: the MACs (on ``family`` ``"xc7"`` two int8 MACs share a
+    DSP48E1, see :class:`gateware.systolic_array.SystolicArray`; elsewhere one each) plus two for
+    each of the ``cols`` 33 x 16 requantization multipliers. An estimate for a quick refusal
+    (it matched Yosys' block-RAM counts on every engine measured: README): the synthesis report
+    (``utilization.json``) is the verdict.
+
+    Returns
+    -------
+    dict
+        ``bram_tiles`` and ``bram_tile_parts``, ``bram_bits`` and ``bram_parts`` (per role:
+        activations, weights, parameters, descriptors and tables), ``dsp`` and ``dsp_parts``.
     """
-    from hw.quant import MULTIPLIER_BITS
-    parts = {
-        "weights": config.weight_depth * config.rows * 8,
-        "activations": config.act_depth * 8 * config.groups,
-        "parameters": config.param_depth * (32 + MULTIPLIER_BITS + 6),
-        "tables": config.table_depth * 9,
-    }
+    tiles, bits = {}, {}
+    for path, depth, width in core_memories(config):
+        role = _MEMORY_ROLES.get(path.split("/")[1], "other")
+        tiles[role] = tiles.get(role, 0.0) + bram_tiles(depth, width, family=family)
+        bits[role] = bits.get(role, 0) + depth * width
     mac_dsp = config.rows * (-(-config.cols // 2) if family == "xc7" else config.cols)
     dsp_parts = {"macs": mac_dsp, "requantization": 2 * config.cols}
-    return {"bram_bits": sum(parts.values()), "bram_parts": parts,
+    return {"bram_tiles": sum(tiles.values()), "bram_tile_parts": tiles,
+            "bram_bits": sum(bits.values()), "bram_parts": bits,
             "dsp": sum(dsp_parts.values()), "dsp_parts": dsp_parts}
 
 
@@ -198,20 +248,24 @@ def check_fit(*, config, board: Board, what: str = "the engine") -> None:
         return
     need = estimate_memory(config, family=board.family)
     cap = board.capacity
+    unit = "DP16KD blocks" if board.family == "ecp5" else "RAMB36E1 tiles"
     problems = []
-    if need["bram_bits"] > cap.bram_bits:
-        detail = ", ".join(f"{k} {v:,}" for k, v in need["bram_parts"].items())
-        problems.append(f"block RAM: needs {need['bram_bits']:,} bits ({detail}), the part has "
-                        f"{cap.bram_bits:,}: {need['bram_bits'] - cap.bram_bits:,} bits over")
+    if need["bram_tiles"] > cap.bram_tiles:
+        detail = ", ".join(f"{k} {v:g}" for k, v in need["bram_tile_parts"].items() if v)
+        problems.append(f"block RAM: needs {need['bram_tiles']:g} {unit} ({detail}), the part has "
+                        f"{cap.bram_tiles}: {need['bram_tiles'] - cap.bram_tiles:g} over")
     if need["dsp"] > cap.dsp:
         parts = need["dsp_parts"]
         problems.append(f"DSPs: {config.rows}x{config.cols} array needs {need['dsp']} "
                         f"({parts['macs']} for the MACs + {parts['requantization']} for the "
                         f"requantization), the part has {cap.dsp}: {need['dsp'] - cap.dsp} over")
     if problems:
-        bigger = [b.name for b in BOARDS.values() if b.capacity and b.capacity.bram_bits >=
-                  need["bram_bits"] and b.capacity.dsp >= estimate_memory(
-                      config, family=b.family)["dsp"]]
+        bigger = []
+        for b in BOARDS.values():
+            if b.capacity and b.name != board.name:
+                other = estimate_memory(config, family=b.family)
+                if other["bram_tiles"] <= b.capacity.bram_tiles and other["dsp"] <= b.capacity.dsp:
+                    bigger.append(b.name)
         hint = f"; boards that fit: {', '.join(bigger)}" if bigger else ""
         raise BuildError(f"{what} does not fit {board.name} ({board.part}): "
                          + "; ".join(problems) + hint)

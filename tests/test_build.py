@@ -73,8 +73,8 @@ def test_check_fit_names_overflow():
         gb.check_fit(config=big, board=BOARDS["arty_a7"])
     need = gb.estimate_memory(big)
     message = str(info.value)
-    assert f"needs {need['bram_bits']:,} bits" in message
-    assert f"{need['bram_bits'] - BOARDS['arty_a7'].capacity.bram_bits:,} bits over" in message
+    assert f"block RAM: needs {need['bram_tiles']:g} RAMB36E1 tiles (activations " in message
+    assert f"the part has 50: {need['bram_tiles'] - 50:g} over" in message
     # By hand: 16 rows x 8 column pairs (two int8 MACs a DSP48E1) + 2 x 16 requantization.
     assert "16x16 array needs 160 (128 for the MACs + 32 for the requantization), the part has " \
            "90: 70 over" in message
@@ -187,18 +187,46 @@ def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
     assert message in capsys.readouterr().err
 
 
-def test_estimate_memory_counts_activation_copies_and_parameter_bits():
-    """Each row group reads its own copy of the activation banks; a channel's parameters are a
-    32-bit bias and a 22-bit requantization word (16-bit M, 6-bit shift)."""
-    cfg = ArrayConfig(rows=8, cols=8, weight_depth=1024, table_depth=64, param_depth=256,
-                      act_depth=4096, groups=2)
-    parts = gb.estimate_memory(cfg)["bram_parts"]
-    assert parts == {"weights": 1024 * 8 * 8, "activations": 4096 * 8 * 2,
-                     "parameters": 256 * (32 + 22), "tables": 64 * 9}
-    four = gb.estimate_memory(cfg.replace(groups=4))
-    assert four["bram_parts"]["activations"] == 4096 * 8 * 4
-    assert four["bram_bits"] - gb.estimate_memory(cfg)["bram_bits"] == 2 * 4096 * 8
-    assert gb.estimate_memory(cfg.replace(groups=1))["bram_parts"]["activations"] == 4096 * 8
+def test_bram_tiles_by_hand():
+    """A memory takes the cheapest array of one primitive's aspect ratio (RAMB18E1 = half a
+    tile: 2K x 9 .. 512 x 36; RAMB36E1: 4K x 9 .. 512 x 72; DP16KD as RAMB18E1, a whole block)."""
+    assert gb.bram_tiles(2048, 8) == 0.5             # one RAMB18E1 at 2K x 9
+    assert gb.bram_tiles(2368, 8) == 1.0             # past 2K: a RAMB36E1 (or two RAMB18E1)
+    assert gb.bram_tiles(2048, 64) == 4.0            # 4 x 512 x 72
+    assert gb.bram_tiles(544, 32) == 1.0             # two 512 x 36 halves, or one 1K x 36
+    assert gb.bram_tiles(128, 9) == 0.0              # 1,152 bits: LUT RAM
+    assert gb.bram_tiles(2048, 64, family="ecp5") == 8.0
+    assert gb.bram_tiles(2368, 8, family="ecp5") == 2.0
+
+
+def test_estimate_memory_counts_primitives():
+    """The default Arty engine by hand: two copies (row groups) of 16 banks of 32768 / 16 = 2048
+    bytes (a RAMB18E1 each: 16 tiles), weights 8192 x 64 bits in four segments of 2048 (16),
+    bias 512 x 32 and requantization 512 x 22 (a RAMB18E1 each), descriptors 544 x 32 (one
+    tile): 34, what Yosys reported (17 RAMB36E1 + 34 RAMB18E1). Bits by role, and four groups
+    double the activations."""
+    cfg = ArrayConfig()
+    need = gb.estimate_memory(cfg)
+    assert need["bram_tile_parts"]["activations"] == 16 and need["bram_tile_parts"]["weights"] == 16
+    assert need["bram_tiles"] == 34
+    assert need["bram_parts"]["activations"] == 32768 * 8 * 2
+    assert need["bram_parts"]["weights"] == 8192 * 8 * 8
+    assert need["bram_parts"]["parameters"] == 512 * (32 + 22)
+    assert gb.estimate_memory(cfg.replace(groups=4))["bram_tile_parts"]["activations"] == 32
+    # ECP5: 68 DP16KD, what nextpnr placed for this engine on the ULX3S.
+    assert gb.estimate_memory(cfg, family="ecp5")["bram_tiles"] == 68
+
+
+def test_check_fit_counts_tiles_not_bits():
+    """FashionNet_PSD2_P8's engine for batches of two: 1.5 Mbit fits the 35T's 1.8 Mbit, but its
+    64 activation banks of 2,368 bytes take a RAMB36E1 each: 73.5 tiles (Yosys: 72 RAMB36E1 +
+    3 RAMB18E1), refused before synthesis."""
+    cfg = ArrayConfig(rows=8, cols=8, p_max=8, weight_depth=4096, table_depth=32, param_depth=256,
+                      act_depth=37888, max_layers=5, groups=4)
+    assert gb.estimate_memory(cfg)["bram_bits"] < BOARDS["arty_a7"].capacity.bram_bits
+    with pytest.raises(gb.BuildError, match=r"needs 73.5 RAMB36E1 tiles \(activations 64, weights 8, "
+                                            r".*the part has 50: 23.5 over; boards that fit: arty_a7_100"):
+        gb.check_fit(config=cfg, board=BOARDS["arty_a7"])
 
 
 def test_ulx3s_small_engine_bitstream(tmp_path):
