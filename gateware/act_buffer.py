@@ -20,10 +20,12 @@ __all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 
 #: Cycles from a read request to :attr:`ActBuffer.rd_data`: each bank's address registered (the
 #: add and the long routes to the ``2 * cols * ports`` block RAMs do not share the read's
-#: cycle), the block-RAM read, a register right after it (ECP5's DP16KD has a clock-to-out of
-#: almost 6 ns, too slow to feed the column select in the same cycle at 100 MHz), then the
-#: column select and zero padding.
-READ_LATENCY = 4
+#: cycle), the block-RAM read, a landing register right after it and a second one (ECP5's
+#: DP16KD has a clock-to-out of almost 6 ns, which leaves 4 ns to reach a register at 100 MHz:
+#: a register that also fed the ``cols`` column selects was placed among them, up to 4.2 ns of
+#: routing away; the landing register feeds only the next one, so it sits by its block), then
+#: the column select and zero padding.
+READ_LATENCY = 5
 
 #: Cycles from a write request (:attr:`ActBuffer.wr_en`, :attr:`ActBuffer.ld_en`) to its bytes
 #: being in the banks: each bank's enable, address and byte are registered first, so the lane
@@ -191,13 +193,19 @@ class ActBuffer(wiring.Component):
         sel1 = [Signal(lb, name=f"rsel1_{p}_{jj}") for jj in range(C)]
         ok1 = Signal(C, name=f"ok1_{p}")
         m.d.sync += [sel1[jj].eq(sel0[jj]) for jj in range(C)] + [ok1.eq(ok0)]
-        # Cycle 2: the banks' outputs registered; the select and flags follow.
+        # Cycle 2: the banks' outputs land in a register each (one load: placed by the block);
+        # cycle 3: registered again for the column selects; the select and flags follow.
+        land = [Signal(8, name=f"rland_{p}_{b}", reset_less=True) for b in range(B)]
+        m.d.sync += [land[b].eq(bank_data[b]) for b in range(B)]
         data2 = [Signal(8, name=f"rdata2_{p}_{b}", reset_less=True) for b in range(B)]
-        m.d.sync += [data2[b].eq(bank_data[b]) for b in range(B)]
+        m.d.sync += [data2[b].eq(land[b]) for b in range(B)]
+        sel15 = [Signal(lb, name=f"rsel15_{p}_{jj}") for jj in range(C)]
+        ok15 = Signal(C, name=f"ok15_{p}")
+        m.d.sync += [sel15[jj].eq(sel1[jj]) for jj in range(C)] + [ok15.eq(ok1)]
         sel2 = [Signal(lb, name=f"rsel2_{p}_{jj}") for jj in range(C)]
         ok2 = Signal(C, name=f"ok2_{p}")
-        m.d.sync += [sel2[jj].eq(sel1[jj]) for jj in range(C)] + [ok2.eq(ok1)]
-        # Cycle 3: pick each column's bank, zero the padding.
+        m.d.sync += [sel2[jj].eq(sel15[jj]) for jj in range(C)] + [ok2.eq(ok15)]
+        # Cycle 4: pick each column's bank, zero the padding.
         for jj in range(C):
             byte = Signal(8, name=f"rbyte{p}_{jj}", reset_less=True)
             with m.Switch(sel2[jj]):

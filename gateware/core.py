@@ -8,8 +8,8 @@ back-pressured while it runs a frame, so an early INPUT word can never collide w
 write-back). The compute pipeline has a fixed latency and no internal back-pressure; the only
 elastic points are the load and result streams.
 
-Pipeline of one step: issue registers (S1) -> weight entry / activation bank reads (S2) -> bank
-output registers (S3) -> column select and zero padding (S4) -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
+Pipeline of one step: issue registers (S1) -> bank addresses (S2) -> weight entry / activation
+bank reads -> landing and bank output registers -> column select and zero padding -> the array (skew, MAC, accumulate, drain, deskew) -> the tile's tag
 (popped from a FIFO sized for the tiles in flight) gives each drained row its channel and address
 -> output path (bias, requantization, ReLU, clamp) -> optional 2x2 max-pool -> write-back of C
 bytes (pooled: C/2, or C/4 when folded).

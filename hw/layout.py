@@ -120,9 +120,9 @@ LAYER_OVERHEAD = len(LAYER_FIELDS) + 2 + 3 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
 #: Cycles from a step's issue to the array inputs: the activation buffer's read latency
-#: (``gateware.act_buffer.READ_LATENCY``: bank addresses, bank read, bank output register,
-#: column select).
-READ_CYCLES = 4
+#: (``gateware.act_buffer.READ_LATENCY``: bank addresses, bank read, landing register, bank
+#: output register, column select).
+READ_CYCLES = 5
 #: Cycles a step spends in the sequencer before its issue register (the issue snapshot:
 #: ``gateware.sequencer.ISSUE_LATENCY - 1``).
 ISSUE_CYCLES = 1
