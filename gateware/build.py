@@ -616,6 +616,11 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"[build] wrote {len(result.files)} files to {result.out_dir}")
+    if result.utilization is not None and not result.utilization.get("fits", True):
+        # (The estimate let it through; synthesis is the verdict. The tree stays for inspection.)
+        print(f"error: the design does not fit {result.board.name} ({result.board.part}): "
+              + "; ".join(result.utilization["overflows"]), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -187,6 +187,22 @@ def test_cli_errors_exit_2(argv, message, capsys, tmp_path):
     assert message in capsys.readouterr().err
 
 
+def test_cli_exits_1_when_synthesis_says_it_does_not_fit(monkeypatch, capsys, tmp_path):
+    """Synthesis is the verdict: a design the estimate let through but Yosys finds too big
+    (here a stand-in report of 60 RAMB36E1 on the 35T's 50) writes its tree and exits 1."""
+    def report(verilog_text, *, top, work_dir, capacity=None, log_name=None):
+        counts = {"LUT": 1000, "LUT_as_logic": 1000, "LUT_as_memory": 0, "FF": 1000, "DSP48E1": 48,
+                  "RAMB18E1": 0, "RAMB36E1": 60, "CARRY4": 0}
+        counts.update(gb.xilinx_verdict(counts, capacity))
+        return counts
+    monkeypatch.setattr(gb, "synth_xilinx_utilization", report)
+    assert gb.main(["--board", "arty_a7", "--array", "2x2", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: the design does not fit arty_a7" in err
+    assert "BRAM_tiles: 60 used, 50 available (10 over)" in err
+    assert (tmp_path / "top.v").is_file() and (tmp_path / "utilization.json").is_file()
+
+
 def test_bram_tiles_by_hand():
     """A memory takes the cheapest array of one primitive's aspect ratio (RAMB18E1 = half a
     tile: 2K x 9 .. 512 x 36; RAMB36E1: 4K x 9 .. 512 x 72; DP16KD as RAMB18E1, a whole block)."""
