@@ -538,6 +538,10 @@ class Sequencer(wiring.Component):
         w_wide = Signal()
         dx_small = Signal(cb)
         m.d.sync += [w_wide.eq(F["w_out"] >= C), dx_small.eq((C - F["w_out"])[:cb])]
+        # The first tile's wrap (a row shorter than C / 2 steps two rows), a per-layer flag: the
+        # 25-bit compare sat in front of PREP's row steps (the ULX3S critical path at 99.4 MHz).
+        wrap_first = Signal()
+        m.d.sync += wrap_first.eq((F["w_out"] << 1) > C)
 
         def next_row_steps(wrap1):
             return [wrap_x.eq(flat & wrap1),
@@ -771,9 +775,9 @@ class Sequencer(wiring.Component):
                              more_cols.eq(_exceeds(F["w_out"], C, cb)),
                              more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
                                               _exceeds(F["h_out"], tr, 3))),
-                             *next_row_steps((F["w_out"] << 1) > C),
+                             *next_row_steps(wrap_first),
                              fr_left.eq(F["h_out"]), *ports_at_row(0),
-                             *frame_steps(F["h_out"], -pad, (F["w_out"] << 1) > C),
+                             *frame_steps(F["h_out"], -pad, wrap_first),
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0),
                              *ports_at_first_channel()]
                 m.next = "RUN"
