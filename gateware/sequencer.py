@@ -307,13 +307,14 @@ class Sequencer(wiring.Component):
         tall = Signal()
         m.d.sync += tall.eq((F["frames"] > 1) & (F["frame_in"] == 0))
         port_dyc = [Signal(S, name=f"port_dyc{k}") for k in range(1, max(2, GM))]
-        port_dyx = [Signal(S, name=f"port_dyx{k}") for k in range(1, max(2, GM))]
-        m.d.sync += [x.eq(d - (F["h_in"] if k in (1, 3) else 0))
-                     for k, (x, d) in enumerate(zip(port_dyx, port_dy), start=1)]
+        # (Port 2 reads a first row, never the next frame's: it needs no crossing offset.)
+        port_dyx = {k: Signal(S, name=f"port_dyx{k}") for k in range(1, max(2, GM)) if k in (1, 3)}
+        m.d.sync += [x.eq(port_dy[k - 1] - F["h_in"]) for k, x in port_dyx.items()]
 
         def ports_at_row(cross):
             """The tile's rows change; ``cross``: its second row lies in the next frame."""
-            return [c.eq(Mux(cross, x, d)) for c, x, d in zip(port_dyc, port_dyx, port_dy)]
+            return [c.eq(Mux(cross, port_dyx[k], d) if k in port_dyx else d)
+                    for k, (c, d) in enumerate(zip(port_dyc, port_dy), start=1)]
         # Mixed: port k's group g reads channel c - g, wrapping (+ mix_wrap) while c < g; the
         # offset of the current channel is a register, set wherever c changes.
         port_offw = [Signal(S, name=f"port_offw{k}") for k in range(1, max(2, GM))]
