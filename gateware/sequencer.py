@@ -646,11 +646,16 @@ class Sequencer(wiring.Component):
         more_passes = Signal()
         m.d.sync += more_passes.eq((F["frame_in"] != 0) & (frame_pass + 1 < F["frames"]))
 
+        # ``start`` registered: it comes from the link's command decode, and the FSM's start fans
+        # out to the counters, the descriptor index and the layer (a ULX3S critical path, 96.6
+        # MHz). ``busy`` covers the cycle between, so no load word slips in.
+        start_q = Signal()
+        m.d.sync += start_q.eq(self.start)
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
         m.d.sync += gap.eq(Mux(gap < span, gap + 1, gap))
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(self.start):
+                with m.If(start_q):
                     # (`outstanding` is 0 here; clearing it also drops an X that Icarus may
                     # compute before its first evaluation of the output side.)
                     m.d.sync += [layer.eq(0), di.eq(0), outstanding.eq(0)]
@@ -884,7 +889,7 @@ class Sequencer(wiring.Component):
                         m.next = "READ"
                 with m.Else():
                     m.d.sync += ctr["stalls"].eq(ctr["stalls"] + 1)
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | start_q)
         # Outside the FSM so that it is a continuous assignment from registers: a procedural
         # one may stay X in Icarus until its inputs first change, poisoning `outstanding`.
         m.d.comb += push.eq(fsm.ongoing("RUN") & ~hold & is_last)
