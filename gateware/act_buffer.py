@@ -23,8 +23,9 @@ __all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 #: cycle), the block-RAM read, a landing register right after it and a second one (ECP5's
 #: DP16KD has a clock-to-out of almost 6 ns, which leaves 4 ns to reach a register at 100 MHz:
 #: a register that also fed the ``cols`` column selects was placed among them, up to 4.2 ns of
-#: routing away; the landing register feeds only the next one, so it sits by its block), then
-#: the column select and zero padding.
+#: routing away; the landing register feeds only the next one, which leaves the placer free to
+#: put it by its block, though it does not always: README, ULX3S), then the column select and
+#: zero padding.
 READ_LATENCY = 5
 
 #: Cycles from a write request (:attr:`ActBuffer.wr_en`, :attr:`ActBuffer.ld_en`) to its bytes

@@ -196,14 +196,17 @@ def core_memories(config) -> list:
     from its elaborated design (so the estimate follows the gateware, segments and copies
     included)."""
     from amaranth.hdl import Fragment, Shape
+    from amaranth.lib.memory import Memory
     from .core import Core
     found = []
 
     def walk(fragment, path):
         for sub, name, *_ in fragment.subfragments:
             here = f"{path}/{name}"
-            if type(sub).__name__ == "MemoryInstance":
-                found.append((here, sub._data.depth, Shape.cast(sub._data.shape).width))
+            # A memory's fragment names the lib.memory.Memory it came from among its origins.
+            mem = next((o for o in getattr(sub, "origins", None) or () if isinstance(o, Memory)), None)
+            if mem is not None:
+                found.append((here, mem.depth, Shape.cast(mem.shape).width))
             else:
                 walk(sub, here)
     walk(Fragment.get(Core(config=config), None), "")

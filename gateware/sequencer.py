@@ -539,7 +539,7 @@ class Sequencer(wiring.Component):
         w_wide = Signal()
         dx_small = Signal(cb)
         m.d.sync += [w_wide.eq(F["w_out"] >= C), dx_small.eq((C - F["w_out"])[:cb])]
-        # The first tile's wrap (a row shorter than C / 2 steps two rows), a per-layer flag: the
+        # The first tile's wrap (a row of at most C / 2 pixels steps two rows), a per-layer flag: the
         # 25-bit compare sat in front of PREP's row steps (the ULX3S critical path at 99.4 MHz).
         wrap_first = Signal()
         m.d.sync += wrap_first.eq((F["w_out"] << 1) > C)
