@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -183,18 +184,19 @@ _MEMORY_ROLES = {"act": "activations", "ws": "weights", "out": "parameters", "se
 
 def bram_tiles(depth: int, width: int, *, family: str = "xc7") -> float:
     """Block-RAM tiles (RAMB36E1 tiles; ECP5: DP16KD blocks) one ``depth x width`` memory takes:
-    the cheapest array of one primitive's aspect ratio, as Yosys' ``memory_libmap`` picks; 0 below
-    :data:`LUTRAM_BITS` (LUT RAM)."""
+    the cheapest array of one primitive's aspect ratio (what Yosys' ``memory_libmap`` picked for
+    every memory of the engines measured); 0 below :data:`LUTRAM_BITS` (LUT RAM)."""
     if depth * width < LUTRAM_BITS:
         return 0.0
     return min(cost * -(-depth // d) * -(-width // w)
                for cost, shapes in _BRAM_PRIMITIVES[family] for d, w in shapes)
 
 
-def core_memories(config) -> list:
+@functools.lru_cache(maxsize=8)
+def core_memories(config) -> tuple:
     """``(path, depth, width)`` of every memory of :class:`gateware.core.Core` for ``config``,
     from its elaborated design (so the estimate follows the gateware, segments and copies
-    included)."""
+    included). Cached per config: :func:`check_fit` estimates one config for every board."""
     from amaranth.hdl import Fragment, Shape
     from amaranth.lib.memory import Memory
     from .core import Core
@@ -210,7 +212,7 @@ def core_memories(config) -> list:
             else:
                 walk(sub, here)
     walk(Fragment.get(Core(config=config), None), "")
-    return found
+    return tuple(found)
 
 
 def estimate_memory(config, *, family: str = "xc7") -> dict:

@@ -176,10 +176,9 @@ def pack(qmodel: QModel, *, config=None, array=None, batch: int = 1) -> PackedMo
         built for the batch). A given ``config`` whose ``act_depth`` cannot hold them is refused
         (``ArrayConfig.check_model``, naming the bytes). 1 packs exactly as before.
     """
+    from hw.array import config_for_model
     from hw.image import build_image
     from hw.layout import build_layout
-
-    from hw.array import config_for_model
 
     batch = _check_batch_value(batch)
     csrp = check_model(qmodel)
