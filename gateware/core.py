@@ -20,11 +20,12 @@ groups of R/2 (R/4) rows computing the same filters for consecutive output rows,
 rotation classes (the occupancy trap) do not leave rows idle.
 """
 
-from amaranth import Module, Signal, Mux
+from amaranth import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from hw.memory_map import Space
+from hw.quant import ACC_BITS
 from hw.array import ArrayConfig
 from .interfaces import CoreSignature
 from .act_buffer import ActBuffer, READ_LATENCY
@@ -237,6 +238,8 @@ class Core(wiring.Component):
             m.d.comb += sd.mask.eq(0)
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
+        if GM >= 2:
+            m.d.comb += out.acc[0].eq(self._split_sums(m, arr, seq.ksum, g4))
 
         # Optional 2x2 max-pool (pooled layers only: two cycles more), then write-back.
         psd = data.View(side, out.out_side)
@@ -254,3 +257,31 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.result), seq.result)
         m.d.comb += self.counters.eq(seq.counters)
         return m
+
+    def _split_sums(self, m, arr, ksum, g4):
+        """Column 0's accumulators as the output path takes them: of a layer with split inputs
+        (an FC on G groups, ``ksum``) the groups' partial sums added.
+
+        The groups' rows of one filter drain ``gs = R / G`` cycles apart, group G-1 first, so
+        each row after the first group's adds the sum formed ``gs`` cycles before it: group 0's
+        rows, the only ones written, end with the whole sums. Every other layer passes through.
+        """
+        R = self._cfg.rows
+        half, q4 = R // 2, max(1, R // 4)
+        # A local copy of the layer flag (it changes only between layers, with nothing in flight).
+        on = Signal()
+        m.d.sync += on.eq(ksum)
+        # taps[k]: the drain's first row was k cycles ago, so this row is still the first group's.
+        taps = [arr.out_first]
+        for k in range(1, half):
+            t = Signal(name=f"ksum_first{k}")
+            m.d.sync += t.eq(taps[-1])
+            taps.append(t)
+        first_group = Signal()
+        m.d.comb += first_group.eq(Mux(g4, Cat(*taps[:q4]).any(), Cat(*taps).any()))
+        hist = [Signal(signed(ACC_BITS), name=f"ksum_hist{k}", reset_less=True) for k in range(half)]
+        y = Signal(signed(ACC_BITS), name="ksum_y")
+        m.d.comb += y.eq(arr.out_data[0] + Mux(on & ~first_group,
+                                               Mux(g4, hist[q4 - 1], hist[half - 1]), 0))
+        m.d.sync += [hist[0].eq(y)] + [hist[k].eq(hist[k - 1]) for k in range(1, half)]
+        return y

@@ -24,6 +24,10 @@ taking class ``r + g`` through its port ``g`` channel planes lower (``+ c_in * h
 group (``2g``, ``2g + 1``) or, with as many groups as the engine has ports, *one*: at stride 1
 with ``w_in = w_out`` a tile's C pixels are C consecutive input bytes even where they cross a row
 end, so port ``g`` reads them all from the first row's address, with the ok bits of both rows.
+An FC whose inputs are split over the groups (``mix`` = 2) needs nothing of its own here: its
+descriptor describes the K inputs as a map of G rows of K / G values, which row groups walk as
+they would any map (group ``g`` reads row ``g``: its chunk), and only group 0's output row
+exists; the core adds the groups' partial sums (``ksum``).
 
 A batch of ``frames`` frames (``hw.layout``) runs a layer frame by frame (``frame_in`` set: after
 its last class the layer starts again from class 0 with ``in_base += frame_in`` and ``out_base +=
@@ -136,8 +140,12 @@ class Sequencer(wiring.Component):
         port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap). ``flat`` is low for
         mixed flat tiles with a port a group (each group's port reads both rows).
     mix : Out(1)
-        The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``):
-        from one group's rows to the next the channel moves by one too.
+        The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``
+        = 1): from one group's rows to the next the channel moves by one too.
+    ksum : Out(1)
+        The layer's groups take chunks of an FC's inputs (``mix`` = 2; the sequencer walks them
+        as row groups of a map of G rows, only group 0's output row existing): the output side
+        adds the groups' partial sums (column 0) into group 0's rows.
     group_step_addr : Out
         One output row (``out_w``): the address distance between consecutive groups' rows
         (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``;
@@ -181,7 +189,7 @@ class Sequencer(wiring.Component):
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
-            "fold": Out(1), "flat": Out(1), "mix": Out(1),
+            "fold": Out(1), "flat": Out(1), "mix": Out(1), "ksum": Out(1),
             "group_step_addr": Out(act_addr_bits),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -266,6 +274,10 @@ class Sequencer(wiring.Component):
         # walk is that of one group (pg2, pg4: the groups that split the output rows).
         mix = Signal()
         m.d.sync += mix.eq(F["mix"] == 1)
+        # Split inputs: the groups' partial sums are added on the output side (``ksum``); the
+        # walk is that of row groups, but all G groups compute (the MAC count's rows).
+        ksum = Signal()
+        m.d.sync += ksum.eq(F["mix"] == 2)
         pg2, pg4, ptwo = Signal(), Signal(), Signal()
         m.d.comb += [pg2.eq(g2 & ~mix), pg4.eq(g4 & ~mix), ptwo.eq(pg2 | fold)]
         gn = Signal(range(5))             # row groups of the layer (1, 2 or 4; set in SETUP)
@@ -389,6 +401,7 @@ class Sequencer(wiring.Component):
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                      self.relu.eq(F["relu"]), self.pool.eq(pool),
                      self.fold.eq(fold), self.flat.eq(flat & ~one), self.mix.eq(mix),
+                     self.ksum.eq(ksum),
                      self.group_step_addr.eq(Mux(mix, F["out_hw"], Mux(flat, F["flat_n"], F["out_w"])))]
         if GM >= 2:
             m.d.comb += self.split.eq(Cat(*split_bits))
@@ -794,7 +807,7 @@ class Sequencer(wiring.Component):
                                  ctr["busy"].eq(ctr["busy"] + 1),
                                  mac_v.eq(1), mac_r.eq(rows_act),
                                  mac_c.eq(Mux(flat, flat_act, cols_act)),
-                                 mac_l.eq(live)]
+                                 mac_l.eq(Mux(ksum, gn, live))]
                     with m.If(more_taps):
                         m.d.sync += [*load_rem(rem_rest), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):

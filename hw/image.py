@@ -3,7 +3,7 @@
 All fields are u32 little-endian words::
 
     word 0   magic 0x41435350 ("PSCA")
-    word 1   version (low 16 bits, = 2) | n_sections << 16
+    word 1   version (low 16 bits, = 4) | n_sections << 16
     word 2   config_id of the engine it was packed for (hw.array.ArrayConfig.config_id)
     word 3   total words of the image, this header and the final CRC word included
     per section:
@@ -36,7 +36,9 @@ MAGIC = 0x41435350
 #: reading version 1 would ignore and so compute a mixed layer wrong; version 1 images (both
 #: fields zero) would still run, but are refused like any other version.
 #: 3: ``frames``, ``frame_in`` and ``frame_out`` (batches of frames; zero for one frame).
-VERSION = 3
+#: 4: ``mix`` = 2, an FC's inputs split over the row groups, whose partial sums an engine of
+#: version 3 would not add (it would write group 0's alone).
+VERSION = 4
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.

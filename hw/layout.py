@@ -44,7 +44,15 @@ WEIGHTS
     tiles of the whole map: group ``g`` then reads through ports ``2g`` and ``2g + 1`` or, when
     the layer has as many groups as the engine has ports, stride 1 and ``w_in = w_out``, through
     port ``g`` alone: the tile's C pixels are then C consecutive input bytes, even across a row
-    end).
+    end). An FC (a 1x1 conv on a 1 x 1 map) may *split its inputs* instead (``mix`` = 2,
+    :func:`split_allowed`): its K inputs are described as a map of ``h_in = G`` rows of
+    ``w_in = K / G`` values (``c_in = K / G`` channels of pitch ``hw_in = 1``), so that row group
+    ``g`` reads row ``g``, the chunk ``g * K / G ..`` of the inputs, through its port; row ``i``
+    of group ``g`` holds filter ``f = r + P * (b * gs + i mod gs)``'s steps of that chunk. Only
+    group 0's output row exists (``h_out = 1``): the engine adds the groups' partial sums of each
+    filter into it as the array drains (``gateware.core``). Without it an FC's 1 x 1 output
+    fills one column of C, so its cycles are ``ceil(C_o / R) * K``; split, ``ceil(C_o / gs) *
+    K / G`` (FashionNet's 1024 -> 10 on 8 x 8: 2,048 -> 1,280).
 BIAS, REQUANT
     One word per output channel at ``param_base + f``: the int32 bias; ``M | s << 16``.
 INPUT
@@ -105,7 +113,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
-           "mix_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES"]
+           "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -203,7 +211,7 @@ def tile_bound(plan, *, rows: int, cols: int) -> float:
     filling the rows of a group, maps not filling the columns or the output rows of a tile."""
     G = plan.fields["groups"]
     gs = rows // G
-    per = mixed_classes(plan.class_filters, G) if plan.fields["mix"] else plan.class_filters
+    per = mixed_classes(plan.class_filters, G) if plan.fields["mix"] == 1 else plan.class_filters
     span = tile_span(rows)
     tile_cycles = plan.passes * sum(-(-n // gs) * plan.tiles * max(L, span)
                                     for L, n in zip(plan.steps, per) if n)
@@ -218,6 +226,14 @@ def mix_allowed(period: int, c_in: int, c_out: int, *, groups: int, pool: bool =
     so they do not mix."""
     return (groups in (2, 4) and period % groups == 0 and c_in % period == 0
             and c_out % period == 0 and not pool)
+
+
+def split_allowed(period: int, c_in: int, *, groups: int, pool: bool = False) -> bool:
+    """Whether ``groups`` row groups may split the ``c_in`` inputs of a 1x1 conv on a 1 x 1 map
+    (an FC) into chunks, one a group (``mix`` = 2): each chunk must be whole periods (``P``
+    divides ``c_in / groups``), so that every group's tap walk is class ``r``'s."""
+    return (groups in (2, 4) and c_in % groups == 0 and (c_in // groups) % period == 0
+            and not pool)
 
 
 def mixed_classes(class_filters, groups: int) -> tuple:
@@ -238,7 +254,8 @@ class LayerPlan:
     fields : dict
         The descriptor fields (:data:`LAYER_FIELDS`).
     steps : tuple of int
-        ``L_r``, the non-zeros per filter of each rotation class ``r``.
+        ``L_r``, the non-zeros per filter of each rotation class ``r``: the steps of each of its
+        tiles (split inputs: ``L_r / G``, a group's chunk).
     class_filters : tuple of int
         Filters per class ``r``.
     macs : int
@@ -282,8 +299,10 @@ class LayerPlan:
         words = [f"{G} group" + ("s" if G > 1 else "")]
         if f["fold"]:
             words.append("folded")
-        if f["mix"]:
+        if f["mix"] == 1:
             words.append(f"{G} classes a tile")
+        if f["mix"] == 2:
+            words.append(f"inputs split in {G}")
         if f["flat"]:
             regions = 1 if f["mix"] else G
             words.append("flat" + (f" in {regions} regions" if regions > 1 else ""))
@@ -516,7 +535,8 @@ def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
     steps = _class_steps(image.table, in_shape[0])
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
-              contiguous=l.stride == 1 and in_shape[2] == w_conv)
+              contiguous=l.stride == 1 and in_shape[2] == w_conv,
+              split=l.k == 1 and in_shape[1:] == (1, 1))
     best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):
@@ -546,7 +566,8 @@ def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | Non
 
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
                   groups: int, pool: bool = False, c_in: int | None = None, passes: int = 1,
-                  tall: bool = False, contiguous: bool = False) -> dict | None:
+                  tall: bool = False, contiguous: bool = False,
+                  split: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "cycles", "entries"}``.
 
@@ -560,6 +581,10 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     and one port a group reads them), the mapping with the fewest cycles (:func:`layer_cycles`), then the
     fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
     fewest groups, then not flat, then not mixed.
+
+    ``split``: the layer is a 1x1 conv on a 1 x 1 map (an FC) with ``c_in`` inputs, so ``G``
+    groups may each take a chunk of ``c_in / G`` of them (``mix`` = 2: :func:`split_allowed`),
+    their partial sums added by the engine; its tiles then take ``L_r / G`` steps.
 
     ``passes``: the layer runs that many frames one after the other (:func:`layer_cycles`).
     ``tall``: ``h_conv`` rows are a batch's frames stacked into one map, which the engine runs
@@ -586,13 +611,17 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
             mix_flat = flat_tiles(h_conv, w_conv, cols=cols, groups=1) if ports_ok else None
             if mix_flat is not None:
                 options.append((1, 1, mix_flat))
+        if split and c_in is not None and split_allowed(period, c_in, groups=G, pool=pool):
+            options.append((0, 2, 1))
         if tall:
             # Frame-local rows are tracked for a tile's two rows (ports 2g, 2g + 1) only.
             options = [o for o in options if o[0] and (o[1] or G == 1)]
         for is_flat, mix, tiles in options:
-            per = mixed_classes(class_filters, G) if mix else class_filters
-            entries = sum(-(-n // gs) * s for n, s in zip(per, steps))
-            cycles = layer_cycles(steps, per, tiles, rows=rows, cols=cols, group_rows=gs, pool=pool,
+            per = mixed_classes(class_filters, G) if mix == 1 else class_filters
+            # Split inputs: each group's chunk holds c_in / G channels, a whole number of periods.
+            st = tuple(s // G for s in steps) if mix == 2 else steps
+            entries = sum(-(-n // gs) * s for n, s in zip(per, st))
+            cycles = layer_cycles(st, per, tiles, rows=rows, cols=cols, group_rows=gs, pool=pool,
                                   passes=passes)
             key = (cycles, entries, G, is_flat, mix)
             if best is None or key < best[0]:
@@ -688,7 +717,14 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
         regions = 1 if mix else G
         flat_h = (batch if tall else 1) * h_conv // regions if mapping["flat"] else 0
         passes = batch > 1 and not tall
-        fields = dict(c_in=in_shape[0], h_in=in_shape[1], w_in=in_shape[2],
+        # Split inputs (an FC on G groups): the K inputs read as a map of G rows of K / G values,
+        # group g taking row g (its chunk) as the channels of a 1 x 1 pixel.
+        split = mix == 2
+        c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G) if split else in_shape
+        full_steps = steps
+        if split:
+            steps = tuple(s_ // G for s_ in steps)
+        fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
                       out_w=o[2], out_hw=out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
@@ -697,26 +733,30 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
                       in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold,
                       flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
                       flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
-                      mix_wrap=in_shape[0] * in_pitch if mix else 0, frames=batch,
+                      mix_wrap=in_shape[0] * in_pitch if mix == 1 else 0, frames=batch,
                       frame_in=in_frame if passes else 0, frame_out=out_frame if passes else 0)
         tables += [int(m) for m in image.table.bitmasks()]
         bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
         requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
         nnz = [len(s_) for s_ in image.table.supports]
-        for r in range(0, P, G if mix else 1):
+        for r in range(0, P, G if mix == 1 else 1):
             for b in range(-(-per[r] // gs)):
                 block = np.zeros((steps[r], R), dtype=np.int8)
                 for row in range(R):
                     # Row i of group g = i // gs holds filter q = i mod gs of the block (mixed:
-                    # of class r + g, its data rotated so channel c - g meets step channel c).
+                    # of class r + g, its data rotated so channel c - g meets step channel c;
+                    # split: the steps of its chunk g, channels g * K / G ..).
                     g = row // gs if mix else 0
-                    f = r + g + P * (b * gs + row % gs)
+                    f = r + (g if mix == 1 else 0) + P * (b * gs + row % gs)
                     if f < l.c_out:
-                        tail = sum(nnz[(f + c) % P] for c in range(in_shape[0] - g, in_shape[0]))
-                        block[:, row] = np.roll(image.data(f), tail)
+                        if split:
+                            block[:, row] = image.data(f)[g * steps[r]:(g + 1) * steps[r]]
+                        else:
+                            tail = sum(nnz[(f + c) % P] for c in range(in_shape[0] - g, in_shape[0]))
+                            block[:, row] = np.roll(image.data(f), tail)
                 entries.append(block)
         tiles, cycles = mapping["tiles"], mapping["cycles"]
-        macs = batch * sum(n * s for n, s in zip(per, steps)) * h_conv * w_conv
+        macs = batch * sum(n * s for n, s in zip(per, full_steps)) * h_conv * w_conv
         dense = batch * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
         layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles))

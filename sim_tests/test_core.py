@@ -323,6 +323,33 @@ def test_mixed_layers(sim, groups):
                       verilator=(12, 1400 + 100 * groups), seed=17)
 
 
+def split_cases(config, n_random, seed0, *, big=True):
+    """FCs whose fastest mapping on ``config`` splits their inputs over the row groups (``mix`` =
+    2: the groups' partial sums added on column 0): FashionNet's FC (1024 -> 10; with ``big``),
+    DigitsNet's (256 -> 10), one with groups of a filter's chunk short of the rows (48 -> 3),
+    then ``n_random`` random ones."""
+    fixed = [dict(c_in=1024, c_out=10), dict(c_in=256, c_out=10, relu=False),
+             dict(c_in=48, c_out=3)][0 if big else 1:]
+
+    def draw(rng):
+        return dict(c_in=4 * int(rng.integers(2, 150)), c_out=int(rng.integers(1, 30)),
+                    relu=bool(rng.integers(2)))
+    fc = lambda kw: dict(kw, kind="fc", h=1, w=1, k=1, stride=1, variant="pSC9")
+    return _cases_where(config, "mix", [fc(kw) for kw in fixed], 980, n_random, seed0,
+                        lambda rng: fc(draw(rng)))
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+@pytest.mark.parametrize("groups", [2, 4])
+def test_split_inputs(sim, groups):
+    """FCs with their inputs split over the row groups (group g: chunk g, read as row g of a map
+    of G rows), random back-pressure; bit-exact vs models.golden and hw.reference, cycles and
+    MACs vs hw.layout."""
+    _run_engine_cases(split_cases, sim, groups, icarus=(1, 1500 + groups),
+                      verilator=(8, 1600 + 100 * groups), seed=18)
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("batch", range(10))

@@ -4,6 +4,7 @@ import pytest
 
 from bench.layers import random_layer_model, random_chain_model
 from hw.array import ArrayConfig
+from hw.layout import build_layout
 from hw.memory_map import Space
 
 
@@ -50,8 +51,11 @@ def test_for_model_fits_and_check_names_layer():
     # Hand count (R = 4): l0 dense 8 filters = 2 blocks x 9 steps = 18 entries (already > 16);
     # l1 PSD2_P8, 8 classes of 2 filters of 7 * 2 + 9 = 23 steps each, mixed (the row groups take
     # different classes, so the 4 rows of an entry hold 4 filters): 16 filters / 4 x 23 = 92;
-    # fc 10 filters = 3 blocks x 256 steps = 768. Total 878.
-    with pytest.raises(ValueError, match=r"the model needs 878 weight entries in total, 862 more than "
+    # fc (256 inputs) 10 filters, inputs split in 2 (groups of 2 rows, chunks of 128): 5 blocks
+    # x 128 steps = 640 (split in 4: 10 blocks of 1 x 64, the same cycles and entries, so the
+    # fewer groups win). Total 750.
+    assert [p.mapping for p in build_layout(q, cfg).layers][2] == "2 groups, inputs split in 2"
+    with pytest.raises(ValueError, match=r"the model needs 750 weight entries in total, 734 more than "
                                          r"weight_depth = 16 \(overflowing at layer 'l0'\)"):
         small.check_model(q)
     # Ping-pong regions: max(input 64, l1 out 256) + max(l0 out 512, fc out 10) = 768 bytes.

@@ -422,3 +422,30 @@ def test_batch_chain(batch, GM):
     assert [p.tall for p in layout.layers] == [True, False, False, False, False], \
         [p.mapping for p in layout.layers]
     check(q, cfg, seed=41, batch=batch, ready_p=0.6, valid_p=0.7)
+
+
+#: FCs whose inputs split over the groups (``mix`` = 2): the groups' partial sums of each filter
+#: are added on column 0 as the array drains (group G-1 first), bit-exact with the exact cycles
+#: and MACs of the model; groups of 2 rows on four ports, of 4 rows on two of four ports and on
+#: the two-port engine, of 1 row (R = 4, G = 4); a chain of two FCs in a batch of 2, frame by
+#: frame.
+@pytest.mark.parametrize("K,F,rows,cols,GM,G", [
+    (64, 10, 8, 8, 4, 4), (96, 12, 8, 4, 4, 2), (48, 5, 4, 4, 2, 2), (40, 3, 4, 2, 4, 4),
+])
+def test_split_inputs(K, F, rows, cols, GM, G):
+    q = random_layer_model(seed=51, c_in=K, c_out=F, h=1, w=1, k=1, variant="pSC9",
+                           relu=False)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)
+    plan = build_layout(q, cfg).layers[0]
+    assert (plan.fields["mix"], plan.fields["groups"]) == (2, G), plan.mapping
+    check(q, cfg, seed=51, ready_p=0.7, valid_p=0.8)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_split_chain(batch):
+    q = random_chain_model([dict(c_out=16, stride=2, variant="PSD2_P8"), dict(c_out=9, kind="fc"),
+                            dict(c_out=6, kind="fc")], c_in=3, h=8, w=8, seed=52)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=4, batch=batch)
+    layout = build_layout(q, cfg, batch=batch)
+    assert [p.fields["mix"] for p in layout.layers][1] == 2, [p.mapping for p in layout.layers]
+    check(q, cfg, seed=52, batch=batch, ready_p=0.6, valid_p=0.7)

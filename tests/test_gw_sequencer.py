@@ -21,7 +21,9 @@ def expected_steps(layout):
     P, k, s, pad = f["period"], f["k"], f["stride"], f["k"] // 2
     G = f["groups"]
     gs = R // G
-    fold, flat, mix = f["fold"], f["flat"], f["mix"]
+    # (An FC's split inputs, ``mix`` = 2, are plain row groups of a map of G rows: group g reads
+    # row g, its chunk, and only group 0's output row exists.)
+    fold, flat, mix = f["fold"], f["flat"], f["mix"] == 1
     # Output rows per tile; mixed groups compute the same pixels (group g: class r + g, reading
     # input channel (c - g) mod c_in at the walk's channel c).
     T = 2 if fold else 1 if mix else G
@@ -176,7 +178,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
     want_steps, want_tags = expected_steps(layout)
     ports = _ports(cfg, layout.layers[0].fields)
     dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
-    steps, tags, split_seen = [], [], set()
+    steps, tags, split_seen, ksum_seen = [], [], set(), set()
 
     async def tb(ctx):
         for space, addr, word in layout.load_words():
@@ -201,6 +203,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
             ctx.set(dut.result.ready, 1)
             if ctx.get(dut.step_valid):
                 split_seen.add(ctx.get(dut.split) if cfg.groups >= 2 else 0)
+                ksum_seen.add(ctx.get(dut.ksum))
                 steps.append((ctx.get(dut.w_addr),
                               [ctx.get(dut.rd_addr)] + [ctx.get(getattr(dut, f"rd{k + 1}_addr")) for k in ports],
                               [ctx.get(dut.rd_ok)] + [ctx.get(getattr(dut, f"rd{k + 1}_ok")) for k in ports],
@@ -226,6 +229,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
     for g in range(1, f["groups"]) if not f["fold"] else []:
         split |= 1 << (g * cfg.groups // f["groups"] - 1)
     assert split_seen == {split}, f"seed {seed}: split {split_seen} vs {split}"
+    assert ksum_seen == {int(f["mix"] == 2)}, f"seed {seed}: ksum {ksum_seen}"
     assert steps == want_steps, f"seed {seed}"
     # The top row may lie past the last filter; its channel and address are then only defined
     # modulo the field widths (rows below it count down from it with the same wrap-around).
@@ -346,6 +350,25 @@ def test_step_stream_mixed_shapes(kw, rows, cols, GM, G, flat):
     f = build_layout(q, ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)).layers[0].fields
     assert (f["mix"], f["groups"], f["flat"]) == (1, G, flat)
     run_step_stream(q, rows, cols, 12, groups=GM)
+
+
+#: FCs (1x1 convs on a 1 x 1 map) whose K inputs the mapping splits over G groups: the walk
+#: reads group g's chunk (row g of a map of G rows of K / G values) through port g * GM / G.
+SPLIT_LAYERS = [
+    (64, 10, 8, 8, 4, 4),      # 5 blocks of 2 filters x 16 steps
+    (48, 5, 4, 4, 2, 2),       # 3 blocks of 2 x 24
+    (96, 12, 8, 4, 4, 2),      # two groups on four ports (ports 0 and 2): 3 blocks of 4 x 48
+    (40, 3, 4, 2, 4, 4),       # groups of one row: 3 blocks x 10 steps
+]
+
+
+@pytest.mark.parametrize("K,F,rows,cols,GM,G", SPLIT_LAYERS)
+def test_step_stream_split_inputs(K, F, rows, cols, GM, G):
+    q = random_layer_model(seed=14, c_in=K, c_out=F, h=1, w=1, k=1, variant="pSC9")
+    f = build_layout(q, ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)).layers[0].fields
+    assert (f["mix"], f["groups"], f["c_in"], f["h_in"], f["w_in"], f["hw_in"], f["h_out"]) == \
+        (2, G, K // G, G, K // G, 1, 1)
+    run_step_stream(q, rows, cols, 14, groups=GM)
 
 
 def _batch_layer(seed, groups, batch, tall):

@@ -18,7 +18,9 @@ def _model():
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_weights_decode_to_the_dense_tensor(groups):
-    """Every row group holds the block's filters (row i: filter r + P * (b * gs + i mod gs))."""
+    """Every row group holds the block's filters (row i: filter r + P * (b * gs + i mod gs)); an
+    FC whose inputs are split over the groups holds in group g's rows the chunk g of its inputs
+    (channels g * c_in .. of its K = G * c_in)."""
     q = _model()
     cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=groups)
     lay = build_layout(q, cfg)
@@ -28,7 +30,8 @@ def test_weights_decode_to_the_dense_tensor(groups):
         f = plan.fields
         P = f["period"]
         masks = lay.sections[Space.TABLES][f["table_base"]:f["table_base"] + P]
-        w = np.asarray(layer.weight).reshape(layer.c_out, f["c_in"], -1)
+        split = f["mix"] == 2
+        w = np.asarray(layer.weight).reshape(layer.c_out, f["c_in"] * (f["groups"] if split else 1), -1)
         rebuilt = np.zeros_like(w)
         e = f["weight_base"]
         gs = R // f["groups"]
@@ -40,7 +43,9 @@ def test_weights_decode_to_the_dense_tensor(groups):
                         for i in range(R):
                             fil = r + P * (b * gs + i % gs)
                             if fil < layer.c_out:
-                                if i < gs:
+                                if split:
+                                    rebuilt[fil, i // gs * f["c_in"] + c, t] = wbytes[e + k, i]
+                                elif i < gs:
                                     rebuilt[fil, c, t] = wbytes[e + k, i]
                                 else:
                                     assert wbytes[e + k, i] == rebuilt[fil, c, t]
@@ -68,9 +73,16 @@ def test_descriptors_params_and_regions():
     rq = lay.sections[Space.REQUANT]
     assert np.array_equal(rq & 0xFFFF, np.concatenate([l.multiplier for l in q.layers]))
     assert np.array_equal(rq >> 16, np.concatenate([l.shift for l in q.layers]))
-    # FC is a 1x1 conv on its flattened input
+    # FC is a 1x1 conv on its flattened input (132 values). Its 5 filters on 4 rows: one group,
+    # 2 blocks of 4 filters x 132 steps (264 cycles); inputs split in 2, 3 blocks of 2 x 66
+    # (198); split in 4, 5 blocks of 1 x 33 (165): a map of 4 rows of 33 values, group g
+    # reading row g.
     fc = lay.layers[-1].fields
-    assert (fc["c_in"], fc["h_in"], fc["w_in"], fc["k"]) == (11 * 3 * 4, 1, 1, 1)
+    assert cfg.groups == 4
+    assert (fc["c_in"], fc["h_in"], fc["w_in"], fc["hw_in"], fc["k"], fc["groups"], fc["mix"]) == \
+        (33, 4, 33, 1, 1, 4, 2)
+    one = build_layout(q, cfg.replace(groups=1)).layers[-1].fields
+    assert (one["c_in"], one["h_in"], one["w_in"], one["k"], one["mix"]) == (11 * 3 * 4, 1, 1, 1, 0)
 
 
 def test_input_words_and_decode():
@@ -311,9 +323,12 @@ def test_schedule():
         assert r["utilization"] <= r["tile_bound"]
     # 28x28 on 8 columns, classes of 4 filters but one input channel (no mixing): two groups of
     # 4 rows on two flat regions of 14 rows (49 tiles, 56 plain); 14x14 and 7x7 with classes of
-    # 4 and 16 / 32 channels: mixed (two classes on flat tiles, four on plain rows); FC: one group.
+    # 4 and 16 / 32 channels: mixed (two classes on flat tiles, four on plain rows); FC (10
+    # filters, 512 inputs): its inputs split in 4 (5 blocks of 2 filters x 128 steps instead of
+    # 2 blocks of 8 x 512).
     assert [r["mapping"] for r in rows] == ["2 groups, flat in 2 regions", "2 groups, 2 classes a tile, flat",
-                                            "4 groups, 4 classes a tile", "1 group"]
+                                            "4 groups, 4 classes a tile", "4 groups, inputs split in 4"]
+    assert rows[3]["tile_bound"] == pytest.approx(10 * 512 / (64 * 5 * 128))
 
 
 def test_batch_input_and_output_order():
