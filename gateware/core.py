@@ -224,17 +224,20 @@ class Core(wiring.Component):
         # exist writes nothing); one group: the tiles of rows oy and oy + 1 follow each other
         # (tag.odd); folded: both rows are in the same drained row.
         drop = Signal()
+        # (Its own signal, not read back from ``sd``: a field of ``sd`` deciding another made
+        # Verilator see ``sd`` as a combinational loop, UNOPTFLAT.)
+        pool_op = Signal(2)
         with m.If(seq.fold):
-            m.d.comb += sd.pool_op.eq(POOL_FOLD)
+            m.d.comb += pool_op.eq(POOL_FOLD)
         with m.Elif(split):
-            m.d.comb += [sd.pool_op.eq(Mux(gidx[0], POOL_STORE, POOL_COMBINE)),
+            m.d.comb += [pool_op.eq(Mux(gidx[0], POOL_STORE, POOL_COMBINE)),
                          drop.eq(gidx + 1 >= live)]
         with m.Else():
-            m.d.comb += sd.pool_op.eq(Mux(odd, POOL_COMBINE, POOL_STORE))
+            m.d.comb += pool_op.eq(Mux(odd, POOL_COMBINE, POOL_STORE))
         # Inactive rows are not written, but row 0 still carries the tile's done marker.
         m.d.comb += [out.valid.eq(arr.out_valid & (row_on | (idx == 0))), out.channel.eq(ch),
-                     out.relu.eq(seq.relu), out.side.eq(sd)]
-        with m.If(~row_on | (seq.pool & ((sd.pool_op == POOL_STORE) | drop))):
+                     out.relu.eq(seq.relu), out.side.eq(sd), sd.pool_op.eq(pool_op)]
+        with m.If(~row_on | (seq.pool & ((pool_op == POOL_STORE) | drop))):
             m.d.comb += sd.mask.eq(0)
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
