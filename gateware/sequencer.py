@@ -490,21 +490,31 @@ class Sequencer(wiring.Component):
         # Pair tiles: the tile's first k = min(C, w_out - ox) columns (a_lo) are in its first
         # output row (port 2g), the others in the next one (port 2g + 1).
         a_lo = Signal(C)
+        # The compares are registered with the issue stage (``bounds``) and the ports' ok bits
+        # combined from those registers on the way out, into the activation buffer's own first
+        # register: compare and combination in one cycle were the ULX3S critical path (102.2
+        # MHz, the x compare's carry chain into port 2's ok register).
+        bounds = [Signal.like(v, name=f"{v.name}_q")
+                  for v in (y_ok, *y_oks, a_lo, *x_oks, *xb_oks)]
+        y_ok_q, y_oks_q = bounds[0], bounds[1:1 + len(y_oks)]
+        a_lo_q = bounds[1 + len(y_oks)]
+        x_oks_q = bounds[2 + len(y_oks):2 + len(y_oks) + C]
+        xb_oks_q = bounds[2 + len(y_oks) + C:]
         # (A port a group: port 1's row offset is the second row's, its ok bits those of both
         # rows, the same for every group.)
         both = Signal(C)
         for j in range(C):
-            first_ok = y_ok & x_oks[j] & (~pair | a_lo[j])
-            m.d.comb += [both[j].eq(first_ok | (y_oks[0] & xb_oks[j] & ~a_lo[j])),
+            first_ok = y_ok_q & x_oks_q[j] & (~pair | a_lo_q[j])
+            m.d.comb += [both[j].eq(first_ok | (y_oks_q[0] & xb_oks_q[j] & ~a_lo_q[j])),
                          ok[j].eq(Mux(one, both[j], first_ok))]
-            for k, (okk, yk_ok) in enumerate(zip(oks, y_oks), start=1):
-                second = yk_ok & xb_oks[j] & ~a_lo[j]
+            for k, (okk, yk_ok) in enumerate(zip(oks, y_oks_q), start=1):
+                second = yk_ok & xb_oks_q[j] & ~a_lo_q[j]
                 if k == 1:
-                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(pair, second, yk_ok & x_oks[j])))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(pair, second, yk_ok & x_oks_q[j])))
                 elif k == 2:
-                    m.d.comb += okk[j].eq(Mux(one, both[j], yk_ok & x_oks[j] & (~flat | a_lo[j])))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], yk_ok & x_oks_q[j] & (~flat | a_lo_q[j])))
                 else:
-                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(flat, second, yk_ok & x_oks[j])))
+                    m.d.comb += okk[j].eq(Mux(one, both[j], Mux(flat, second, yk_ok & x_oks_q[j])))
         live = Signal(range(5))           # output rows of the tile that exist (flat: all G regions)
         left = Signal(signed(_FIELD_BITS + 1))
         m.d.comb += [left.eq(oy_left),
@@ -593,19 +603,19 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.step_valid.eq(s_valid), self.step_first.eq(s_first),
                      self.step_last.eq(s_last)]
         rd_addr = Signal(signed(AB + 2))
-        rd_ok = Signal(C)
+        # Result readout: column 0 alone (``ro_ok``, set in READ; steps clear it).
+        ro_ok = Signal()
         rdk_addr = [Signal(signed(AB + 2), name=f"rd{k + 1}_addr_q") for k in range(1, max(2, GM))]
-        rdk_ok = [Signal(C, name=f"rd{k + 1}_ok_q") for k in range(1, max(2, GM))]
-        for k, (a, o) in enumerate(zip(rdk_addr, rdk_ok), start=1):
+        for k, (a, o) in enumerate(zip(rdk_addr, oks), start=1):
             m.d.comb += [getattr(self, f"rd{k + 1}_addr").eq(a), getattr(self, f"rd{k + 1}_ok").eq(o)]
         rd_s2 = Signal()
         w_addr = Signal(self._wb)
-        m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(rd_ok), self.rd_stride2.eq(rd_s2),
+        m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(Mux(ro_ok, 1, ok)), self.rd_stride2.eq(rd_s2),
                      self.w_addr.eq(w_addr)]
         with m.If(a_valid):
-            m.d.sync += [rd_addr.eq(n0), rd_ok.eq(ok), rd_s2.eq(stride2), w_addr.eq(a_waddr)]
+            m.d.sync += [rd_addr.eq(n0), ro_ok.eq(0), rd_s2.eq(stride2), w_addr.eq(a_waddr)]
             m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_addr, a_kk_ports)]
-            m.d.sync += [o.eq(okk) for o, okk in zip(rdk_ok, oks)]
+            m.d.sync += [q.eq(v) for q, v in zip(bounds, (y_ok, *y_oks, a_lo, *x_oks, *xb_oks))]
 
         # The tag: its terms snapshot with the tile's last step, summed a cycle later (it is
         # needed only when the tile drains, many cycles on).
@@ -884,7 +894,7 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "DESC"
             with m.State("READ"):
-                m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), rd_ok.eq(1), rd_s2.eq(0),
+                m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), ro_ok.eq(1), rd_s2.eq(0),
                              ro_wait.eq(0)]
                 m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
