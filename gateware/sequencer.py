@@ -584,13 +584,20 @@ class Sequencer(wiring.Component):
         h_out2 = Signal()
         m.d.sync += h_out2.eq(F["h_out"] == 2)
 
+        h_out_m1 = Signal(_FIELD_BITS)
+        m.d.sync += h_out_m1.eq(F["h_out"] - 1)
+
         def frame_steps(fr, y0, wrap1):
+            # (Each sum is formed from registers and the choices made after it: a choice in
+            # front of the subtraction put its carry chain behind four LUTs, the sequencer's
+            # own critical path, 99.1 MHz alone.)
             one = fr == 1
             cross = tall & Mux(wrap1, one, one | (fr == 2))
             row1 = ~wrap1 & one           # two rows stepped from the frame's last
-            return [nx_fr.eq(Mux(cross, F["h_out"] - row1, fr - Mux(wrap1, 1, 2))),
+            s2 = s_rows << 1
+            return [nx_fr.eq(Mux(cross, Mux(row1, h_out_m1, F["h_out"]), Mux(wrap1, fr - 1, fr - 2))),
                     nx_y0.eq(Mux(cross, Mux(row1, s_rows, 0) - pad,
-                                 y0 + Mux(flat, Mux(wrap1, s_rows, s_rows << 1), y_step))),
+                                 Mux(flat, Mux(wrap1, y0 + s_rows, y0 + s2), y0 + y_step))),
                     nx_cross.eq(tall & Mux(cross, row1 & h_out2, fr == Mux(wrap1, 2, 3)))]
         wrap_now = Signal()
         m.d.comb += wrap_now.eq(w_wide | (cols_left[:cb] > dx_small))
