@@ -429,3 +429,32 @@ def test_layer_mapping_port_a_group():
         (p,) = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4)).layers
         assert (p.fields["groups"], p.fields["mix"], p.fields["flat"]) == (4, 1, flat), p.mapping
         assert tile_bound(p, rows=8, cols=8) == pytest.approx(bound)
+
+
+def test_split_inputs_hand_worked():
+    """An FC's inputs split over the row groups, worked by hand: FashionNet's 1024 -> 10 on an
+    8 x 8 four-group engine. Descriptor load 32 fields + 2, setup 3, final class check 1 (38),
+    one CLASS and one PREP cycle, the tiles, then the drain: issue 1, read 5, array
+    8 + 8 + 4, drain chain 8, output path 9, write-back 1 (44)."""
+    from hw.layout import split_allowed, layer_mapping
+    assert LAYER_OVERHEAD == 38 and drain_cycles(8, 8) == 44
+    # Whole periods per chunk, groups of 2 or 4, K divisible, no pooling.
+    assert split_allowed(1, 1024, groups=4) and split_allowed(8, 64, groups=4)
+    assert not split_allowed(8, 48, groups=4)          # chunks of 12: not whole periods of 8
+    assert not split_allowed(1, 10, groups=4)          # 10 inputs do not split in 4
+    assert not split_allowed(1, 1024, groups=1) and not split_allowed(1, 64, groups=2, pool=True)
+    kw = dict(rows=8, cols=8, groups=4, c_in=1024)
+    # One group: 10 filters in 2 blocks of 8 rows x 1024 steps.
+    plain = layer_mapping((1024,), (10,), 1, 1, **kw)
+    assert (plain["groups"], plain["mix"], plain["cycles"]) == (1, 0, 38 + 2 + 2 * 1024 + 44)
+    # Split in 4: 5 blocks of 2 filters x 256 steps (2 in 2: 3 blocks of 4 x 512 = 1536).
+    split = layer_mapping((1024,), (10,), 1, 1, split=True, **kw)
+    assert (split["groups"], split["mix"], split["group_rows"], split["tiles"], split["entries"],
+            split["cycles"]) == (4, 2, 2, 1, 5 * 256, 38 + 2 + 5 * 256 + 44)
+    two = layer_mapping((1024,), (10,), 1, 1, split=True, **dict(kw, groups=2))
+    assert (two["groups"], two["mix"], two["cycles"]) == (2, 2, 38 + 2 + 3 * 512 + 44)
+    # Groups of one row: 3 filters of 40 inputs on R = 4, split in 4: 3 blocks of 1 filter x
+    # 10 steps (10 >= R: no tile is held), against 1 block of 40 (split in 2: 2 blocks of 20).
+    small = layer_mapping((40,), (3,), 1, 1, rows=4, cols=2, groups=4, c_in=40, split=True)
+    assert (small["groups"], small["mix"], small["entries"]) == (4, 2, 30)
+    assert small["cycles"] == LAYER_OVERHEAD + 2 + 3 * 10 + drain_cycles(4, 2)
