@@ -497,12 +497,14 @@ class Sequencer(wiring.Component):
         # combined from those registers on the way out, into the activation buffer's own first
         # register: compare and combination in one cycle were the ULX3S critical path (102.2
         # MHz, the x compare's carry chain into port 2's ok register).
-        bounds = [Signal.like(v, name=f"{v.name}_q")
-                  for v in (y_ok, *y_oks, a_lo, *x_oks, *xb_oks)]
-        y_ok_q, y_oks_q = bounds[0], bounds[1:1 + len(y_oks)]
-        a_lo_q = bounds[1 + len(y_oks)]
-        x_oks_q = bounds[2 + len(y_oks):2 + len(y_oks) + C]
-        xb_oks_q = bounds[2 + len(y_oks) + C:]
+        bounds = []                       # (register, compare) pairs, loaded with the issue stage
+
+        def at_issue(v):
+            q = Signal.like(v, name=f"{v.name}_q")
+            bounds.append((q, v))
+            return q
+        y_ok_q, y_oks_q, a_lo_q = at_issue(y_ok), [at_issue(v) for v in y_oks], at_issue(a_lo)
+        x_oks_q, xb_oks_q = [at_issue(v) for v in x_oks], [at_issue(v) for v in xb_oks]
         # (A port a group: port 1's row offset is the second row's, its ok bits those of both
         # rows, the same for every group.)
         both = Signal(C)
@@ -625,7 +627,7 @@ class Sequencer(wiring.Component):
         with m.If(a_valid):
             m.d.sync += [rd_addr.eq(n0), ro_ok.eq(0), rd_s2.eq(stride2), w_addr.eq(a_waddr)]
             m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_addr, a_kk_ports)]
-            m.d.sync += [q.eq(v) for q, v in zip(bounds, (y_ok, *y_oks, a_lo, *x_oks, *xb_oks))]
+            m.d.sync += [q.eq(v) for q, v in bounds]
 
         # The tag: its terms snapshot with the tile's last step, summed a cycle later (it is
         # needed only when the tile drains, many cycles on).
