@@ -569,7 +569,8 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
                   tall: bool = False, contiguous: bool = False,
                   split: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
-    "cycles", "entries"}``.
+    "steps", "cycles", "entries"}`` (``steps``: each class's steps a tile, ``steps`` itself
+    unless the inputs are split).
 
     Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), the column
     fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups), flat
@@ -626,7 +627,7 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
             key = (cycles, entries, G, is_flat, mix)
             if best is None or key < best[0]:
                 best = (key, dict(groups=G, fold=0 if is_flat or mix else fold, flat=is_flat,
-                                  mix=mix, group_rows=gs, tiles=tiles, cycles=cycles,
+                                  mix=mix, group_rows=gs, tiles=tiles, steps=st, cycles=cycles,
                                   entries=entries))
     return best[1] if best else None
 
@@ -721,9 +722,7 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
         # group g taking row g (its chunk) as the channels of a 1 x 1 pixel.
         split = mix == 2
         c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G) if split else in_shape
-        full_steps = steps
-        if split:
-            steps = tuple(s_ // G for s_ in steps)
+        full_steps, steps = steps, mapping["steps"]
         fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
                       out_w=o[2], out_hw=out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),

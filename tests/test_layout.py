@@ -449,12 +449,14 @@ def test_split_inputs_hand_worked():
     assert (plain["groups"], plain["mix"], plain["cycles"]) == (1, 0, 38 + 2 + 2 * 1024 + 44)
     # Split in 4: 5 blocks of 2 filters x 256 steps (2 in 2: 3 blocks of 4 x 512 = 1536).
     split = layer_mapping((1024,), (10,), 1, 1, split=True, **kw)
-    assert (split["groups"], split["mix"], split["group_rows"], split["tiles"], split["entries"],
-            split["cycles"]) == (4, 2, 2, 1, 5 * 256, 38 + 2 + 5 * 256 + 44)
+    assert (split["groups"], split["mix"], split["group_rows"], split["tiles"], split["steps"],
+            split["entries"], split["cycles"]) == (4, 2, 2, 1, (256,), 5 * 256, 38 + 2 + 5 * 256 + 44)
     two = layer_mapping((1024,), (10,), 1, 1, split=True, **dict(kw, groups=2))
     assert (two["groups"], two["mix"], two["cycles"]) == (2, 2, 38 + 2 + 3 * 512 + 44)
     # Groups of one row: 3 filters of 40 inputs on R = 4, split in 4: 3 blocks of 1 filter x
     # 10 steps (10 >= R: no tile is held), against 1 block of 40 (split in 2: 2 blocks of 20).
     small = layer_mapping((40,), (3,), 1, 1, rows=4, cols=2, groups=4, c_in=40, split=True)
     assert (small["groups"], small["mix"], small["entries"]) == (4, 2, 30)
-    assert small["cycles"] == LAYER_OVERHEAD + 2 + 3 * 10 + drain_cycles(4, 2)
+    # Drain on 4 x 2: issue 1, read 5, array 4 + 2 + 4, drain chain 4, output path 9,
+    # write-back 1 (30).
+    assert (small["steps"], small["cycles"]) == ((10,), 38 + 2 + 3 * 10 + 30)
