@@ -27,12 +27,12 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from hw.memory_map import Space
 from hw.quant import ACC_BITS
 from hw.array import ArrayConfig
-from .interfaces import CoreSignature
+from .interfaces import CoreSignature, MODEL_CHECK_LATENCY
 from .act_buffer import ActBuffer, READ_LATENCY
 from .weight_streamer import READ_LATENCY as WEIGHT_READ_LATENCY, WeightStreamer
 from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
-from .sequencer import Sequencer
+from .sequencer import Sequencer, MODEL_CHECK_LATENCY as _SEQ_MODEL_CHECK_LATENCY
 from .pipeline import delayed
 
 __all__ = ["Core", "WRITEBACK_LATENCY"]
@@ -41,6 +41,10 @@ __all__ = ["Core", "WRITEBACK_LATENCY"]
 #: pool stage's output select, the write address's lane rotation and the write/load choice in
 #: one cycle were the ECP5's critical path (10.29 ns); one cycle more per layer drain.
 WRITEBACK_LATENCY = 1
+
+# The load word's register, then the sequencer's header and check registers: within the
+# interface's promise.
+assert 1 + _SEQ_MODEL_CHECK_LATENCY <= MODEL_CHECK_LATENCY
 
 
 class Core(wiring.Component):
@@ -99,8 +103,10 @@ class Core(wiring.Component):
         # Load port.
         ld = self.load
         m.d.comb += [ld.ready.eq(~seq.busy), self.config_id.eq(cfg.config_id),
-                     self.busy.eq(seq.busy), seq.start.eq(self.start),
-                     self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len)]
+                     self.busy.eq(seq.busy), seq.start.eq(self.start), seq.abort.eq(self.abort),
+                     seq.unload.eq(self.unload),
+                     self.input_len.eq(seq.input_len), self.output_len.eq(seq.output_len),
+                     self.model_ok.eq(seq.model_ok)]
         # Each accepted load word is registered, decoded by space, before it fans out to the
         # memories (the ready decode from the sequencer's state and the route to a far block
         # RAM's write enable did not fit one cycle on the ECP5); it is written a cycle later,

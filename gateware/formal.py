@@ -80,7 +80,8 @@ def stream_harness(component, *, cover: bool = True) -> Module:
     Parameters
     ----------
     component : wiring.Component
-        The design under proof; all its ``In`` ports are driven by ``AnySeq``.
+        The design under proof; all its ``In`` ports are driven by ``AnySeq``. An ``In`` port
+        named ``abort`` releases the rules for the cycle after it, as a reset does.
     cover : bool
         Add a ``Cover`` of one transfer (valid and ready) on every stream.
     """
@@ -89,10 +90,14 @@ def stream_harness(component, *, cover: bool = True) -> Module:
         raise ValueError(f"{component!r} has no stream interfaces to prove")
     m = Module()
     m.submodules.dut = component
+    abort = Const(0)
     for path, member, value in component.signature.flatten(component):
         value = Value.cast(value)
         if member.flow == Flow.In and not isinstance(value, Const):
             m.d.comb += value.eq(AnySeq(len(value)))
+            if path == ("abort",):
+                # An abort input (CoreSignature) withdraws what the streams offer, as a reset does.
+                abort = value
 
     for port in ports:
         name = port.path.replace(".", "_")
@@ -101,7 +106,7 @@ def stream_harness(component, *, cover: bool = True) -> Module:
         # Registered history: a reset clears `stalled`, which releases the rule for one cycle.
         stalled = Signal(name=f"{name}_stalled")
         held = Signal(len(payload), name=f"{name}_held")
-        m.d.sync += [stalled.eq(valid & ~ready), held.eq(payload)]
+        m.d.sync += [stalled.eq(valid & ~ready & ~abort), held.eq(payload)]
         rule = Assert if port.source else Assume
         with m.If(stalled):
             m.d.comb += [rule(valid, f"{port.path}: valid dropped before ready"),

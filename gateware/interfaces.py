@@ -5,7 +5,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.memory_map import SPACE_BITS, ADDR_BITS, WORD_BITS, COUNTERS
 
-__all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream"]
+__all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream",
+           "MODEL_CHECK_LATENCY"]
 
 #: One word written into the engine's memories (see :class:`hw.memory_map.Space`).
 LoadWord = data.StructLayout({"space": SPACE_BITS, "addr": ADDR_BITS, "data": WORD_BITS})
@@ -15,6 +16,10 @@ ResultByte = data.StructLayout({"data": 8, "last": 1})
 
 #: Performance counters of the last frame.
 Counters = data.StructLayout({name: 32 for name in COUNTERS})
+
+#: Cycles after the last accepted load word by which a core's ``model_ok`` reflects it (at most;
+#: the link layer waits this long before it reads the flag).
+MODEL_CHECK_LATENCY = 3
 
 #: A byte stream (UART side of the link layer).
 ByteStream = stream.Signature(8)
@@ -29,6 +34,12 @@ class CoreSignature(wiring.Signature):
         Words of the model image and of input frames.
     start : In(1)
         One-cycle pulse: run every layer on the loaded input frame.
+    abort : In(1)
+        One-cycle pulse: abandon the frame in flight (the link layer's answer to a host that
+        gave up waiting). The core is idle the cycle after, its loaded model intact.
+    unload : In(1)
+        One-cycle pulse: a new image begins; the loaded model header is cleared, so a load that
+        brings none leaves ``model_ok`` low.
     busy : Out(1)
         High from ``start`` until the last result byte has been accepted.
     result : Out(stream.Signature(ResultByte))
@@ -41,6 +52,9 @@ class CoreSignature(wiring.Signature):
     output_len : Out(ADDR_BITS + 2)
         Bytes in the result of one frame (the last layer's C x H x W), so the link layer can send
         the response length before the payload.
+    model_ok : Out(1)
+        The loaded model header can run on this core (``hw.layout.check_header``); valid
+        :data:`MODEL_CHECK_LATENCY` cycles after the last load word is accepted.
     config_id : Out(32)
         Constant fingerprint of the generator parameters (``hw.array.ArrayConfig.config_id``);
         an image carries the id it was packed for and the link layer refuses a mismatch.
@@ -50,10 +64,13 @@ class CoreSignature(wiring.Signature):
         super().__init__({
             "load": In(stream.Signature(LoadWord)),
             "start": In(1),
+            "abort": In(1),
+            "unload": In(1),
             "busy": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
             "input_len": Out(ADDR_BITS + 2),
             "output_len": Out(ADDR_BITS + 2),
+            "model_ok": Out(1),
             "config_id": Out(32),
         })

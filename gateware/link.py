@@ -8,6 +8,13 @@ after its CRC: an image is marked loaded, and an inference started, only once th
 for an image every header check and the image CRC) passed. Only a length above
 :data:`hw.link.MAX_PAYLOAD` is refused before the payload (BAD_LENGTH), since the frame could not be
 consumed; the receiver then hunts for the next sync from the byte after the header.
+
+A good image whose model header the core cannot run (``hw.layout.check_header``: no layers,
+more than it holds, lengths outside its memories) is refused with BAD_MODEL and left unloaded.
+An inference whose result has not been sent in full when the host sends another byte is
+abandoned (between result bytes: none on offer is withdrawn): the host has given up waiting (a model that runs far longer than it expected), so
+the core is aborted, the response stops where it is (the host's decoder drops the truncated
+frame) and the new request is served. The engine thus stays usable whatever a loaded model does.
 """
 
 from enum import IntEnum
@@ -19,7 +26,11 @@ from amaranth.lib.wiring import In, Out
 from hw.image import MAGIC, VERSION, HEADER_WORDS, SPACE_WORDS
 from hw.link import SYNC, NAK, MAX_PAYLOAD, RESPONSE_FLAG, Command, ErrorCode
 from hw.memory_map import ADDR_BITS, COUNTERS, Space
-from gateware.interfaces import ByteStream, CoreSignature
+from gateware.interfaces import ByteStream, CoreSignature, MODEL_CHECK_LATENCY
+
+# A core's model_ok is read when a LOAD_IMAGE commits, at least 5 cycles after its last load
+# word was taken (the rest of the image CRC word and the frame CRC follow it).
+assert MODEL_CHECK_LATENCY <= 5
 
 __all__ = ["Link", "check_timeout"]
 
@@ -75,7 +86,8 @@ class Link(wiring.Component):
     core : In(CoreSignature())
         The engine core, driven by this component (the flipped side of the core's own signature).
     image_loaded : Out(1)
-        A good image has been loaded (cleared when a LOAD_IMAGE frame begins).
+        A good image with a model the core can run has been loaded (cleared when a LOAD_IMAGE
+        frame begins).
     nak : Out(1)
         One-cycle pulse when a NAK response begins (for an error LED).
     """
@@ -193,6 +205,11 @@ class Link(wiring.Component):
         timed_out = ~rx.valid & (idle == self._timeout)
 
         m.d.sync += self.nak.eq(0)
+        # Pulses to the core, registered: each resets or clears a wide set of its registers.
+        unload = Signal()
+        abort = Signal()
+        m.d.sync += [unload.eq(0), abort.eq(0)]
+        m.d.comb += [core.unload.eq(unload), core.abort.eq(abort)]
         with m.If(core.load.ready):
             m.d.sync += core.load.valid.eq(0)
 
@@ -324,7 +341,7 @@ class Link(wiring.Component):
                                         m.d.sync += err.eq(ErrorCode.BAD_FRAME_SIZE)
                                 with m.Case(Command.LOAD_IMAGE):
                                     # Its words overwrite the engine's memories from now on.
-                                    m.d.sync += self.image_loaded.eq(0)
+                                    m.d.sync += [self.image_loaded.eq(0), unload.eq(1)]
                                 with m.Default():
                                     m.d.sync += err.eq(ErrorCode.BAD_COMMAND)
                 with m.Elif(timed_out):
@@ -389,8 +406,14 @@ class Link(wiring.Component):
                 # Every loaded word must have reached the core before it is told to use them.
                 with m.If(~core.load.valid):
                     with m.If(cmd == Command.LOAD_IMAGE):
-                        m.d.sync += self.image_loaded.eq(1)
-                        respond(RESPONSE_FLAG | Command.LOAD_IMAGE, 0, _Kind.NONE)
+                        # The image is good; can its model run? ``model_ok`` lags the last load
+                        # word, but the payload stalls until each word is taken, and the image
+                        # CRC and the frame CRC follow it: at least 5 cycles.
+                        with m.If(core.model_ok):
+                            m.d.sync += self.image_loaded.eq(1)
+                            respond(RESPONSE_FLAG | Command.LOAD_IMAGE, 0, _Kind.NONE)
+                        with m.Else():
+                            nak(ErrorCode.BAD_MODEL)
                     with m.Else():
                         m.d.comb += core.start.eq(1)
                         respond(RESPONSE_FLAG | Command.INFER, core.output_len, _Kind.RESULT)
@@ -446,6 +469,12 @@ class Link(wiring.Component):
                     with m.If(tx_idx == rsp_len - 1):
                         m.d.sync += k.eq(0)
                         m.next = "T_CRC"
+                with m.If((rsp_kind == _Kind.RESULT) & rx.valid & ~tx.valid):
+                    # The host sent a new request before the whole result: it gave up waiting.
+                    # Abort the frame, leave the response cut short, serve the request. (Not
+                    # while a result byte is on offer: a stream withdraws no beat.)
+                    m.d.sync += abort.eq(1)
+                    m.next = "HUNT"
             with m.State("T_CRC"):
                 m.d.comb += [tx.valid.eq(~tx_crc_take),
                              tx.payload.eq(frame_crc.crc.word_select(k, 8)), tx_side.eq(1)]

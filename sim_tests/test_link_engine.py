@@ -3,7 +3,8 @@ and UartEngine (8N1 pins) on Icarus and Verilator, bit-exact against hw.referenc
 
 One cocotb run per (simulator, top) plays a whole session (sim_tests/link_engine_tb.py): errors
 before an image, corrupted and foreign images, a good image, inference, counters, a truncated
-frame and garbage between frames.
+frame and garbage between frames, images whose model cannot run (BAD_MODEL), and an inference
+that runs for ever, abandoned by the host and aborted by its next request.
 """
 
 from pathlib import Path
@@ -14,11 +15,30 @@ import pytest
 from bench.layers import random_layer_model
 from hw.array import ArrayConfig
 from hw.image import build_image
-from hw.layout import build_layout
+from hw.layout import build_layout, DESC_HEADER_WORDS, HEADER_FIELDS, LAYER_FIELDS
+from hw.memory_map import Space
 from hw.reference import run_model
 
 SEED = 5
 DIVISOR = 6
+
+
+def _unrunnable_images(layout, config):
+    """Well-formed images the engine must refuse or abort: a model header with no layers, no
+    DESCRIPTORS section at all, and a model whose first layer has 2**20 output rows (it would
+    run for hours: the host gives up on its INFER)."""
+    def image(sections):
+        return np.frombuffer(build_image(sections, config.config_id), np.uint8)
+
+    no_layers = dict(layout.sections)
+    no_layers[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
+    no_layers[Space.DESCRIPTORS][HEADER_FIELDS.index("n_layers")] = 0
+    headerless = {s: w for s, w in layout.sections.items() if s != Space.DESCRIPTORS}
+    runaway = dict(layout.sections)
+    runaway[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
+    runaway[Space.DESCRIPTORS][DESC_HEADER_WORDS + LAYER_FIELDS.index("h_out")] = 1 << 20
+    return dict(no_layers_image=image(no_layers), headerless_image=image(headerless),
+                runaway_image=image(runaway))
 
 
 def _case(path):
@@ -33,6 +53,7 @@ def _case(path):
         max_cycles=4 * layout.expected_cycles + 1000,
         image=np.frombuffer(build_image(layout.sections, config.config_id), np.uint8),
         other_image=np.frombuffer(build_image(layout.sections, config.config_id ^ 1), np.uint8),
+        **_unrunnable_images(layout, config),
     )
     for i, f in enumerate(frames):
         arrays[f"frame_{i}"] = f.reshape(-1)

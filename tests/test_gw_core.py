@@ -10,6 +10,7 @@ from bench.layers import random_layer_model, random_chain_model
 from gateware.core import Core
 from hw.array import ArrayConfig
 from hw.layout import build_layout, HEADER_FIELDS
+from hw.link import ErrorCode
 from hw.memory_map import Space
 from hw.reference import run_model
 
@@ -17,14 +18,18 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
-             pack_pairs=None, reset_after=None, reload=True, batch=1):
+             pack_pairs=None, reset_after=None, reload=True, batch=1, abort_after=None):
     """Load ``qmodel`` and ``frame`` (a batch: ``[B, C, H, W]``) into a :class:`Core`, run it,
     return (result bytes, counters, layout, header lengths).
 
     ``reset_after``: first load and start once, assert the reset ``reset_after`` cycles into the
     frame (everything in flight is abandoned; the datapath registers have no reset), then load
     again (without ``reload`` only the descriptor header, the registers a reset clears; the
-    memories keep the rest) and run."""
+    memories keep the rest) and run.
+
+    ``abort_after``: first load and start once, pulse ``abort`` that many cycles into the frame
+    (``"readout"``: while its first result byte waits), wait for the core to idle, then load
+    only the INPUT words (the model must still be loaded) and run."""
     layout = build_layout(qmodel, config, batch=batch)
     dut = Core(config=config, pack_pairs=pack_pairs)
     rst = Signal()
@@ -56,6 +61,7 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
         ctx.set(dut.start, 0)
 
     async def tb(ctx):
+        rows = words
         if reset_after is not None:
             await load_and_start(ctx, words, 1.0)
             await ctx.tick().repeat(reset_after)
@@ -64,7 +70,26 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
             await ctx.tick().repeat(2)
             ctx.set(rst, 0)
             assert not ctx.get(dut.busy)
-        await load_and_start(ctx, words if reset_after is None else again, valid_p)
+            rows = again
+        if abort_after is not None:
+            await load_and_start(ctx, words, 1.0)
+            at = layout.expected_cycles + 20 if abort_after == "readout" else abort_after
+            await ctx.tick().repeat(at)
+            assert ctx.get(dut.busy), "the frame ended before the abort"
+            assert ctx.get(dut.result.valid) == (abort_after == "readout")
+            ctx.set(dut.abort, 1)
+            await ctx.tick()
+            ctx.set(dut.abort, 0)
+            for n in range(1000):
+                assert not ctx.get(dut.result.valid), "a result byte after the abort"
+                if not ctx.get(dut.busy):
+                    break
+                await ctx.tick()
+            else:
+                raise AssertionError("still busy 1000 cycles after the abort")
+            lens["abort_drain"] = n
+            rows = words[words[:, 0] == Space.INPUT]
+        await load_and_start(ctx, rows, valid_p)
         lens["input"], lens["output"] = ctx.get(dut.input_len), ctx.get(dut.output_len)
         held = None
         for _ in range(max_cycles):
@@ -107,7 +132,8 @@ def check(qmodel, config, *, seed, batch=1, **kw):
     assert not len(bad), f"seed {seed}: {len(bad)} of {want.size} outputs differ, first at {bad[:8]}"
     assert counters["macs"] == layout.macs, f"seed {seed}"
     assert counters["cycles"] == layout.expected_cycles, f"seed {seed}"
-    assert lens == {"input": layout.input_len, "output": layout.output_len}
+    assert {k: lens[k] for k in ("input", "output")} == {"input": layout.input_len,
+                                                          "output": layout.output_len}
     return counters
 
 
@@ -154,6 +180,66 @@ def test_start_right_after_reset(at):
     region is intact): steps and rows still in the pipeline must not reach the new frame."""
     q = random_layer_model(seed=4, c_in=5, c_out=8, h=6, w=8, variant="PSD2_P8")
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=4, reset_after=at, reload=False)
+
+
+@pytest.mark.parametrize("at", [3, 300, 600, 900, 1330, "readout"])
+def test_abort_mid_frame(at):
+    """``abort`` at any point of a frame (descriptor load, the first layer's tiles (536 cycles),
+    the second's, its drain, the readout with a result byte on offer) idles the core once its
+    tiles in flight are written back; the model stays loaded: the INPUT words alone, loaded
+    again, give the exact result and the model's cycle count. (Idling without waiting for the
+    write-backs loses INPUT words to them: the case at 900 fails.)"""
+    q = random_chain_model([dict(c_out=9, variant="PSD2_P8"), dict(c_out=6, stride=2)],
+                           c_in=3, h=8, w=9, seed=5)
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, abort_after=at, ready_p=0.6)
+
+
+def test_model_ok():
+    """``model_ok`` follows hw.layout.check_header on random and edge-case headers written
+    through the load port, MODEL_CHECK_LATENCY cycles after the last word; ``unload`` clears
+    the header (a load without one is refused)."""
+    from gateware.interfaces import MODEL_CHECK_LATENCY
+    from hw.image import ImageError
+    from hw.layout import check_header, header_limits
+    cfg = ArrayConfig(rows=2, cols=2, p_max=4, weight_depth=16, table_depth=16, param_depth=16,
+                      act_depth=256, max_layers=3)
+    lim = header_limits(cfg)
+    rng = np.random.default_rng(7)
+    cases = [[1, 4, 4, 0], [3, lim["input_len"], 1, lim["result_end"] - 1],
+             [0, 4, 4, 0], [4, 4, 4, 0], [1, 0, 4, 0], [1, lim["input_len"] + 1, 4, 0],
+             [1, 4, 0, 0], [1, 4, lim["result_end"], 1], [1, 4, 5, lim["result_end"] - 4],
+             [2 ** 32 - 1, 4, 4, 0], [1, 4, 2 ** 32 - 1, 2 ** 32 - 1]]
+    cases += [[int(v) for v in rng.integers(0, [5, 300, 300, 300])] for _ in range(30)]
+    dut = Core(config=cfg)
+    got, want = [], []
+
+    async def tb(ctx):
+        for words in cases + [None]:
+            ctx.set(dut.unload, 1)
+            await ctx.tick()
+            ctx.set(dut.unload, 0)
+            for addr, word in enumerate(words or []):
+                ctx.set(dut.load.valid, 1)
+                ctx.set(dut.load.payload.space, Space.DESCRIPTORS)
+                ctx.set(dut.load.payload.addr, addr)
+                ctx.set(dut.load.payload.data, word)
+                await ctx.tick()
+            ctx.set(dut.load.valid, 0)
+            await ctx.tick().repeat(MODEL_CHECK_LATENCY - 1)
+            got.append(ctx.get(dut.model_ok))
+            try:
+                check_header(words, cfg)
+                want.append(1)
+            except ImageError as e:
+                assert e.code == ErrorCode.BAD_MODEL
+                want.append(0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want, [(c, g, w) for c, g, w in zip(cases + [None], got, want) if g != w]
+    assert 0 < sum(want) < len(want)
 
 
 def test_rejects_bad_pack_pairs():

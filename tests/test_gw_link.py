@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from gateware.interfaces import MODEL_CHECK_LATENCY
 from gateware.link import Link
 from hw.image import ImageError, build_image, parse_image
 from hw.link import (NAK, MAX_PAYLOAD, Command, ErrorCode, Frame, FrameDecoder, counters_payload,
@@ -37,6 +38,12 @@ class Model:
         self.counters = counters
         self.loaded = False
 
+    @staticmethod
+    def model_runs(sections) -> bool:
+        """The mock core's rule for a runnable model: the load wrote DESCRIPTORS word 0, odd."""
+        desc = sections.get(Space.DESCRIPTORS)
+        return desc is not None and len(desc) > 0 and int(desc[0]) & 1 == 1
+
     def respond(self, cmd, seq, payload):
         def nak(code):
             return Frame(NAK, seq, nak_payload(code=code, cmd=cmd))
@@ -47,9 +54,11 @@ class Model:
         if cmd == Command.LOAD_IMAGE:
             self.loaded = False
             try:
-                parse_image(payload, config_id=self.config_id, capacity=CAPACITY)
+                _, sections = parse_image(payload, config_id=self.config_id, capacity=CAPACITY)
             except ImageError as e:
                 return nak(e.code)
+            if not self.model_runs(sections):
+                return nak(ErrorCode.BAD_MODEL)
             self.loaded = True
             return Frame(0x82, seq, b"")
         if cmd == Command.INFER:
@@ -81,6 +90,8 @@ class Bench:
         self.p_gap, self.p_ready = p_gap, p_ready
         self.loads = []          # (space, addr, data) words the core received
         self.starts = 0
+        self.aborts = 0
+        self.hang = False        # the mock core never answers (a model that runs too long)
         self.ticks = 0           # host-side clock cycles
 
     async def send(self, ctx, data, *, limit=2000):
@@ -129,21 +140,35 @@ class Bench:
         for name, value in self.counters.items():
             ctx.set(getattr(core.counters, name), value)
         pending, res_valid = [], False
+        # Descriptor word 0 of the current load (None: not written since the load began), and
+        # the model_ok it gives, shown MODEL_CHECK_LATENCY cycles late as the contract allows.
+        word0, shown = None, [False] * MODEL_CHECK_LATENCY
         while True:
             ctx.set(core.load.ready, self.rng.random() < self.p_ready)
-            if pending and not res_valid and self.rng.random() < self.p_ready:
+            if pending and not res_valid and not self.hang and self.rng.random() < self.p_ready:
                 res_valid = True
                 ctx.set(core.result.payload.data, pending[0])
                 ctx.set(core.result.payload.last, len(pending) == 1)
             ctx.set(core.result.valid, res_valid)
             ctx.set(core.busy, bool(pending))
-            _, _, lv, lr, lp, start, rr = await ctx.tick().sample(
-                core.load.valid, core.load.ready, core.load.payload, core.start, core.result.ready)
+            ctx.set(core.model_ok, shown[0])
+            _, _, lv, lr, lp, start, rr, unload, abort = await ctx.tick().sample(
+                core.load.valid, core.load.ready, core.load.payload, core.start, core.result.ready,
+                core.unload, core.abort)
+            if unload:
+                word0 = None
             if lv and lr:
                 self.loads.append((lp.space, lp.addr, lp.data))
+                if lp.space == Space.DESCRIPTORS and lp.addr == 0:
+                    word0 = lp.data
+            shown = shown[1:] + [word0 is not None and word0 & 1 == 1]
             if res_valid and rr:
                 pending.pop(0)
                 res_valid = False
+            if abort:
+                assert pending, f"abort while idle (seed {self.seed})"
+                self.aborts += 1
+                pending, res_valid = [], False
             if start:
                 assert not pending, f"start while busy (seed {self.seed})"
                 self.starts += 1
@@ -188,8 +213,12 @@ class Bench:
         return ok
 
 
-def _image(rng, config_id, **kw):
-    sections = {Space.DESCRIPTORS: np.array([rng.getrandbits(32) for _ in range(rng.randrange(9))]),
+def _image(rng, config_id, *, runs=True, **kw):
+    """A random image; ``runs``: its model passes the mock core's check (else it fails it)."""
+    desc = [rng.getrandbits(32) for _ in range(rng.randrange(1 if runs else 0, 9))]
+    if desc:
+        desc[0] = desc[0] | 1 if runs else desc[0] & ~1
+    sections = {Space.DESCRIPTORS: np.array(desc, dtype=np.int64),
                 Space.WEIGHTS: np.array([rng.getrandbits(32) for _ in range(rng.randrange(41))])}
     order = list(sections)
     rng.shuffle(order)
@@ -258,7 +287,7 @@ def test_random_requests_and_corruption(seed, p_gap, p_ready):
             kind = rng.choice(["image", "badimage", "infer", "infer", "ping", "counters"])
             corrupt = rng.choice([None, None, None, "crc", "cut"])
             if kind == "image":
-                cmd, (payload, _) = Command.LOAD_IMAGE, _image(rng, cid)
+                cmd, (payload, _) = Command.LOAD_IMAGE, _image(rng, cid, runs=rng.random() < 0.8)
             elif kind == "badimage":
                 cmd, payload = Command.LOAD_IMAGE, bytearray(_image(rng, cid)[0])
                 i = rng.randrange(len(payload))
@@ -322,7 +351,7 @@ def test_image_rejections(case):
         parse_image(image, config_id=cid, capacity=CAPACITY)
 
     async def host(ctx):
-        assert await bench.request(ctx, Command.LOAD_IMAGE, build_image({}, cid))
+        assert await bench.request(ctx, Command.LOAD_IMAGE, build_image({Space.DESCRIPTORS: [1]}, cid))
         assert not await bench.request(ctx, Command.LOAD_IMAGE, image)
         assert not ctx.get(bench.dut.image_loaded)
 
@@ -350,3 +379,59 @@ def test_full_rate():
         # One cycle per byte each way, plus the CRC check, the commit and the core's start.
         print(f"{name}: {took} cycles for {wire} bytes on the wire")
         assert took <= wire + 4, f"{name}: {took} cycles for {wire} bytes on the wire"
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_bad_model(seed):
+    """A good image whose model the core cannot run is refused with BAD_MODEL and leaves no
+    image loaded; the core forgets the previous model's header when a load begins, so an image
+    without one is refused too."""
+    # A slow core, and descriptor word 0 the last load word: model_ok (MODEL_CHECK_LATENCY
+    # cycles late in the mock, as the contract allows) must have followed it at the commit.
+    bench = Bench(seed, p_ready=0.1)
+    cid = bench.model.config_id
+
+    async def host(ctx):
+        good = build_image({Space.WEIGHTS: [7], Space.DESCRIPTORS: [3]}, cid)
+        for image, ok in [(good, True), (build_image({Space.DESCRIPTORS: [2]}, cid), False),
+                          (good, True), (build_image({Space.WEIGHTS: [1, 2]}, cid), False),
+                          (build_image({}, cid), False), (good, True)]:
+            got = await bench.request(ctx, Command.LOAD_IMAGE, image)
+            assert got == ok, f"seed {seed}"
+            assert await bench.request(ctx, Command.INFER, bytes(13)) == ok   # else NO_IMAGE
+
+    bench.run(host)
+
+
+@pytest.mark.parametrize("seed", [41, 42])
+def test_new_request_aborts_a_long_inference(seed):
+    """The core never answers an INFER (a model that runs too long); once the host gives up
+    and sends another request, the link aborts the core, cuts the response short and serves
+    the request; the model stays loaded and the next INFER is answered."""
+    bench = Bench(seed)
+    cid = bench.model.config_id
+
+    async def host(ctx):
+        assert await bench.request(ctx, Command.LOAD_IMAGE, _image(bench.rng, cid)[0])
+        bench.hang = True
+        await bench.send(ctx, encode_frame(cmd=Command.INFER, seq=7, payload=bytes(13)))
+        got = bytearray()
+        for _ in range(2000):             # the response header: sync, cmd, seq, length
+            ctx.set(bench.dut.tx.ready, 1)
+            _, _, valid, payload = await ctx.tick().sample(bench.dut.tx.valid, bench.dut.tx.payload)
+            if valid:
+                got.append(payload)
+                if len(got) == 8:
+                    break
+        assert got == encode_frame(cmd=response_cmd(Command.INFER), seq=7,
+                                   payload=bytes(10))[:8], f"seed {seed}"
+        await bench.idle(ctx, 50)         # nothing more: the core has no result
+        assert bench.aborts == 0 and ctx.get(bench.dut.core.busy)
+        bench.hang = False
+        assert await bench.request(ctx, Command.PING)
+        assert bench.aborts == 1, f"seed {seed}"
+        assert ctx.get(bench.dut.image_loaded)
+        assert await bench.request(ctx, Command.INFER, bytes(range(13)))
+        assert bench.aborts == 1, f"seed {seed}"
+
+    bench.run(host)

@@ -460,3 +460,38 @@ def test_split_inputs_hand_worked():
     # Drain on 4 x 2: issue 1, read 5, array 4 + 2 + 4, drain chain 4, output path 9,
     # write-back 1 (30).
     assert (small["steps"], small["cycles"]) == ((10,), 38 + 2 + 3 * 10 + 30)
+
+
+def test_check_header():
+    """The loader's model check, worked by hand on a small engine: 3 descriptor slots, an INPUT
+    space of 64 words (256 bytes), 256 bytes of activation memory."""
+    from hw.image import ImageError
+    from hw.layout import check_header, header_limits
+    from hw.link import ErrorCode
+    cfg = ArrayConfig(rows=2, cols=2, p_max=4, weight_depth=16, table_depth=16, param_depth=16,
+                      act_depth=256, max_layers=3)
+    assert header_limits(cfg) == {"n_layers": 3, "input_len": 256, "result_end": 256}
+    for ok in ([1, 1, 1, 0], [3, 256, 256, 0], [2, 10, 6, 250], [1, 4, 4, 0, 99, 99]):
+        check_header(np.array(ok), cfg)
+    bad = {(0, 4, 4, 0): "n_layers = 0: this engine runs 1..3",
+           (4, 4, 4, 0): "n_layers = 4: this engine runs 1..3",
+           (1, 0, 4, 0): "input_len = 0: this engine runs 1..256",
+           (1, 257, 4, 0): "input_len = 257: this engine runs 1..256",
+           (1, 4, 0, 0): "output_len = 0: this engine runs 1..256",
+           (1, 4, 257, 0): "output_len = 257: this engine runs 1..256",
+           (1, 4, 7, 250): r"result_base \+ output_len = 250 \+ 7 = 257: past the 256-byte",
+           (2,): "input_len = 0"}       # words missing from a short section count as 0
+    for words, message in bad.items():
+        with pytest.raises(ImageError, match=message) as e:
+            check_header(np.array(words), cfg)
+        assert e.value.code == ErrorCode.BAD_MODEL
+    with pytest.raises(ImageError, match=r"n_layers = 0 \(the image has no DESCRIPTORS header\)"):
+        check_header(None, cfg)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_built_headers_pass_the_check(batch):
+    from hw.layout import check_header
+    q = random_chain_model([dict(c_out=6), dict(c_out=5, kind="fc")], c_in=2, h=5, w=5, seed=2)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, batch=batch)
+    check_header(build_layout(q, cfg, batch=batch).sections[Space.DESCRIPTORS], cfg)
