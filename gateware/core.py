@@ -280,14 +280,15 @@ class Core(wiring.Component):
         # A local copy of the layer flag (it changes only between layers, with nothing in flight).
         on = Signal()
         m.d.sync += on.eq(ksum)
-        # taps[k]: the drain's first row was k cycles ago, so this row is still the first group's.
-        taps = [arr.out_first]
+        # first_ago[k]: the drain's first row was k cycles ago, so this row is still the first
+        # group's.
+        first_ago = [arr.out_first]
         for k in range(1, half):
             t = Signal(name=f"ksum_first{k}")
-            m.d.sync += t.eq(taps[-1])
-            taps.append(t)
+            m.d.sync += t.eq(first_ago[-1])
+            first_ago.append(t)
         first_group = Signal()
-        m.d.comb += first_group.eq(Mux(g4, Cat(*taps[:q4]).any(), Cat(*taps).any()))
+        m.d.comb += first_group.eq(Mux(g4, Cat(*first_ago[:q4]).any(), Cat(*first_ago).any()))
         hist = [Signal(signed(ACC_BITS), name=f"ksum_hist{k}", reset_less=True) for k in range(half)]
         y = Signal(signed(ACC_BITS), name="ksum_y")
         m.d.comb += y.eq(arr.out_data[0] + Mux(on & ~first_group,

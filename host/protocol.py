@@ -187,9 +187,13 @@ class Client:
             self._stats["discarded"] += len(stale)
             self._stats["bad_frames"] += len(self._decoder.errors) - errors_before
             reasons.append(outcome)
+        # The engine aborts an inference when the next request arrives: a model that runs
+        # longer than the wait is cut off at every attempt.
+        hint = (" (a model that runs longer than the timeout never answers: each new request "
+                "aborts it; raise the timeout)" if cmd == link.Command.INFER else "")
         raise LinkTimeout(f"{cmd.name} (seq {seq}) got no valid response after "
                           f"{self._retries + 1} attempts ({', '.join(reasons)}) on "
-                          f"{self._transport.name}")
+                          f"{self._transport.name}{hint}")
 
     def _await(self, cmd, seq: int, wait: float):
         """Response payload (bytes), or a string saying why this attempt should be retried."""

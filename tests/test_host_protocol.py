@@ -130,6 +130,15 @@ def test_dead_link_times_out_naming_attempts():
         client.ping()
 
 
+def test_infer_timeout_says_a_long_model_is_aborted():
+    board = make_board([Fault.NONE] + [Fault.DROP_RESPONSE] * 2)
+    client = Client(board, timeout=TIMEOUT, retries=1)
+    client.load_image(b"img")
+    with pytest.raises(LinkTimeout, match=r"INFER \(seq 1\) got no valid response after 2 "
+                                          r"attempts .* each new request aborts it; raise the timeout"):
+        client.infer(bytes(INPUT_LEN))
+
+
 def test_retry_resends_identical_frame():
     """A retry is the same frame (same seq), not a new request."""
     written = []
