@@ -17,8 +17,8 @@ ResultByte = data.StructLayout({"data": 8, "last": 1})
 #: Performance counters of the last frame.
 Counters = data.StructLayout({name: 32 for name in COUNTERS})
 
-#: Cycles after the last accepted load word by which a core's ``model_ok`` reflects it (at most;
-#: the link layer waits this long before it reads the flag).
+#: Cycles after the last accepted load word by which a core's ``model_ok`` reflects it (at most:
+#: the link layer reads the flag when a LOAD_IMAGE commits, at least 5 cycles after that word).
 MODEL_CHECK_LATENCY = 3
 
 #: A byte stream (UART side of the link layer).
@@ -36,7 +36,8 @@ class CoreSignature(wiring.Signature):
         One-cycle pulse: run every layer on the loaded input frame.
     abort : In(1)
         One-cycle pulse: abandon the frame in flight (the link layer's answer to a host that
-        gave up waiting). The core is idle the cycle after, its loaded model intact.
+        gave up waiting). ``busy`` falls once the tiles already issued are written back; the
+        loaded model stays, the counters keep the abandoned frame's counts so far.
     unload : In(1)
         One-cycle pulse: a new image begins; the loaded model header is cleared, so a load that
         brings none leaves ``model_ok`` low.

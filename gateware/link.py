@@ -12,9 +12,10 @@ consumed; the receiver then hunts for the next sync from the byte after the head
 A good image whose model header the core cannot run (``hw.layout.check_header``: no layers,
 more than it holds, lengths outside its memories) is refused with BAD_MODEL and left unloaded.
 An inference whose result has not been sent in full when the host sends another byte is
-abandoned (between result bytes: none on offer is withdrawn): the host has given up waiting (a model that runs far longer than it expected), so
-the core is aborted, the response stops where it is (the host's decoder drops the truncated
-frame) and the new request is served. The engine thus stays usable whatever a loaded model does.
+abandoned: the host has given up waiting (a model that runs far longer than it expected). The
+core is aborted (between result bytes: a beat on offer is never withdrawn), the response stops
+where it is (the host's decoder drops the cut frame) and the new request is served. The engine
+thus stays usable whatever a loaded model does.
 """
 
 from enum import IntEnum
@@ -205,7 +206,7 @@ class Link(wiring.Component):
         timed_out = ~rx.valid & (idle == self._timeout)
 
         m.d.sync += self.nak.eq(0)
-        # Pulses to the core, registered: each resets or clears a wide set of its registers.
+        # Pulses to the core, from registers: each fans out to many of its registers.
         unload = Signal()
         abort = Signal()
         m.d.sync += [unload.eq(0), abort.eq(0)]

@@ -140,7 +140,7 @@ class Sequencer(wiring.Component):
         From the descriptor header.
     model_ok : Out(1)
         The header can run (:func:`hw.layout.check_header`): 1 to ``max_layers`` layers, an
-        input of 1 to ``act_depth`` bytes, an output of at least 1 byte that ends inside the
+        input of 1 byte up to the INPUT space, an output of at least 1 byte that ends inside the
         activation memory. Registered: it reflects header words written
         ``MODEL_CHECK_LATENCY - 1`` cycles before.
     w_addr : Out
@@ -712,6 +712,7 @@ class Sequencer(wiring.Component):
         m.d.sync += start_q.eq(self.start)
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
         m.d.sync += [gap.eq(Mux(gap < span, gap + 1, gap)), gap_short.eq(gap + 1 < span)]
+
         def abort_frame():
             """(Last in a state: it overrides the state's own next.) Stop walking; drain."""
             with m.If(self.abort):
