@@ -1,4 +1,5 @@
-"""The simulated board's pty bridge (host.simboard + host.sim_bridge) on a stand-in echo design.
+"""The simulated board's pty bridge (host.simboard + host.sim_bridge) on a stand-in echo design,
+and the host client's recovery from a model that never finishes on the real engine.
 
 The stand-in has LinkedEngine's byte-stream ports; it echoes every byte plus one, through a FIFO
 whose output is throttled (ready/valid back-pressure both ways), so the test checks the bridge
@@ -63,3 +64,43 @@ def test_stream_bridge_round_trip(tmp_path):
     finally:
         board.close()
     assert "FAIL=0" in board.log_path.read_text() or "PASS" in board.log_path.read_text()
+
+
+def test_client_recovers_from_a_model_that_runs_for_hours(tmp_path):
+    """The host client against the simulated engine (LinkedEngine under Verilator, over a pty):
+    a model whose first layer has 2**20 output rows never answers its INFER; the client times
+    out, each retry aborts the run, and LinkTimeout says so. The board stays usable: a PING
+    answers with the image still loaded, and a good image then infers bit-exact."""
+    import numpy as np
+
+    from bench.layers import random_layer_model
+    from hw.array import ArrayConfig
+    from hw.image import build_image
+    from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, build_layout
+    from hw.memory_map import Space
+    from hw.reference import run_model
+    from host.protocol import Client, LinkTimeout
+
+    seed = 9
+    q = random_layer_model(seed=seed, c_in=3, c_out=4, h=5, w=5, k=3, stride=1, relu=True,
+                           variant="PSD2_P8")
+    config = ArrayConfig.for_model(q, rows=2, cols=2)
+    layout = build_layout(q, config)
+    runaway = dict(layout.sections)
+    runaway[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
+    runaway[Space.DESCRIPTORS][DESC_HEADER_WORDS + LAYER_FIELDS.index("h_out")] = 1 << 20
+    frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
+    board = SimBoard(config=config, build_dir=tmp_path)
+    try:
+        with SerialTransport(board.port) as t:
+            client = Client(t, timeout=1.0, retries=1)
+            client.load_image(build_image(runaway, config.config_id))
+            with pytest.raises(LinkTimeout, match="each new request aborts it"):
+                client.infer(frame.tobytes())
+            assert client.ping().image_loaded, f"seed {seed}"
+            client.load_image(build_image(layout.sections, config.config_id))
+            got = client.infer(frame.tobytes(), output_len=layout.output_len)
+    finally:
+        board.close()
+    want = run_model(q, frame)[-1].reshape(-1)
+    assert (layout.decode_output(got).reshape(-1) == want).all(), f"seed {seed}"
