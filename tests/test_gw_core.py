@@ -194,6 +194,32 @@ def test_abort_mid_frame(at):
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, abort_after=at, ready_p=0.6)
 
 
+def _abort_models():
+    four = random_chain_model([dict(c_out=16, variant="PSD2_P8", pool=True), dict(c_out=8, variant="PSD1_P16"),
+                               dict(c_out=20, stride=2), dict(c_out=5, k=1), dict(c_out=4, kind="fc")],
+                              c_in=2, h=14, w=13, seed=21)
+    batch = random_chain_model([dict(c_out=16, variant="PS4_P4"), dict(c_out=16, stride=2, variant="PSD2_P8"),
+                                dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
+                                dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")], c_in=4, h=8, w=6, seed=41)
+    split = random_chain_model([dict(c_out=16, stride=2, variant="PSD2_P8"), dict(c_out=9, kind="fc"),
+                                dict(c_out=6, kind="fc")], c_in=3, h=8, w=8, seed=52)
+    return {"four groups, pooled, FC": (four, 1), "batch of 2, tall and by frame": (batch, 2),
+            "split FC inputs, batch of 2": (split, 2)}
+
+
+@pytest.mark.parametrize("frac", [0.3, 0.7])
+@pytest.mark.parametrize("name", ["four groups, pooled, FC", "batch of 2, tall and by frame",
+                                  "split FC inputs, batch of 2"])
+def test_abort_across_mappings(name, frac):
+    """An abort leaves every mapping's engine usable (four-group, mixed, pooled, folded, tall and
+    frame-by-frame batch layers, split FC inputs): the INPUT words alone then give the exact
+    result, cycles and MACs."""
+    q, batch = _abort_models()[name]
+    cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=4, batch=batch)
+    at = int(frac * build_layout(q, cfg, batch=batch).expected_cycles)
+    check(q, cfg, seed=60, batch=batch, abort_after=at, ready_p=0.7, valid_p=0.8)
+
+
 def test_model_ok():
     """``model_ok`` follows hw.layout.check_header on random and edge-case headers written
     through the load port, MODEL_CHECK_LATENCY cycles after the last word; ``unload`` clears
