@@ -141,7 +141,7 @@ class Sequencer(wiring.Component):
     model_ok : Out(1)
         The header can run (:func:`hw.layout.check_header`): 1 to ``max_layers`` layers, an
         input of 1 byte up to the INPUT space, an output of at least 1 byte that ends inside the
-        activation memory. Registered: it reflects header words written
+        activation memory, both lengths within the length ports. Registered: it reflects header words written
         ``MODEL_CHECK_LATENCY - 1`` cycles before.
     w_addr : Out
         Weight entry of the issued step (to the weight streamer).
@@ -251,7 +251,7 @@ class Sequencer(wiring.Component):
         m.d.sync += self.model_ok.eq(
             (hdr["n_layers"] >= 1) & (hdr["n_layers"] <= lim["n_layers"])
             & (hdr["input_len"] >= 1) & (hdr["input_len"] <= lim["input_len"])
-            & (hdr["output_len"] >= 1)
+            & (hdr["output_len"] >= 1) & (hdr["output_len"] <= lim["output_len"])
             & (hdr["result_base"] + hdr["output_len"] <= lim["result_end"]))
 
         F = {n: Signal(_FIELD_BITS, name=f"f_{n}") for n in LAYER_FIELDS}

@@ -107,7 +107,7 @@ import numpy as np
 
 from .image import SPACE_WORDS, ImageError
 from .link import ErrorCode
-from .memory_map import Space
+from .memory_map import ADDR_BITS, Space
 from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
@@ -116,7 +116,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
-           "header_limits", "check_header"]
+           "header_limits", "check_header", "MAX_LEN"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -691,12 +691,19 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
     return req
 
 
+#: Largest input or output length in bytes the engine's length ports carry
+#: (``gateware.interfaces.CoreSignature``: ``ADDR_BITS + 2`` bits).
+MAX_LEN = (1 << (ADDR_BITS + 2)) - 1
+
+
 def header_limits(config) -> dict:
     """The largest header values an engine of ``config`` runs: ``n_layers`` (its descriptor
-    slots), ``input_len`` (bytes of its INPUT space), ``result_end`` (``result_base +
-    output_len``: the result must end inside the activation memory)."""
+    slots), ``input_len`` (bytes of its INPUT space), ``output_len``, ``result_end``
+    (``result_base + output_len``: the result must end inside the activation memory). Both
+    lengths are also at most :data:`MAX_LEN`, what the core's length ports carry."""
     return {"n_layers": config.max_layers,
-            "input_len": 4 * min(config.capacity()[Space.INPUT], SPACE_WORDS),
+            "input_len": min(4 * min(config.capacity()[Space.INPUT], SPACE_WORDS), MAX_LEN),
+            "output_len": min(config.act_depth, MAX_LEN),
             "result_end": config.act_depth}
 
 
@@ -720,7 +727,7 @@ def check_header(descriptors, config) -> None:
     hdr = dict(zip(HEADER_FIELDS, (int(w) for w in words)))
     lim = header_limits(config)
     ranges = {"n_layers": (1, lim["n_layers"]), "input_len": (1, lim["input_len"]),
-              "output_len": (1, lim["result_end"])}
+              "output_len": (1, lim["output_len"])}
     for name, (lo, hi) in ranges.items():
         if not lo <= hdr[name] <= hi:
             what = " (the image has no DESCRIPTORS header)" if descriptors is None else ""
@@ -810,6 +817,10 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
               bases[len(plans) % 2]]
     desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(plans), dtype=np.uint32)
     desc[:len(header)] = header
+    try:
+        check_header(desc, config)
+    except ImageError as e:       # the engine would refuse it: say so now, not at LOAD_IMAGE
+        raise ValueError(f"{qmodel.name}: {e}") from None
     for i, d in enumerate(desc_layers):
         at = DESC_HEADER_WORDS + i * DESC_LAYER_WORDS
         desc[at:at + len(d)] = d

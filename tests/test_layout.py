@@ -470,7 +470,8 @@ def test_check_header():
     from hw.link import ErrorCode
     cfg = ArrayConfig(rows=2, cols=2, p_max=4, weight_depth=16, table_depth=16, param_depth=16,
                       act_depth=256, max_layers=3)
-    assert header_limits(cfg) == {"n_layers": 3, "input_len": 256, "result_end": 256}
+    assert header_limits(cfg) == {"n_layers": 3, "input_len": 256, "output_len": 256,
+                                  "result_end": 256}
     for ok in ([1, 1, 1, 0], [3, 256, 256, 0], [2, 10, 6, 250], [1, 4, 4, 0, 99, 99]):
         check_header(np.array(ok), cfg)
     bad = {(0, 4, 4, 0): "n_layers = 0: this engine runs 1..3",
@@ -487,6 +488,23 @@ def test_check_header():
         assert e.value.code == ErrorCode.BAD_MODEL
     with pytest.raises(ImageError, match=r"n_layers = 0 \(the image has no DESCRIPTORS header\)"):
         check_header(None, cfg)
+
+
+def test_check_header_length_ports():
+    """With the largest activation memory (1 MiB, the load port's reach) the lengths are bounded
+    by the core's 20-bit length ports (2**20 - 1 bytes), not by the memories: an input of
+    2**20 bytes used to be truncated to 0."""
+    from hw.image import ImageError
+    from hw.layout import MAX_LEN, check_header, header_limits
+    assert MAX_LEN == 2 ** 20 - 1
+    cfg = ArrayConfig(act_depth=1 << 20)
+    assert header_limits(cfg) == {"n_layers": 16, "input_len": 2 ** 20 - 1,
+                                  "output_len": 2 ** 20 - 1, "result_end": 1 << 20}
+    check_header(np.array([1, 2 ** 20 - 1, 2 ** 20 - 1, 0]), cfg)
+    with pytest.raises(ImageError, match="input_len = 1048576: this engine runs 1..1048575"):
+        check_header(np.array([1, 2 ** 20, 4, 0]), cfg)
+    with pytest.raises(ImageError, match="output_len = 1048576: this engine runs 1..1048575"):
+        check_header(np.array([1, 4, 2 ** 20, 0]), cfg)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
