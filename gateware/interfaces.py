@@ -3,7 +3,7 @@
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.memory_map import SPACE_BITS, ADDR_BITS, WORD_BITS, COUNTERS
+from hw.memory_map import SPACE_BITS, ADDR_BITS, WORD_BITS, LEN_BITS, COUNTERS
 
 __all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream",
            "MODEL_CHECK_LATENCY"]
@@ -47,10 +47,10 @@ class CoreSignature(wiring.Signature):
         The last layer's int8 outputs in C x H x W order.
     counters : Out(Counters)
         Counters of the most recent frame, stable while not busy.
-    input_len : Out(ADDR_BITS + 2)
+    input_len : Out(LEN_BITS)
         Bytes in one input frame of the loaded model (from its first descriptor); the link layer
         rejects frames of any other length.
-    output_len : Out(ADDR_BITS + 2)
+    output_len : Out(LEN_BITS)
         Bytes in the result of one frame (the last layer's C x H x W), so the link layer can send
         the response length before the payload.
     model_ok : Out(1)
@@ -70,8 +70,8 @@ class CoreSignature(wiring.Signature):
             "busy": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
-            "input_len": Out(ADDR_BITS + 2),
-            "output_len": Out(ADDR_BITS + 2),
+            "input_len": Out(LEN_BITS),
+            "output_len": Out(LEN_BITS),
             "model_ok": Out(1),
             "config_id": Out(32),
         })

@@ -62,7 +62,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
-from hw.memory_map import ADDR_BITS, COUNTERS
+from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
@@ -200,7 +200,7 @@ class Sequencer(wiring.Component):
             "table_we": In(1), "table_addr": In(max(1, (config.table_depth - 1).bit_length())),
             "table_data": In(TAP_BITS),
             "unload": In(1),
-            "input_len": Out(ADDR_BITS + 2), "output_len": Out(ADDR_BITS + 2), "model_ok": Out(1),
+            "input_len": Out(LEN_BITS), "output_len": Out(LEN_BITS), "model_ok": Out(1),
             "w_addr": Out(self._wb),
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
@@ -670,7 +670,7 @@ class Sequencer(wiring.Component):
         push = Signal()
         m.d.sync += outstanding.eq(outstanding + push - self.tile_done)
 
-        ro_i = Signal(ADDR_BITS + 2)
+        ro_i = Signal(LEN_BITS)
         ro_wait = Signal(range(READ_LATENCY + 3))
         res_valid = Signal()
         res_data = Signal(8)

@@ -107,7 +107,7 @@ import numpy as np
 
 from .image import SPACE_WORDS, ImageError
 from .link import ErrorCode
-from .memory_map import ADDR_BITS, Space
+from .memory_map import LEN_BITS, Space
 from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
@@ -692,8 +692,8 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
 
 
 #: Largest input or output length in bytes the engine's length ports carry
-#: (``gateware.interfaces.CoreSignature``: ``ADDR_BITS + 2`` bits).
-MAX_LEN = (1 << (ADDR_BITS + 2)) - 1
+#: (``gateware.interfaces.CoreSignature``: :data:`hw.memory_map.LEN_BITS` bits).
+MAX_LEN = (1 << LEN_BITS) - 1
 
 
 def header_limits(config) -> dict:

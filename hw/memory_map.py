@@ -7,11 +7,14 @@ period tables, weights, ...) is defined by :mod:`hw.layout`; the link layer only
 
 from enum import IntEnum
 
-__all__ = ["Space", "SPACE_BITS", "ADDR_BITS", "WORD_BITS", "COUNTERS"]
+__all__ = ["Space", "SPACE_BITS", "ADDR_BITS", "WORD_BITS", "LEN_BITS", "COUNTERS"]
 
 SPACE_BITS = 4
 ADDR_BITS = 18
 WORD_BITS = 32
+#: Bits of a frame's input or output length in bytes (the core's ``input_len`` / ``output_len``):
+#: a whole load-word space of bytes.
+LEN_BITS = ADDR_BITS + 2
 
 
 class Space(IntEnum):
