@@ -105,7 +105,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .image import SPACE_WORDS, ImageError
+from .image import ImageError
 from .link import ErrorCode
 from .memory_map import LEN_BITS, Space
 from .variants import parse_variant
@@ -702,7 +702,8 @@ def header_limits(config) -> dict:
     (``result_base + output_len``: the result must end inside the activation memory). Both
     lengths are also at most :data:`MAX_LEN`, what the core's length ports carry."""
     return {"n_layers": config.max_layers,
-            "input_len": min(4 * min(config.capacity()[Space.INPUT], SPACE_WORDS), MAX_LEN),
+            # (ArrayConfig keeps every space within the load port's word addresses.)
+            "input_len": min(4 * config.capacity()[Space.INPUT], MAX_LEN),
             "output_len": min(config.act_depth, MAX_LEN),
             "result_end": config.act_depth}
 

@@ -19,6 +19,8 @@ from gateware.interfaces import ByteStream
 from host.simboard import SimBoard
 from host.transport import SerialTransport
 
+from conftest import runaway_sections
+
 pytestmark = pytest.mark.verilator
 
 
@@ -76,8 +78,7 @@ def test_client_recovers_from_a_model_that_runs_for_hours(tmp_path):
     from bench.layers import random_layer_model
     from hw.array import ArrayConfig
     from hw.image import build_image
-    from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, build_layout
-    from hw.memory_map import Space
+    from hw.layout import build_layout
     from hw.reference import run_model
     from host.protocol import Client, LinkTimeout
 
@@ -86,9 +87,7 @@ def test_client_recovers_from_a_model_that_runs_for_hours(tmp_path):
                            variant="PSD2_P8")
     config = ArrayConfig.for_model(q, rows=2, cols=2)
     layout = build_layout(q, config)
-    runaway = dict(layout.sections)
-    runaway[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
-    runaway[Space.DESCRIPTORS][DESC_HEADER_WORDS + LAYER_FIELDS.index("h_out")] = 1 << 20
+    runaway = runaway_sections(layout.sections)
     frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
     board = SimBoard(config=config, build_dir=tmp_path)
     try:

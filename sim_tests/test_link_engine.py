@@ -15,9 +15,11 @@ import pytest
 from bench.layers import random_layer_model
 from hw.array import ArrayConfig
 from hw.image import build_image
-from hw.layout import build_layout, DESC_HEADER_WORDS, HEADER_FIELDS, LAYER_FIELDS
+from hw.layout import build_layout, HEADER_FIELDS
 from hw.memory_map import Space
 from hw.reference import run_model
+
+from conftest import runaway_sections, with_descriptor_word
 
 SEED = 5
 DIVISOR = 6
@@ -30,15 +32,10 @@ def _unrunnable_images(layout, config):
     def image(sections):
         return np.frombuffer(build_image(sections, config.config_id), np.uint8)
 
-    no_layers = dict(layout.sections)
-    no_layers[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
-    no_layers[Space.DESCRIPTORS][HEADER_FIELDS.index("n_layers")] = 0
+    no_layers = with_descriptor_word(layout.sections, HEADER_FIELDS.index("n_layers"), 0)
     headerless = {s: w for s, w in layout.sections.items() if s != Space.DESCRIPTORS}
-    runaway = dict(layout.sections)
-    runaway[Space.DESCRIPTORS] = layout.sections[Space.DESCRIPTORS].copy()
-    runaway[Space.DESCRIPTORS][DESC_HEADER_WORDS + LAYER_FIELDS.index("h_out")] = 1 << 20
     return dict(no_layers_image=image(no_layers), headerless_image=image(headerless),
-                runaway_image=image(runaway))
+                runaway_image=image(runaway_sections(layout.sections)))
 
 
 def _case(path):
