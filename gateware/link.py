@@ -9,8 +9,9 @@ for an image every header check and the image CRC) passed. Only a length above
 :data:`hw.link.MAX_PAYLOAD` is refused before the payload (BAD_LENGTH), since the frame could not be
 consumed; the receiver then hunts for the next sync from the byte after the header.
 
-A good image whose model header the core cannot run (``hw.layout.check_header``: no layers,
-more than it holds, lengths outside its memories) is refused with BAD_MODEL and left unloaded.
+A good image whose model the core cannot run (``hw.layout.check_descriptors``: no layers, more
+than it holds, lengths outside its memories, a layer descriptor missing or with a field out of
+its range) is refused with BAD_MODEL and left unloaded.
 An inference whose result has not been sent in full when the host sends another byte is
 abandoned: the host has given up waiting (a model that runs far longer than it expected). The
 core is aborted (between result bytes: a beat on offer is never withdrawn), the response stops

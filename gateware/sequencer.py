@@ -64,6 +64,7 @@ from amaranth.lib.wiring import In, Out
 from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
+from .descriptor_check import DescriptorCheck
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
 from .pipeline import registered_read
@@ -74,8 +75,9 @@ __all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY"]
 #: ``w_addr``, ``rd_addr``): the issue snapshot and the issue register.
 ISSUE_LATENCY = 2
 
-#: Cycles from a header word at the descriptor write port to :attr:`Sequencer.model_ok`: the
-#: header register, then the check's register.
+#: Cycles from a descriptor word at the write port to :attr:`Sequencer.model_ok`: the header
+#: register (a layer word: :class:`~gateware.descriptor_check.DescriptorCheck`'s flag), then the
+#: check's register.
 MODEL_CHECK_LATENCY = 2
 
 _FIELD_BITS = 24
@@ -139,10 +141,11 @@ class Sequencer(wiring.Component):
     input_len, output_len : Out
         From the descriptor header.
     model_ok : Out(1)
-        The header can run (:func:`hw.layout.check_header`): 1 to ``max_layers`` layers, an
-        input of 1 byte up to the INPUT space, an output of at least 1 byte that ends inside the
-        activation memory, both lengths within the length ports. Registered: it reflects header words written
-        ``MODEL_CHECK_LATENCY - 1`` cycles before.
+        The model can run (:func:`hw.layout.check_descriptors`): a header of 1 to ``max_layers``
+        layers, an input of 1 byte up to the INPUT space, an output of at least 1 byte that ends
+        inside the activation memory, both lengths within the length ports; a whole descriptor
+        for each layer, every layer word written in its field's range. Registered: it reflects
+        descriptor words written ``MODEL_CHECK_LATENCY - 1`` cycles before.
     w_addr : Out
         Weight entry of the issued step (to the weight streamer).
     rd_addr, rd_stride2, rd_ok : Out
@@ -248,11 +251,18 @@ class Sequencer(wiring.Component):
                         m.d.sync += hdr[n].eq(self.desc_data)
         m.d.comb += [self.input_len.eq(hdr["input_len"]), self.output_len.eq(hdr["output_len"])]
         lim = header_limits(cfg)
+        m.submodules.desc_check = chk = DescriptorCheck(config=cfg)
+        m.d.comb += [chk.we.eq(self.desc_we), chk.addr.eq(self.desc_addr),
+                     chk.data.eq(self.desc_data), chk.unload.eq(self.unload)]
+        # A whole descriptor for each layer (n_layers is bounded by the same expression, so its
+        # low bits suffice).
+        n_low = hdr["n_layers"][:cfg.max_layers.bit_length()]
         m.d.sync += self.model_ok.eq(
             (hdr["n_layers"] >= 1) & (hdr["n_layers"] <= lim["n_layers"])
             & (hdr["input_len"] >= 1) & (hdr["input_len"] <= lim["input_len"])
             & (hdr["output_len"] >= 1) & (hdr["output_len"] <= lim["output_len"])
-            & (hdr["result_base"] + hdr["output_len"] <= lim["result_end"]))
+            & (hdr["result_base"] + hdr["output_len"] <= lim["result_end"])
+            & chk.ok & (chk.words >= DESC_HEADER_WORDS + DESC_LAYER_WORDS * n_low))
 
         F = {n: Signal(_FIELD_BITS, name=f"f_{n}") for n in LAYER_FIELDS}
         ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}

@@ -45,8 +45,9 @@ ERROR_TEXT = {
                                 "inconsistent with the image length",
     link.ErrorCode.NO_IMAGE: "no good image loaded yet",
     link.ErrorCode.BAD_FRAME_SIZE: "input frame length differs from the model's input length",
-    link.ErrorCode.BAD_MODEL: "image's model header cannot run on this engine (no layers, more "
-                              "layers than it holds, or lengths outside its memories)",
+    link.ErrorCode.BAD_MODEL: "image's model cannot run on this engine (no layers, more layers "
+                              "than it holds, lengths outside its memories, or a layer "
+                              "descriptor missing or with a field out of range)",
 }
 
 

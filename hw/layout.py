@@ -116,7 +116,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
-           "header_limits", "check_header", "MAX_LEN"]
+           "header_limits", "check_header", "MAX_LEN", "FieldLimit", "layer_limits", "check_descriptors"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -741,6 +741,115 @@ def check_header(descriptors, config) -> None:
                                               f"past the {lim['result_end']}-byte activation memory")
 
 
+@dataclass(frozen=True)
+class FieldLimit:
+    """The values an engine runs in one descriptor field: ``lo .. hi``, or only ``values``.
+
+    Members
+    -------
+    lo, hi : int
+        The smallest and largest value.
+    values : tuple of int or None
+        When not every value of ``lo .. hi`` is allowed (a choice such as ``k``), the allowed
+        ones, all below :data:`ENUM_LIMIT`.
+    """
+    lo: int
+    hi: int
+    values: tuple | None = None
+
+    def allows(self, value: int) -> bool:
+        return self.lo <= value <= self.hi and (self.values is None or value in self.values)
+
+    def __str__(self):
+        if self.values is None:
+            return f"{self.lo}..{self.hi}"
+        *head, last = (str(v) for v in self.values)
+        return f"{', '.join(head)} or {last}" if head else last
+
+
+#: Choice fields take values below this (the engine keeps one allowed bit per value).
+ENUM_LIMIT = 8
+
+#: Fields whose largest value depends on an earlier field of the same layer:
+#: ``{field: (earlier field, the config's depth or None)}``. ``rem`` < ``period``;
+#: ``table_base + period`` <= ``table_depth``; ``param_base + c_out`` <= ``param_depth``.
+LAYER_FIELD_PAIRS = {"rem": ("period", None), "table_base": ("period", "table_depth"),
+                     "param_base": ("c_out", "param_depth")}
+
+
+def layer_limits(config) -> dict:
+    """``{field: FieldLimit}`` for every field of :data:`LAYER_FIELDS`: what an engine of
+    ``config`` runs in a layer descriptor, one field at a time, plus :data:`LAYER_FIELD_PAIRS`.
+
+    Every descriptor :func:`build_layout` writes lies inside them. They are no proof that a layer
+    fits (a map's size is a product of fields): they keep each field to what its memory, its
+    register and the sequencer's choices can hold, so that no field is cut to its register's
+    width and no choice falls outside the engine's cases."""
+    A, T, W, Pd = config.act_depth, config.table_depth, config.weight_depth, config.param_depth
+
+    def span(lo, hi):
+        return FieldLimit(lo, hi)
+
+    def choice(*values):
+        assert max(values) < ENUM_LIMIT
+        return FieldLimit(min(values), max(values), tuple(values))
+
+    size = span(1, A)          # a count of pixels, rows or channels of a map in the activations
+    offset = span(0, A)        # a distance in the activations (0: unused)
+    lim = dict(c_in=size, h_in=size, w_in=size, hw_in=size, c_out=span(1, Pd), h_out=size,
+               w_out=size, out_w=size, out_hw=size, k=choice(1, 3), stride=choice(1, 2),
+               relu=choice(0, 1), pool=choice(0, 1), period=span(1, config.p_max),
+               q=span(0, Pd), rem=span(0, config.p_max - 1), table_base=span(0, T - 1),
+               weight_base=span(0, W - 1), param_base=span(0, Pd - 1), in_base=span(0, A - 1),
+               out_base=span(0, A - 1),
+               groups=choice(*(g for g in GROUP_CHOICES if g <= config.groups)),
+               fold=choice(0, 1), flat=choice(0, 1), flat_n=offset, flat_h=offset, flat_in=offset,
+               mix=choice(0, 1, 2), mix_wrap=offset, frames=size, frame_in=offset,
+               frame_out=offset)
+    assert tuple(lim) == LAYER_FIELDS
+    return lim
+
+
+def check_descriptors(descriptors, config) -> None:
+    """Refuse a DESCRIPTORS section the engine cannot run, as its loader does when a LOAD_IMAGE
+    ends: the header (:func:`check_header`), a whole descriptor for each of its ``n_layers``,
+    and every layer word of the section (those past ``n_layers`` too) inside
+    :func:`layer_limits` and :data:`LAYER_FIELD_PAIRS`, taking the words in address order as
+    the engine receives them.
+
+    Raises
+    ------
+    hw.image.ImageError
+        With code ``BAD_MODEL``, naming the layer, the field, its value and the allowed range.
+    """
+    check_header(descriptors, config)
+    words = [int(w) for w in np.asarray(descriptors, dtype=np.int64)]
+    n_layers = words[0]
+    have = max(0, len(words) - DESC_HEADER_WORDS) // DESC_LAYER_WORDS
+    if have < n_layers:
+        raise ImageError(ErrorCode.BAD_MODEL,
+                         f"model header n_layers = {n_layers}, but the DESCRIPTORS section holds "
+                         f"{have} whole layer descriptor{'s' * (have != 1)} "
+                         f"({len(words)} words, {DESC_HEADER_WORDS} + {DESC_LAYER_WORDS} a layer)")
+    lim = layer_limits(config)
+    depth = config.as_dict()
+    for at in range(DESC_HEADER_WORDS, len(words)):
+        layer, i = divmod(at - DESC_HEADER_WORDS, DESC_LAYER_WORDS)
+        name, value = LAYER_FIELDS[i], words[at]
+        if not lim[name].allows(value):
+            raise ImageError(ErrorCode.BAD_MODEL, f"layer {layer} descriptor field {name} = "
+                                                  f"{value}: this engine runs {lim[name]}")
+        if name in LAYER_FIELD_PAIRS:
+            other, mem = LAYER_FIELD_PAIRS[name]
+            v = words[at - i + LAYER_FIELDS.index(other)]
+            hi = depth[mem] - v if mem else v - 1
+            if value > hi:
+                rule = f"{name} + {other} <= {mem} = {depth[mem]}" if mem else f"{name} < {other}"
+                raise ImageError(ErrorCode.BAD_MODEL, f"layer {layer} descriptor field {name} = "
+                                                      f"{value} with {other} = {v}: this engine "
+                                                      f"needs {rule}")
+
+
 def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
     """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run.
 
@@ -818,13 +927,13 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
               bases[len(plans) % 2]]
     desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(plans), dtype=np.uint32)
     desc[:len(header)] = header
-    try:
-        check_header(desc, config)
-    except ImageError as e:       # the engine would refuse it: say so now, not at LOAD_IMAGE
-        raise ValueError(f"{qmodel.name}: {e}") from None
     for i, d in enumerate(desc_layers):
         at = DESC_HEADER_WORDS + i * DESC_LAYER_WORDS
         desc[at:at + len(d)] = d
+    try:
+        check_descriptors(desc, config)
+    except ImageError as e:       # the engine would refuse it: say so now, not at LOAD_IMAGE
+        raise ValueError(f"{qmodel.name}: {e}") from None
     wbytes = np.concatenate(entries).view(np.uint8) if entries else np.zeros((0, R), np.uint8)
     wbytes = wbytes.reshape(-1, R)
     wpe = config.words_per_entry

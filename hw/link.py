@@ -69,7 +69,7 @@ class ErrorCode(IntEnum):
     BAD_SECTION = 9     #: unknown/repeated space, section too large, lengths inconsistent
     NO_IMAGE = 10       #: INFER or READ_COUNTERS before a good image
     BAD_FRAME_SIZE = 11  #: INFER payload length differs from the model's input length
-    BAD_MODEL = 12      #: image well formed, but its model header cannot run (hw.layout.check_header)
+    BAD_MODEL = 12      #: image well formed, but its model cannot run (hw.layout.check_descriptors)
 
 
 def response_cmd(cmd: int) -> int:

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from hw.array import ArrayConfig
-from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS
+from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, check_descriptors
 from hw.memory_map import Space
 
 #: The engine the RTL tests build: the Arty A7-35T's 8 x 8 array, memories big enough for
@@ -22,18 +22,25 @@ SMALL_CONFIG = ArrayConfig(rows=4, cols=2, p_max=16, weight_depth=4096, table_de
                            param_depth=512, act_depth=4096, max_layers=8)
 
 
-def with_descriptor_word(sections, index, value):
-    """A copy of an image's ``sections`` with DESCRIPTORS word ``index`` set to ``value``."""
+def with_descriptor_words(sections, words):
+    """A copy of an image's ``sections`` with DESCRIPTORS words set: ``{index: value}``."""
     out = dict(sections)
     out[Space.DESCRIPTORS] = sections[Space.DESCRIPTORS].copy()
-    out[Space.DESCRIPTORS][index] = value
+    for index, value in words.items():
+        out[Space.DESCRIPTORS][index] = value
     return out
 
 
-def runaway_sections(sections):
-    """``sections`` with the first layer's ``h_out`` at 2**20: a well-formed model that runs for
-    hours, which the host gives up on and the engine must abort."""
-    return with_descriptor_word(sections, DESC_HEADER_WORDS + LAYER_FIELDS.index("h_out"), 1 << 20)
+def runaway_sections(sections, config):
+    """``sections`` with a first layer that the engine's model check passes but that runs for
+    hours: as many output rows, and frames run one by one, as ``config``'s activation memory
+    has bytes (``hw.layout.layer_limits``; its writes wrap around the memory). The host gives up
+    on it and the engine must abort it."""
+    check_descriptors(sections[Space.DESCRIPTORS], config)
+    at = DESC_HEADER_WORDS
+    return with_descriptor_words(sections, {at + LAYER_FIELDS.index("h_out"): config.act_depth,
+                                            at + LAYER_FIELDS.index("frames"): config.act_depth,
+                                            at + LAYER_FIELDS.index("frame_in"): 1})
 
 
 def pytest_collection_modifyitems(config, items):

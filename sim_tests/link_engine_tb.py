@@ -185,9 +185,9 @@ async def link_session(dut):
     assert not int(dut.loaded.value)
     nak(await request(Command.INFER, z["frame_0"].tobytes()), ErrorCode.NO_IMAGE, 3)
 
-    # Well-formed images whose model cannot run: no layers, and no header at all (a load
-    # begins by forgetting the last model's header).
-    for name in ("no_layers_image", "headerless_image"):
+    # Well-formed images whose model cannot run: no layers, no header at all (a load begins by
+    # forgetting the last model's header), a layer field out of range, a descriptor cut short.
+    for name in ("no_layers_image", "headerless_image", "stride3_image", "short_descriptor_image"):
         got = await request(Command.LOAD_IMAGE, image)
         assert got.cmd == 0x82, f"seed {seed}: {got}"
         nak(await request(Command.LOAD_IMAGE, z[name].tobytes()), ErrorCode.BAD_MODEL, 2)

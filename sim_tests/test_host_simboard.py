@@ -70,7 +70,7 @@ def test_stream_bridge_round_trip(tmp_path):
 
 def test_client_recovers_from_a_model_that_runs_for_hours(tmp_path):
     """The host client against the simulated engine (LinkedEngine under Verilator, over a pty):
-    a model whose first layer has 2**20 output rows never answers its INFER; the client times
+    a model whose first layer runs for hours (``runaway_sections``) never answers its INFER; the client times
     out, each retry aborts the run, and LinkTimeout says so. The board stays usable: a PING
     answers with the image still loaded, and a good image then infers bit-exact."""
     import numpy as np
@@ -87,7 +87,7 @@ def test_client_recovers_from_a_model_that_runs_for_hours(tmp_path):
                            variant="PSD2_P8")
     config = ArrayConfig.for_model(q, rows=2, cols=2)
     layout = build_layout(q, config)
-    runaway = runaway_sections(layout.sections)
+    runaway = runaway_sections(layout.sections, config)
     frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
     board = SimBoard(config=config, build_dir=tmp_path)
     try:

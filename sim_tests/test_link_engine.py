@@ -14,12 +14,12 @@ import pytest
 
 from bench.layers import random_layer_model
 from hw.array import ArrayConfig
-from hw.image import build_image
-from hw.layout import build_layout, HEADER_FIELDS
+from hw.image import ImageError, build_image
+from hw.layout import build_layout, check_descriptors, DESC_HEADER_WORDS, HEADER_FIELDS, LAYER_FIELDS
 from hw.memory_map import Space
 from hw.reference import run_model
 
-from conftest import runaway_sections, with_descriptor_word
+from conftest import runaway_sections, with_descriptor_words
 
 SEED = 5
 DIVISOR = 6
@@ -27,15 +27,25 @@ DIVISOR = 6
 
 def _unrunnable_images(layout, config):
     """Well-formed images the engine must refuse or abort: a model header with no layers, no
-    DESCRIPTORS section at all, and a model whose first layer has 2**20 output rows (it would
-    run for hours: the host gives up on its INFER)."""
+    DESCRIPTORS section at all, a layer with a stride of 3, a layer descriptor cut short by a
+    word, and a model whose first layer passes the checks but runs for hours (the host gives up
+    on its INFER)."""
     def image(sections):
         return np.frombuffer(build_image(sections, config.config_id), np.uint8)
 
-    no_layers = with_descriptor_word(layout.sections, HEADER_FIELDS.index("n_layers"), 0)
+    desc = layout.sections[Space.DESCRIPTORS]
+    no_layers = with_descriptor_words(layout.sections, {HEADER_FIELDS.index("n_layers"): 0})
     headerless = {s: w for s, w in layout.sections.items() if s != Space.DESCRIPTORS}
-    return dict(no_layers_image=image(no_layers), headerless_image=image(headerless),
-                runaway_image=image(runaway_sections(layout.sections)))
+    stride3 = with_descriptor_words(layout.sections,
+                                    {DESC_HEADER_WORDS + LAYER_FIELDS.index("stride"): 3})
+    short = {**layout.sections, Space.DESCRIPTORS: desc[:-1]}
+    images = dict(no_layers_image=no_layers, headerless_image=headerless,
+                  stride3_image=stride3, short_descriptor_image=short)
+    for sections in images.values():
+        with pytest.raises(ImageError, match="BAD_MODEL"):
+            check_descriptors(sections.get(Space.DESCRIPTORS), config)
+    images["runaway_image"] = runaway_sections(layout.sections, config)
+    return {name: image(sections) for name, sections in images.items()}
 
 
 def _case(path):

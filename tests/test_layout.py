@@ -10,6 +10,8 @@ from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_FIELDS, DE
     DESC_LAYER_WORDS, LAYER_OVERHEAD
 from hw.memory_map import Space
 
+from descriptor_cases import small_engine, hand_layer, hand_section
+
 
 def _model():
     return random_chain_model([dict(c_out=6), dict(c_out=11, variant="PSD2_P8", stride=2),
@@ -513,3 +515,95 @@ def test_built_headers_pass_the_check(batch):
     q = random_chain_model([dict(c_out=6), dict(c_out=5, kind="fc")], c_in=2, h=5, w=5, seed=2)
     cfg = ArrayConfig.for_model(q, rows=4, cols=4, batch=batch)
     check_header(build_layout(q, cfg, batch=batch).sections[Space.DESCRIPTORS], cfg)
+
+
+def test_layer_limits():
+    """Each descriptor field's range on the small engine, worked by hand from its depths: 256
+    bytes of activations, 16 parameters, table slots and weight entries, P <= 4, 2 row groups."""
+    from hw.layout import layer_limits
+    lim = {n: str(v) for n, v in layer_limits(small_engine()).items()}
+    assert lim == dict(c_in="1..256", h_in="1..256", w_in="1..256", hw_in="1..256", c_out="1..16",
+                       h_out="1..256", w_out="1..256", out_w="1..256", out_hw="1..256", k="1 or 3",
+                       stride="1 or 2", relu="0 or 1", pool="0 or 1", period="1..4", q="0..16",
+                       rem="0..3", table_base="0..15", weight_base="0..15", param_base="0..15",
+                       in_base="0..255", out_base="0..255", groups="1 or 2", fold="0 or 1",
+                       flat="0 or 1", flat_n="0..256", flat_h="0..256", flat_in="0..256",
+                       mix="0, 1 or 2", mix_wrap="0..256", frames="1..256", frame_in="0..256",
+                       frame_out="0..256")
+    assert str(layer_limits(ArrayConfig(rows=8, cols=8, groups=4))["groups"]) == "1, 2 or 4"
+
+
+def test_check_descriptors():
+    """The loader's layer check, worked by hand: every layer word of the section inside its
+    field's range, the pairs (rem < period, table_base + period <= 16, param_base + c_out <= 16),
+    and a whole descriptor for each of the header's layers."""
+    from hw.image import ImageError
+    from hw.layout import check_descriptors
+    from hw.link import ErrorCode
+    cfg = small_engine()
+    good = hand_layer()
+    # The edges of the ranges and of the pairs run.
+    edges = [hand_layer(rem=3), hand_layer(table_base=12, period=4), hand_layer(table_base=15, period=1, rem=0),
+             hand_layer(param_base=0, c_out=16, q=4, rem=0), hand_layer(c_in=256, in_base=255, groups=1),
+             hand_layer(k=1, stride=2, mix=2, frames=256, frame_out=256)]
+    for layer in edges:
+        check_descriptors(hand_section(layer), cfg)
+    check_descriptors(hand_section(good, good, good), cfg)
+    # Words past the header's layers are checked too (the engine takes them as they come), and
+    # a part of a descriptor is checked as far as it goes.
+    check_descriptors(hand_section(good, good[:9], n_layers=1), cfg)
+    bad = {
+        "layer 0 descriptor field c_in = 0: this engine runs 1..256": [hand_layer(c_in=0)],
+        "layer 0 descriptor field h_out = 257: this engine runs 1..256": [hand_layer(h_out=257)],
+        "layer 0 descriptor field h_out = 16777216: this engine runs 1..256":
+            [hand_layer(h_out=1 << 24)],     # would be cut to 0 by a 24-bit register
+        "layer 0 descriptor field k = 2: this engine runs 1 or 3": [hand_layer(k=2)],
+        "layer 0 descriptor field stride = 3: this engine runs 1 or 2": [hand_layer(stride=3)],
+        "layer 0 descriptor field groups = 4: this engine runs 1 or 2": [hand_layer(groups=4)],
+        "layer 0 descriptor field mix = 3: this engine runs 0, 1 or 2": [hand_layer(mix=3)],
+        "layer 0 descriptor field period = 5: this engine runs 1..4": [hand_layer(period=5)],
+        "layer 0 descriptor field frames = 0: this engine runs 1..256": [hand_layer(frames=0)],
+        "layer 0 descriptor field in_base = 256: this engine runs 0..255": [hand_layer(in_base=256)],
+        "layer 0 descriptor field weight_base = 16: this engine runs 0..15":
+            [hand_layer(weight_base=16)],
+        "layer 0 descriptor field rem = 2 with period = 2: this engine needs rem < period":
+            [hand_layer(period=2)],
+        "layer 0 descriptor field table_base = 13 with period = 4: this engine needs "
+        "table_base \\+ period <= table_depth = 16": [hand_layer(table_base=13)],
+        "layer 0 descriptor field param_base = 11 with c_out = 6: this engine needs "
+        "param_base \\+ c_out <= param_depth = 16": [hand_layer(param_base=11)],
+        "layer 2 descriptor field relu = 2: this engine runs 0 or 1":
+            [good, good, hand_layer(relu=2)],
+        "layer 1 descriptor field c_out = 17: this engine runs 1..16": [good, hand_layer(c_out=17)],
+    }
+    for message, layers in bad.items():
+        with pytest.raises(ImageError, match=message) as e:
+            check_descriptors(hand_section(*layers), cfg)
+        assert e.value.code == ErrorCode.BAD_MODEL
+    # A bad word past the header's layers, in a part of a descriptor.
+    with pytest.raises(ImageError, match="layer 1 descriptor field k = 0: this engine runs 1 or 3"):
+        check_descriptors(hand_section(good, hand_layer(k=0)[:10], n_layers=1), cfg)
+    # Fewer descriptors than layers.
+    for words, have in ((hand_section(good, n_layers=2), "1 whole layer descriptor "),
+                        (hand_section(good, good[:31], n_layers=2), "1 whole layer descriptor "),
+                        (hand_section(n_layers=1), "0 whole layer descriptors")):
+        with pytest.raises(ImageError, match=f"n_layers = [12], but the DESCRIPTORS section "
+                                             f"holds {have}"):
+            check_descriptors(words, cfg)
+    # The header is checked first.
+    with pytest.raises(ImageError, match="n_layers = 0: this engine runs 1..3"):
+        check_descriptors(hand_section(good, n_layers=0), cfg)
+
+
+@pytest.mark.parametrize("name", ["FashionNet_PSD2_P8", "FashionNet_PS2_P6", "FashionNet_PS1_P9",
+                                  "DigitsNet_PSD2_P16", "DigitsNet_PS4_P4"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_built_descriptors_pass_the_check(name, batch):
+    """Every descriptor ``build_layout`` writes runs on its engine, on one, two and four row
+    groups, one frame or a batch."""
+    from host.synthetic import random_qmodel
+    from hw.layout import check_descriptors
+    q = random_qmodel(name, seed=4)
+    for groups in (1, 2, 4):
+        cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=groups, batch=batch)
+        check_descriptors(build_layout(q, cfg, batch=batch).sections[Space.DESCRIPTORS], cfg)

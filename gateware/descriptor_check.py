@@ -1,0 +1,112 @@
+"""The loader's check of the layer descriptors: each word in its field's range as it is written.
+
+A LOAD_IMAGE whose CRC is good may still carry a layer the engine cannot run: a field wider than
+its 24-bit register, a ``k`` of 2, a period past ``p_max``, a table window past the table memory.
+The sequencer would run it anyway, cutting the field or falling outside its cases. This
+component watches the descriptor write port and keeps one sticky flag: every layer word written
+since the last ``unload`` lies inside :func:`hw.layout.layer_limits` and the pairs of
+:data:`hw.layout.LAYER_FIELD_PAIRS` (``rem < period``, ``table_base + period <= table_depth``,
+``param_base + c_out <= param_depth``). The sequencer adds it, and :attr:`words` (the section's
+extent, which must hold a whole descriptor per layer), to its ``model_ok``; the link layer then
+refuses the image with BAD_MODEL (:func:`hw.layout.check_descriptors` is the same check in Python).
+
+The limits are constants of the configuration: a small table by field index (a LUT ROM), one
+compare against the data, no multiplier. A pair compares with the earlier field of the same
+descriptor, kept in a register when it is written: the link writes a section's words in address
+order, and the check assumes that order.
+"""
+
+from amaranth import Module, Signal, Array, Const, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.layout import (LAYER_FIELDS, LAYER_FIELD_PAIRS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
+                       ENUM_LIMIT, layer_limits)
+
+__all__ = ["DescriptorCheck"]
+
+
+class DescriptorCheck(wiring.Component):
+    """Sticky range check of the layer words written to the descriptor memory.
+
+    Parameters (keyword-only)
+    -------------------------
+    config : hw.array.ArrayConfig
+        The engine's configuration (its depths give the ranges).
+
+    Members
+    -------
+    we, addr, data : In
+        The descriptor memory's write port (words in address order).
+    unload : In(1)
+        A new image begins: forget what was written.
+    ok : Out(1)
+        Every layer word written since ``unload`` is in range (one cycle after the write).
+    words : Out
+        The extent of what was written since ``unload``: the highest address plus one (one cycle
+        after the write).
+    """
+
+    def __init__(self, *, config):
+        from hw.array import ArrayConfig
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"DescriptorCheck config must be an ArrayConfig, not {config!r}")
+        self._cfg = config
+        depth = DESC_HEADER_WORDS + DESC_LAYER_WORDS * config.max_layers
+        super().__init__({
+            "we": In(1), "addr": In(range(depth)), "data": In(32), "unload": In(1),
+            "ok": Out(1, init=1), "words": Out(range(depth + 1)),
+        })
+
+    @property
+    def config(self):
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        assert DESC_LAYER_WORDS == len(LAYER_FIELDS) and DESC_HEADER_WORDS % DESC_LAYER_WORDS == 0
+        lim = layer_limits(cfg)
+        assert all(v.lo in (0, 1) for v in lim.values())
+        fbits = (DESC_LAYER_WORDS - 1).bit_length()
+        field = self.addr[:fbits]
+
+        # Per field: its largest value, whether 0 is refused, and for a choice field the allowed
+        # values below ENUM_LIMIT (all of them for a span, whose ``hi`` then decides).
+        hi_bits = max(v.hi for v in lim.values()).bit_length()
+        his = Array(Const(v.hi, hi_bits) for v in lim.values())
+        no_zero = Array(Const(v.lo > 0, 1) for v in lim.values())
+        allowed = Array(Const(sum(1 << x for x in (v.values or range(ENUM_LIMIT))), ENUM_LIMIT)
+                        for v in lim.values())
+
+        # The pairs: the earlier field's value, kept when it is written, bounds the later one.
+        depths = cfg.as_dict()
+        pair_hi = {}
+        for name, (other, mem) in LAYER_FIELD_PAIRS.items():
+            kept = Signal(hi_bits + 1, name=f"{name}_hi")
+            with m.If(self.we & (field == LAYER_FIELDS.index(other))):
+                # ``other`` is itself checked; out of its range the image is refused anyway.
+                m.d.sync += kept.eq(depths[mem] - self.data if mem else self.data - 1)
+            pair_hi[LAYER_FIELDS.index(name)] = kept
+
+        hi = Signal(hi_bits + 1)
+        m.d.comb += hi.eq(his[field])
+        for index, kept in pair_hi.items():
+            with m.If(field == index):
+                # A negative ``kept`` (its top bit) refuses every value.
+                m.d.comb += hi.eq(kept)
+        small = self.data < ENUM_LIMIT
+        bad = Signal()
+        m.d.comb += bad.eq((self.data > hi[:hi_bits]) | hi[hi_bits]
+                           | (no_zero[field] & (self.data == 0))
+                           | (small & ~allowed[field].bit_select(self.data[:(ENUM_LIMIT - 1).bit_length()], 1)))
+
+        layer_word = self.addr >= DESC_HEADER_WORDS
+        with m.If(self.unload):
+            m.d.sync += [self.ok.eq(1), self.words.eq(0)]
+        with m.Elif(self.we):
+            with m.If(layer_word & bad):
+                m.d.sync += self.ok.eq(0)
+            with m.If(self.addr >= self.words):
+                m.d.sync += self.words.eq(self.addr + 1)
+        return m
