@@ -12,6 +12,8 @@ DESCRIPTORS
     ``DESC_HEADER_WORDS + l * DESC_LAYER_WORDS + i`` for field ``i`` of :data:`LAYER_FIELDS`, one
     unsigned word each. An FC layer is a 1x1 conv on a 1 x 1 input with ``c_in`` channels (the
     previous output flattened in C, H, W order, which is exactly how activations are stored).
+    The engine refuses (BAD_MODEL) a section that fails :func:`check_descriptors`: the header's
+    lengths, a whole descriptor per layer, each field in :func:`layer_limits`.
 TABLES
     One word per period-table slot: bit ``t`` set when tap ``t`` (row-major) is in the support.
     Layer ``l``'s ``P`` slots start at its ``table_base``; filter ``f`` at input channel ``c``
