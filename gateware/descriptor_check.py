@@ -65,10 +65,12 @@ class DescriptorCheck(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        assert DESC_LAYER_WORDS == len(LAYER_FIELDS) and DESC_HEADER_WORDS % DESC_LAYER_WORDS == 0
+        # A layer word's field is the low bits of its address.
+        fbits = (DESC_LAYER_WORDS - 1).bit_length()
+        assert DESC_LAYER_WORDS == len(LAYER_FIELDS) == 1 << fbits
+        assert DESC_HEADER_WORDS % DESC_LAYER_WORDS == 0
         lim = layer_limits(cfg)
         assert all(v.lo in (0, 1) for v in lim.values())
-        fbits = (DESC_LAYER_WORDS - 1).bit_length()
         field = self.addr[:fbits]
 
         # Per field: its largest value, whether 0 is refused, and for a choice field the allowed
@@ -96,10 +98,10 @@ class DescriptorCheck(wiring.Component):
                 # A negative ``kept`` (its top bit) refuses every value.
                 m.d.comb += hi.eq(kept)
         small = self.data < ENUM_LIMIT
+        value_bit = allowed[field].bit_select(self.data[:(ENUM_LIMIT - 1).bit_length()], 1)
         bad = Signal()
         m.d.comb += bad.eq((self.data > hi[:hi_bits]) | hi[hi_bits]
-                           | (no_zero[field] & (self.data == 0))
-                           | (small & ~allowed[field].bit_select(self.data[:(ENUM_LIMIT - 1).bit_length()], 1)))
+                           | (no_zero[field] & (self.data == 0)) | (small & ~value_bit))
 
         layer_word = self.addr >= DESC_HEADER_WORDS
         with m.If(self.unload):
