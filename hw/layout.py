@@ -118,7 +118,8 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
-           "header_limits", "check_header", "MAX_LEN", "FieldLimit", "layer_limits", "check_descriptors"]
+           "header_limits", "check_header", "MAX_LEN", "FieldLimit", "layer_limits", "check_descriptors",
+           "LAYER_FIELD_PAIRS", "ENUM_LIMIT"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
