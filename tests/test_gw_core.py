@@ -14,7 +14,7 @@ from hw.link import ErrorCode
 from hw.memory_map import Space
 from hw.reference import run_model
 
-from descriptor_cases import small_engine, hand_layer, hand_section
+from bench.descriptor_cases import model_check_cases, small_engine
 
 VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P16")
 
@@ -222,36 +222,6 @@ def test_abort_across_mappings(name, frac):
     check(q, cfg, seed=60, batch=batch, abort_after=at, ready_p=0.7, valid_p=0.8)
 
 
-def _model_check_cases(cfg, rng):
-    """Descriptor sections for the model check: header edges, hand-made layers at and past their
-    fields' limits, short sections, and random words in random fields."""
-    from hw.layout import LAYER_FIELDS, header_limits, layer_limits
-    lim, hlim = layer_limits(cfg), header_limits(cfg)
-    good = hand_layer()
-    headers = [[1, 4, 4, 0], [3, hlim["input_len"], 1, hlim["result_end"] - 1],
-               [0, 4, 4, 0], [4, 4, 4, 0], [1, 0, 4, 0], [1, hlim["input_len"] + 1, 4, 0],
-               [1, 4, 0, 0], [1, 4, hlim["result_end"], 1], [1, 4, 5, hlim["result_end"] - 4],
-               [2 ** 32 - 1, 4, 4, 0], [1, 4, 2 ** 32 - 1, 2 ** 32 - 1]]
-    headers += [[int(v) for v in rng.integers(0, [5, 300, 300, 300])] for _ in range(20)]
-    cases = [hand_section(*[good] * min(h[0], 3), n_layers=h[0], header=h[1:]) for h in headers]
-    cases += [hand_section(hand_layer(rem=3)), hand_section(hand_layer(table_base=15, period=1, rem=0)),
-              hand_section(hand_layer(param_base=0, c_out=16, q=4, rem=0)),
-              hand_section(hand_layer(period=2)), hand_section(hand_layer(table_base=13)),
-              hand_section(hand_layer(param_base=11)), hand_section(hand_layer(h_out=1 << 24)),
-              hand_section(hand_layer(k=2)), hand_section(hand_layer(k=1, stride=2, mix=2)),
-              hand_section(good, n_layers=2), hand_section(good, good[:31], n_layers=2),
-              hand_section(n_layers=1), hand_section(good, good[:9], n_layers=1),
-              hand_section(good, hand_layer(k=0)[:10], n_layers=1)]
-    for _ in range(60):
-        layers = [list(good) for _ in range(int(rng.integers(1, 4)))]
-        layer, i = int(rng.integers(len(layers))), int(rng.integers(len(LAYER_FIELDS)))
-        limit = lim[LAYER_FIELDS[i]]
-        layers[layer][i] = int(rng.choice([0, 1, 2, 3, limit.hi, limit.hi + 1, 1 << 24,
-                                           int(rng.integers(0, 2 ** 32))]))
-        cases.append(hand_section(*layers))
-    return cases
-
-
 def test_model_ok():
     """``model_ok`` follows hw.layout.check_descriptors (the header, a descriptor per layer,
     every layer word in its field's range) on sections written through the load port,
@@ -261,7 +231,7 @@ def test_model_ok():
     from hw.image import ImageError
     from hw.layout import check_descriptors
     cfg = small_engine()
-    cases = _model_check_cases(cfg, np.random.default_rng(7))
+    cases = model_check_cases(np.random.default_rng(7))
     dut = Core(config=cfg)
     got, want = [], []
 

@@ -10,7 +10,7 @@ from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_FIELDS, DE
     DESC_LAYER_WORDS, LAYER_OVERHEAD
 from hw.memory_map import Space
 
-from descriptor_cases import small_engine, hand_layer, hand_section
+from bench.descriptor_cases import small_engine, hand_layer, hand_section
 
 
 def _model():
