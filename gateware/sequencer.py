@@ -434,14 +434,17 @@ class Sequencer(wiring.Component):
         # decision fans out to the whole walker and the index buffer).
         gap_short = Signal(init=1)
 
-        m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"]),
-                     self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
-                     self.relu.eq(F["relu"]), self.pool.eq(pool),
-                     self.fold.eq(fold), self.flat.eq(flat & ~one), self.mix.eq(mix),
-                     self.ksum.eq(ksum),
-                     self.group_step_addr.eq(Mux(mix, F["out_hw"], Mux(flat, F["flat_n"], F["out_w"])))]
+        m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"])]
+        # What the rest of the core needs of the layer, registered in SETUP2 of each layer: the
+        # next layer's descriptor loads while this one's last tiles drain through the output side.
+        layer_outputs = [self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
+                         self.relu.eq(F["relu"]), self.pool.eq(pool),
+                         self.fold.eq(fold), self.flat.eq(flat & ~one), self.mix.eq(mix),
+                         self.ksum.eq(ksum),
+                         self.group_step_addr.eq(Mux(mix, F["out_hw"],
+                                                     Mux(flat, F["flat_n"], F["out_w"])))]
         if GM >= 2:
-            m.d.comb += self.split.eq(Cat(*split_bits))
+            layer_outputs.append(self.split.eq(Cat(*split_bits)))
 
         # The walker (RUN): one step a cycle from registers only; its step goes to the issue
         # snapshot (A), whose address arithmetic registers into the issue stage (S1) a cycle
@@ -734,6 +737,26 @@ class Sequencer(wiring.Component):
                 m.d.sync += res_valid.eq(0)
                 m.next = "IDLE"
 
+        desc_last = len(LAYER_FIELDS) + 1       # di of the last field's load
+        has_next = Signal()                     # a layer follows this one (set in SETUP0)
+
+        def load_descriptor(at_layer):
+            """One cycle of a descriptor load (``di`` = 0 .. ``desc_last``): field ``i`` read at
+            ``di = i``, into ``F`` at ``di = i + 2``."""
+            m.d.comb += drp.addr.eq(DESC_HEADER_WORDS + at_layer * DESC_LAYER_WORDS + di)
+            m.d.sync += di.eq(di + 1)
+            with m.Switch(di):
+                for i, n in enumerate(LAYER_FIELDS):
+                    with m.Case(i + 2):
+                        m.d.sync += F[n].eq(desc_q)
+            # row_dec = period * out_hw, one bit of period a cycle once both fields are
+            # loaded (no multiplier; the descriptor load has cycles to spare).
+            with m.If(di == 0):
+                m.d.sync += row_dec.eq(0)
+            for b in range(pbits):
+                with m.If((di == rd_start + b) & F["period"][b]):
+                    m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(start_q):
@@ -743,25 +766,14 @@ class Sequencer(wiring.Component):
                     m.d.sync += [ctr[n].eq(0) for n in COUNTERS]
                     m.next = "DESC"
             with m.State("DESC"):
-                m.d.comb += drp.addr.eq(DESC_HEADER_WORDS + layer * DESC_LAYER_WORDS + di)
-                m.d.sync += di.eq(di + 1)
-                with m.Switch(di):
-                    for i, n in enumerate(LAYER_FIELDS):
-                        with m.Case(i + 2):
-                            m.d.sync += F[n].eq(desc_q)
-                # row_dec = period * out_hw, one bit of period a cycle once both fields are
-                # loaded (no multiplier; the descriptor load has cycles to spare).
-                with m.If(di == 0):
-                    m.d.sync += row_dec.eq(0)
-                for b in range(pbits):
-                    with m.If((di == rd_start + b) & F["period"][b]):
-                        m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
-                with m.If(di == len(LAYER_FIELDS) + 1):
+                load_descriptor(layer)
+                with m.If(di == desc_last):
                     m.next = "SETUP0"
                 abort_frame()
             with m.State("SETUP0"):
                 # (Not SETUP: a layer's next pass follows its tiles with no drain between.)
-                m.d.sync += [gap.eq(span), gap_short.eq(0), frame_pass.eq(0)]
+                m.d.sync += [gap.eq(span), gap_short.eq(0), frame_pass.eq(0), di.eq(0),
+                             has_next.eq(layer + 1 < hdr["n_layers"])]
                 m.next = "SETUP"
                 abort_frame()
             with m.State("SETUP"):
@@ -780,6 +792,7 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("SETUP2"):
                 P_ = F["period"]
+                m.d.sync += layer_outputs
                 m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
                                             Mux(g2, _cmul(row_dec, R // 2), _cmul(row_dec, R)))),
                              # (Mixed: the top row is group G-1's, of class r + G - 1.)
@@ -950,13 +963,17 @@ class Sequencer(wiring.Component):
                                         m.next = "CLASS"
                 abort_frame()
             with m.State("DRAIN"):
-                with m.If((outstanding == 0) & ~push):
-                    m.d.sync += [layer.eq(layer + 1), di.eq(0)]
-                    with m.If(layer + 1 >= hdr["n_layers"]):
+                # The next layer's descriptor loads while the tiles drain (the outputs the rest
+                # of the core reads were registered in SETUP2; ``di`` is 0 from SETUP0).
+                with m.If(has_next & (di <= desc_last)):
+                    load_descriptor(layer + 1)
+                with m.If((outstanding == 0) & ~push & (~has_next | (di >= desc_last))):
+                    m.d.sync += layer.eq(layer + 1)
+                    with m.If(~has_next):
                         m.d.sync += ro_i.eq(0)
                         m.next = "READ"
                     with m.Else():
-                        m.next = "DESC"
+                        m.next = "SETUP0"
                 abort_frame()
             with m.State("ABORT"):
                 # Every tile issued before the abort is written back before the core idles.

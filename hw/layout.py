@@ -113,7 +113,8 @@ from .memory_map import LEN_BITS, Space
 from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS", "HEADER_FIELDS",
-           "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
+           "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "LAYER_OVERHEAD", "FRAME_OVERHEAD", "DESC_CYCLES",
+           "prefetch_cycles",
            "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
            "WRITEBACK_CYCLES",
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
@@ -128,9 +129,13 @@ LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out
                 "flat_in", "mix", "mix_wrap", "frames", "frame_in", "frame_out")
 DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
-#: Cycles per layer outside its tiles: descriptor load (one per field, plus two: the block RAM's
-#: read and its output register), three setup cycles and the final class check.
-LAYER_OVERHEAD = len(LAYER_FIELDS) + 2 + 3 + 1
+#: Cycles of a layer's descriptor load: one per field, plus two (the block RAM's read and its
+#: output register).
+DESC_CYCLES = len(LAYER_FIELDS) + 2
+#: Cycles per layer outside its tiles: the descriptor load, three setup cycles and the final class
+#: check. After the first layer, the load overlaps the previous layer's drain
+#: (:func:`prefetch_cycles`).
+LAYER_OVERHEAD = DESC_CYCLES + 3 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0
 #: Cycles from a step's issue to the array inputs: the activation buffer's read latency
@@ -160,6 +165,14 @@ def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
     from_issue = (ISSUE_CYCLES + READ_CYCLES + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
                   + WRITEBACK_CYCLES)
     return from_issue + (POOL_CYCLES if pool else 0)
+
+
+def prefetch_cycles(rows: int, cols: int, *, pool: bool, trailing: int) -> int:
+    """Cycles of the next layer's descriptor load hidden behind a layer's drain: the sequencer
+    starts it once the layer's ``trailing`` empty classes are checked (a cycle each after its
+    last step) and waits for whichever ends last, the load or the drain
+    (:func:`drain_cycles`)."""
+    return max(0, min(DESC_CYCLES, drain_cycles(rows, cols, pool) - trailing))
 
 
 def tile_span(rows: int) -> int:
@@ -575,8 +588,9 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
                   tall: bool = False, contiguous: bool = False,
                   split: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
-    "steps", "cycles", "entries"}`` (``steps``: each class's steps a tile, ``steps`` itself
-    unless the inputs are split).
+    "steps", "cycles", "entries", "trailing"}`` (``steps``: each class's steps a tile, ``steps``
+    itself unless the inputs are split; ``trailing``: the empty classes after the last one with
+    filters, checked after the layer's last step, :func:`prefetch_cycles`).
 
     Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), the column
     fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups), flat
@@ -632,9 +646,10 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
                                   passes=passes)
             key = (cycles, entries, G, is_flat, mix)
             if best is None or key < best[0]:
+                trailing = len(per) - 1 - max(i for i, n in enumerate(per) if n)
                 best = (key, dict(groups=G, fold=0 if is_flat or mix else fold, flat=is_flat,
                                   mix=mix, group_rows=gs, tiles=tiles, steps=st, cycles=cycles,
-                                  entries=entries))
+                                  entries=entries, trailing=trailing))
     return best[1] if best else None
 
 
@@ -644,9 +659,11 @@ def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1) -
     check_batch(batch)
     plans = _plan_shapes(qmodel, rows, cols)
     tall = _tall_maps(plans, batch)
-    return FRAME_OVERHEAD + sum(
-        _choose(p, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups, batch=batch)[2]["cycles"]
-        for i, p in enumerate(plans))
+    maps = [_choose(p, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups, batch=batch)[2]
+            for i, p in enumerate(plans)]
+    return FRAME_OVERHEAD + sum(m["cycles"] for m in maps) - sum(
+        prefetch_cycles(rows, cols, pool=bool(p[0].pool), trailing=m["trailing"])
+        for p, m in zip(plans[:-1], maps[:-1]))
 
 
 def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None,
@@ -920,6 +937,9 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
                             block[:, row] = np.roll(image.data(f), tail)
                 entries.append(block)
         tiles, cycles = mapping["tiles"], mapping["cycles"]
+        if i > 0:       # this layer's descriptor loaded while the previous one drained
+            cycles -= prefetch_cycles(R, C, pool=bool(plans[i - 1][0].pool), trailing=trailing)
+        trailing = mapping["trailing"]
         macs = batch * sum(n * s for n, s in zip(per, full_steps)) * h_conv * w_conv
         dense = batch * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
