@@ -74,7 +74,8 @@ A tile is ``gs`` filters of one class times ``cols`` consecutive output pixels o
 rows (one per row group; flat: ``cols`` consecutive flat pixels per region; mixed: ``gs`` filters
 of each of ``G`` classes times the same ``cols`` pixels); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
 (the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
-:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the pipeline drain.
+:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the setup; after the first
+layer, :func:`prefetch_cycles` of the load hide behind the previous layer's drain.
 
 Batches
 -------

@@ -607,3 +607,30 @@ def test_built_descriptors_pass_the_check(name, batch):
     for groups in (1, 2, 4):
         cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=groups, batch=batch)
         check_descriptors(build_layout(q, cfg, batch=batch).sections[Space.DESCRIPTORS], cfg)
+
+
+def test_prefetch_cycles():
+    """The next layer's descriptor load (34 cycles) hides behind a layer's drain, less its
+    trailing empty classes' checks, worked by hand: drains of 44 (8 x 8), 32 (4 x 4), 34 (4 x 4
+    pooled) and 26 cycles (2 x 2)."""
+    from hw.layout import DESC_CYCLES, prefetch_cycles
+    assert DESC_CYCLES == 34
+    assert prefetch_cycles(8, 8, pool=False, trailing=0) == 34
+    assert prefetch_cycles(8, 8, pool=False, trailing=15) == 29
+    assert prefetch_cycles(4, 4, pool=False, trailing=0) == 32
+    assert prefetch_cycles(4, 4, pool=True, trailing=0) == 34
+    assert prefetch_cycles(2, 2, pool=False, trailing=14) == 12
+    # A chain: each layer after the first hides its descriptor load behind its predecessor's
+    # drain. P = 16 on 3 filters leaves 13 trailing empty classes (a 4 x 4 drain of 32: 19
+    # hidden), P = 1 none (32 hidden); each layer alone (same shapes) pays its whole load.
+    kw = dict(h=5, w=5, seed=3)
+    q = random_chain_model([dict(c_out=3, variant="PSD2_P16"), dict(c_out=4, variant="pSC9"),
+                            dict(c_out=5, kind="fc")], c_in=2, **kw)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=1).replace(act_depth=4096)
+    lay = build_layout(q, cfg)
+    alone = [build_layout(random_chain_model([d], c_in=c, **kw), cfg).expected_cycles
+             for d, c in ((dict(c_out=4, variant="pSC9"), 3), (dict(c_out=5, kind="fc"), 4))]
+    assert [p.cycles for p in lay.layers[1:]] == [alone[0] - 19, alone[1] - 32]
+    assert lay.expected_cycles == sum(p.cycles for p in lay.layers)
+    from hw.layout import model_cycles
+    assert model_cycles(q, rows=4, cols=4, groups=1) == lay.expected_cycles
