@@ -36,11 +36,12 @@ def runaway_sections(sections, config):
     hours: as many output rows, and frames run one by one, as ``config``'s activation memory
     has bytes (``hw.layout.layer_limits``; its writes wrap around the memory). The host gives up
     on it and the engine must abort it."""
-    check_descriptors(sections[Space.DESCRIPTORS], config)
     at = DESC_HEADER_WORDS
-    return with_descriptor_words(sections, {at + LAYER_FIELDS.index("h_out"): config.act_depth,
-                                            at + LAYER_FIELDS.index("frames"): config.act_depth,
-                                            at + LAYER_FIELDS.index("frame_in"): 1})
+    out = with_descriptor_words(sections, {at + LAYER_FIELDS.index("h_out"): config.act_depth,
+                                           at + LAYER_FIELDS.index("frames"): config.act_depth,
+                                           at + LAYER_FIELDS.index("frame_in"): 1})
+    check_descriptors(out[Space.DESCRIPTORS], config)     # the engine must load it
+    return out
 
 
 def pytest_collection_modifyitems(config, items):
