@@ -556,7 +556,9 @@ def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
               contiguous=l.stride == 1 and in_shape[2] == w_conv,
-              split=l.k == 1 and in_shape[1:] == (1, 1))
+              # (A tall input map interleaves the frames' values of each channel, so one frame's
+              # K inputs are not the consecutive bytes that split chunks are cut from.)
+              split=l.k == 1 and in_shape[1:] == (1, 1) and not tall_in)
     best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):

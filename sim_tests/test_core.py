@@ -57,6 +57,21 @@ def random_case(seed, *, max_c=12, max_hw=10, pool_p=0.3, periodic_p=0.0):
     return Case(f"layer seed={seed} {kw}", q, frame, golden(q, frame))
 
 
+def sweep_seed(default):
+    """The sweeps' first seed: ``default``, or with the ``SWEEP_SEED`` environment variable set
+    to ``n`` (``make sweep SWEEP_SEED=n``), ``default + 100000 * n``: sweep ``n`` draws seeds no
+    other sweep draws (a failure names its seed)."""
+    import os
+    text = os.environ.get("SWEEP_SEED", "0")
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"SWEEP_SEED must be a non-negative integer, not {text!r}") from None
+    if n < 0:
+        raise ValueError(f"SWEEP_SEED must be a non-negative integer, not {n}")
+    return default + 100_000 * n
+
+
 def _check(results):
     bad = [r["case"] for r in results if not r["bit_exact"]]
     assert not bad, f"not bit-exact: {bad}"
@@ -359,14 +374,82 @@ def test_sweep(batch):
     """The randomized sweep: 10 x 100 = 1000 random layers (``make sweep``); odd batches on the
     four-group engine (four groups, two flat regions, mixed classes on flat tiles); a third of
     the periodic convs with whole periods of channels, so that many map mixed; batches 2, 5 and
-    8 run each layer on two frames at once (tall or frame by frame)."""
-    seeds = range(10_000 + 100 * batch, 10_100 + 100 * batch)
+    8 run each layer on two frames at once (tall or frame by frame). ``SWEEP_SEED`` moves the
+    seeds."""
+    base = sweep_seed(10_000) + 100 * batch
+    seeds = range(base, base + 100)
     cases = [random_case(s, periodic_p=0.35) for s in seeds]
     config = SIM_CONFIG4 if batch % 2 else SIM_CONFIG
     if batch % 3 == 2:
         rng = np.random.default_rng(batch)
         cases = [batch_case(c.name, c.qmodel, config, 2, rng) for c in cases]
     _check(run_rtl(config, cases, sim="verilator", seed=batch, valid_p=0.8, ready_p=0.7))
+
+
+def random_chain_case(seed, config, batch=1):
+    """A random network of 2 to 6 layers that fits ``config`` with ``batch`` frames, all drawn
+    from ``seed``: convs (3x3 of any variant or 1x1, stride 1 or 2, 2x2 max-pool where the map
+    allows, a third of the periodic ones with whole periods of channels so that they may mix)
+    and FCs (which flatten the map before them; after one, only FCs and 1x1 convs). Each layer
+    boundary is a descriptor prefetch, a ping-pong swap and, in a batch, a change between tall
+    and frame-after-frame maps wherever an FC reads or writes one. ``None`` when the chain does
+    not fit ``config`` (its memories or layer count)."""
+    from hw.layout import build_layout
+    rng = np.random.default_rng(seed)
+    c, h, w = int(rng.integers(1, 9)), int(rng.integers(2, 17)), int(rng.integers(2, 17))
+    specs, shape, flat = [], (c, h, w), False
+    for i in range(int(rng.integers(2, 7))):
+        c_out = int(rng.integers(1, 25))
+        if i > 0 and rng.random() < (0.6 if flat else 0.2):
+            specs.append(dict(c_out=c_out, kind="fc"))
+            shape, flat = (c_out, 1, 1), True
+            continue
+        k = 1 if flat else int(rng.choice([1, 3, 3, 3]))
+        stride = int(rng.integers(1, 3)) if min(shape[1:]) >= 2 else 1
+        variant = str(rng.choice(VARIANTS)) if k == 3 else "pSC9"
+        if "_P" in variant and rng.random() < 0.35:
+            P = int(variant.split("_P")[1])
+            c_out = -(-c_out // P) * P
+        ho, wo = (_conv_out(n, k, stride) for n in shape[1:])
+        pool = min(ho, wo) >= 2 and rng.random() < 0.25
+        specs.append(dict(c_out=c_out, k=k, stride=stride, variant=variant, pool=pool))
+        shape = (c_out, ho // 2, wo // 2) if pool else (c_out, ho, wo)
+    q = random_chain_model(specs, c_in=c, h=h, w=w, seed=seed)
+    try:
+        build_layout(q, config, batch=batch)
+    except ValueError:
+        return None
+    name = f"chain seed={seed} c_in={c} {h}x{w} {specs}"
+    if batch > 1:
+        return batch_case(name, q, config, batch, rng)
+    frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
+    return Case(name, q, frame, golden(q, frame))
+
+
+def chain_cases(config, n, seed0, batch=1):
+    """``n`` random chains (:func:`random_chain_case`) from seed ``seed0`` on, skipping those
+    that do not fit ``config`` (asserted to be few)."""
+    cases, seed = [], seed0
+    while len(cases) < n:
+        c = random_chain_case(seed, config, batch)
+        if c is not None:
+            cases.append(c)
+        seed += 1
+    assert seed - seed0 <= 2 * n, f"only {n} of {seed - seed0} random chains fit {config!r}"
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("run", range(6))
+def test_chain_sweep(run):
+    """The network sweep (``make sweep``): 6 x 40 = 240 random chains of 2 to 6 layers
+    (:func:`random_chain_case`), runs 0-2 on the two-group engine, 3-5 on the four-group one;
+    runs 2 and 5 take each chain as a batch of two frames. Bit-exact against models.golden and
+    hw.reference; every layer's cycles and MACs against hw.layout. ``SWEEP_SEED`` moves the seeds."""
+    config = SIM_CONFIG4 if run >= 3 else SIM_CONFIG
+    cases = chain_cases(config, 40, sweep_seed(30_000) + 1000 * run, batch=2 if run % 3 == 2 else 1)
+    _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
 
 
 def batch_case(name, qmodel, config, batch, rng):
@@ -382,8 +465,8 @@ def batch_case(name, qmodel, config, batch, rng):
 def batch_cases(config, n_random, seed0):
     """FashionNet's conv3 shapes two frames tall (mixed classes on flat tiles crossing from one
     frame into the next; PSD2_P8 from a stride-2 conv, two ports a group, and PSD2_P16 at
-    stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), then
-    random layers of 2 or 3 frames (a third of them with whole periods of channels)."""
+    stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), a 1x1
+    conv on a tall 1 x 1 map (no split inputs there), then random layers of 2 or 3 frames (a third of them with whole periods of channels)."""
     rng = np.random.default_rng(seed0)
     conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
     conv3_p16 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=7, w=7, stride=1, variant="PSD2_P16")
@@ -391,9 +474,13 @@ def batch_cases(config, n_random, seed0):
                                 dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
                                 dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")],
                                c_in=4, h=8, w=6, seed=seed0)
+    # A 1x1 conv on a tall 1 x 1 map (which one frame at a time splits its inputs), then an FC.
+    to_one = random_chain_model([dict(c_out=64, stride=2), dict(c_out=10, k=1), dict(c_out=5, kind="fc")],
+                                c_in=2, h=2, w=2, seed=seed0)
     cases = [batch_case("conv3 PSD2_P8 tall", conv3, config, 2, rng),
              batch_case("conv3 PSD2_P16 tall, a port a group", conv3_p16, config, 2, rng),
-             batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng)]
+             batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng),
+             batch_case("chain conv s2 to 1 x 1/1x1 conv/fc", to_one, config, 2, rng)]
     for i in range(n_random):
         q = random_case(seed0 + 1 + i, periodic_p=0.35).qmodel
         cases.append(batch_case(f"layer seed={seed0 + 1 + i}", q, config, 2 + i % 2, rng))

@@ -369,6 +369,25 @@ def test_batch_fc_input_frame_after_frame():
     assert out.shape == (3, 5, 1, 1) and out[2, 1, 0, 0] == 11
 
 
+def test_batch_split_inputs_need_frame_after_frame():
+    """A 1x1 conv on a 1 x 1 map splits its inputs over the row groups one frame at a time, but
+    not in a batch that stores that map tall: channel c of frame b sits at 2c + b there, so one
+    frame's inputs are every other byte, not the consecutive chunks that group g reads from
+    g * K / G (the random chain sweep found this: the RTL's bytes were wrong). An FC's input is
+    stored frame after frame, so an FC still splits."""
+    q = random_chain_model([dict(c_out=16, stride=2), dict(c_out=6, k=1), dict(c_out=5, kind="fc")],
+                           c_in=2, h=2, w=2, seed=3)
+    config = ArrayConfig.for_model(q, rows=4, cols=4, groups=4, batch=2)
+    one = build_layout(q, config)
+    # One frame: 6 filters of 16 inputs on 4 rows take 2 blocks x 16 steps in one group, 3
+    # blocks x 8 split in two; the FC's 5 filters of 6 inputs 2 blocks x 6, or 3 x 3 split.
+    assert [p.fields["mix"] for p in one.layers] == [0, 2, 2]
+    two = build_layout(q, config, batch=2)
+    conv1x1, fc = (p.fields for p in two.layers[1:])
+    assert conv1x1["hw_in"] == 2 and conv1x1["mix"] == 0       # tall: pitch of both frames
+    assert fc["hw_in"] == 1 and fc["mix"] == 2                 # frame after frame: split
+
+
 def test_batch_tall_fields_and_cycles():
     """FashionNet's conv3 shape, two frames: one tall pass of flat tiles over both frames' 98
     pixels (13 tiles of 8 instead of 7 of a 49-pixel map each), cheaper than two passes."""
