@@ -439,16 +439,25 @@ def chain_cases(config, n, seed0, batch=1):
     return cases
 
 
+#: The network sweep's runs: (engine, frames a run). The 8 x 8 engines with two and four row
+#: groups, then the shapes ``--array auto`` generates for 64 MACs (16 x 4: groups of 8 rows on
+#: 4 columns; 4 x 16 with four groups of one row), each with the same memories.
+CHAIN_RUNS = ((SIM_CONFIG, 1), (SIM_CONFIG, 1), (SIM_CONFIG, 2),
+              (SIM_CONFIG.replace(groups=4), 1), (SIM_CONFIG.replace(groups=4), 1),
+              (SIM_CONFIG.replace(groups=4), 2),
+              (SIM_CONFIG.replace(rows=16, cols=4), 1), (SIM_CONFIG.replace(rows=4, cols=16, groups=4), 3))
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
-@pytest.mark.parametrize("run", range(6))
+@pytest.mark.parametrize("run", range(len(CHAIN_RUNS)))
 def test_chain_sweep(run):
-    """The network sweep (``make sweep``): 6 x 40 = 240 random chains of 2 to 6 layers
-    (:func:`random_chain_case`), runs 0-2 on the two-group engine, 3-5 on the four-group one;
-    runs 2 and 5 take each chain as a batch of two frames. Bit-exact against models.golden and
-    hw.reference; every layer's cycles and MACs against hw.layout. ``SWEEP_SEED`` moves the seeds."""
-    config = SIM_CONFIG4 if run >= 3 else SIM_CONFIG
-    cases = chain_cases(config, 40, sweep_seed(30_000) + 1000 * run, batch=2 if run % 3 == 2 else 1)
+    """The network sweep (``make sweep``): 8 x 40 = 320 random chains of 2 to 6 layers
+    (:func:`random_chain_case`) on the engines of :data:`CHAIN_RUNS`, one, two or three frames
+    at once. Bit-exact against models.golden and hw.reference; every layer's cycles and MACs
+    against hw.layout. ``SWEEP_SEED`` moves the seeds."""
+    config, batch = CHAIN_RUNS[run]
+    cases = chain_cases(config, 40, sweep_seed(30_000) + 1000 * run, batch=batch)
     _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
 
 
