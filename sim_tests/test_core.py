@@ -439,6 +439,17 @@ def chain_cases(config, n, seed0, batch=1):
     return cases
 
 
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.icarus),
+                                 pytest.param("verilator", marks=pytest.mark.verilator)])
+def test_random_chains(sim):
+    """A few random networks each ``make test`` (the network sweep's generator,
+    :func:`random_chain_case`): 3 (Icarus) / 24 (Verilator) chains on the four-group engine,
+    a third of them as batches of two frames; bit-exact, exact cycles and MACs."""
+    n = 3 if sim == "icarus" else 24
+    cases = chain_cases(SIM_CONFIG4, n - n // 3, 3000) + chain_cases(SIM_CONFIG4, n // 3, 3500, batch=2)
+    _check(run_rtl(SIM_CONFIG4, cases, sim=sim, seed=21, valid_p=0.8, ready_p=0.7))
+
+
 #: The network sweep's runs: (engine, frames a run). The 8 x 8 engines with two and four row
 #: groups, then the shapes ``--array auto`` generates for 64 MACs (16 x 4: groups of 8 rows on
 #: 4 columns; 4 x 16 with four groups of one row), each with the same memories.
