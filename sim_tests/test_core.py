@@ -389,8 +389,8 @@ def test_sweep(batch):
 def random_chain_case(seed, config, batch=1):
     """A random network of 2 to 6 layers that fits ``config`` with ``batch`` frames, all drawn
     from ``seed``: convs (3x3 of any variant or 1x1, stride 1 or 2, 2x2 max-pool where the map
-    allows, a third of the periodic ones with whole periods of channels so that they may mix)
-    and FCs (which flatten the map before them; after one, only FCs and 1x1 convs). Each layer
+    allows; a third of the periodic ones round their filters up to whole periods, so that some
+    layers take mixed classes) and FCs (which flatten the map before them; after one, only FCs and 1x1 convs). Each layer
     boundary is a descriptor prefetch, a ping-pong swap and, in a batch, a change between tall
     and frame-after-frame maps wherever an FC reads or writes one. ``None`` when the chain does
     not fit ``config`` (its memories or layer count)."""
@@ -486,7 +486,8 @@ def batch_cases(config, n_random, seed0):
     """FashionNet's conv3 shapes two frames tall (mixed classes on flat tiles crossing from one
     frame into the next; PSD2_P8 from a stride-2 conv, two ports a group, and PSD2_P16 at
     stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), a 1x1
-    conv on a tall 1 x 1 map (no split inputs there), then random layers of 2 or 3 frames (a third of them with whole periods of channels)."""
+    conv on a tall 1 x 1 map (no split inputs there), then random layers of 2 or 3 frames (a
+    third of them with whole periods of channels)."""
     rng = np.random.default_rng(seed0)
     conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
     conv3_p16 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=7, w=7, stride=1, variant="PSD2_P16")

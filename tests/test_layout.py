@@ -380,7 +380,8 @@ def test_batch_split_inputs_need_frame_after_frame():
     config = ArrayConfig.for_model(q, rows=4, cols=4, groups=4, batch=2)
     one = build_layout(q, config)
     # One frame: 6 filters of 16 inputs on 4 rows take 2 blocks x 16 steps in one group, 3
-    # blocks x 8 split in two; the FC's 5 filters of 6 inputs 2 blocks x 6, or 3 x 3 split.
+    # blocks x 8 split in two; the FC's 5 filters of 6 inputs 2 blocks x 6 cycles, or split,
+    # 3 blocks x 3 steps held to 4 cycles (R = 4): the same cycles, fewer weight entries.
     assert [p.fields["mix"] for p in one.layers] == [0, 2, 2]
     two = build_layout(q, config, batch=2)
     conv1x1, fc = (p.fields for p in two.layers[1:])
