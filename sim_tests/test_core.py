@@ -472,6 +472,34 @@ def test_chain_sweep(run):
     _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
 
 
+def random_config(seed):
+    """A random engine (``rows`` 2-16, ``cols`` 2-16, 1, 2 or 4 row groups, memories of sizes
+    that are not powers of two) and a batch size (1-3), all drawn from ``seed``."""
+    from hw.array import ArrayConfig
+    rng = np.random.default_rng(seed)
+    rows, cols = (int(rng.choice([2, 4, 8, 16])) for _ in range(2))
+    groups = int(rng.choice([g for g in (1, 2, 4) if g <= rows]))
+    act = int(rng.integers(8000, 24000)) // (2 * cols) * (2 * cols)
+    config = ArrayConfig(rows=rows, cols=cols, groups=groups, p_max=16, act_depth=act,
+                         weight_depth=int(rng.integers(6000, 16000)),
+                         table_depth=int(rng.integers(100, 256)),
+                         param_depth=int(rng.integers(200, 512)), max_layers=8)
+    return config, int(rng.choice([1, 1, 2, 3]))
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("run", range(4))
+def test_config_sweep(run):
+    """The engine sweep (``make sweep``): 4 random engines (:func:`random_config`: array shape,
+    row groups, odd memory sizes, 1-3 frames a run), a Verilator build each, 25 random chains
+    on each; bit-exact, exact cycles and MACs. ``SWEEP_SEED`` draws other engines."""
+    seed = sweep_seed(70_000) + 1000 * run
+    config, batch = random_config(seed)
+    cases = chain_cases(config, 25, seed + 1, batch=batch)
+    _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
+
+
 def batch_case(name, qmodel, config, batch, rng):
     """``batch`` random frames of ``qmodel`` as one case; the expected bytes are each frame's
     models.golden (= hw.reference) output, in the engine's order for that batch."""
