@@ -25,7 +25,8 @@ group (``2g``, ``2g + 1``) or, with as many groups as the engine has ports, *one
 with ``w_in = w_out`` a tile's C pixels are C consecutive input bytes even where they cross a row
 end, so port ``g`` reads them all from the first row's address, with the ok bits of both rows.
 An FC whose inputs are split over the groups (``mix`` = 2) needs nothing of its own here: its
-descriptor describes the K inputs as a map of G rows of K / G values, which row groups walk as
+descriptor describes the K inputs as a map of G rows of K / G values (rows ``w_in`` apart, channels
+``hw_in``), which row groups walk as
 they would any map (group ``g`` reads row ``g``: its chunk), and only group 0's output row
 exists; the core adds the groups' partial sums (``ksum``).
 

@@ -48,7 +48,8 @@ WEIGHTS
     port ``g`` alone: the tile's C pixels are then C consecutive input bytes, even across a row
     end). An FC (a 1x1 conv on a 1 x 1 map) may *split its inputs* instead (``mix`` = 2,
     :func:`split_allowed`): its K inputs are described as a map of ``h_in = G`` rows of
-    ``w_in = K / G`` values (``c_in = K / G`` channels of pitch ``hw_in = 1``), so that row group
+    ``K / G`` values (``c_in = K / G`` channels of pitch ``hw_in``, 1, or ``B`` where a batch
+    stores the map tall; rows ``w_in = K / G * hw_in`` apart), so that row group
     ``g`` reads row ``g``, the chunk ``g * K / G ..`` of the inputs, through its port; row ``i``
     of group ``g`` holds filter ``f = r + P * (b * gs + i mod gs)``'s steps of that chunk. Only
     group 0's output row exists (``h_out = 1``): the engine adds the groups' partial sums of each
@@ -556,9 +557,7 @@ def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
               contiguous=l.stride == 1 and in_shape[2] == w_conv,
-              # (A tall input map interleaves the frames' values of each channel, so one frame's
-              # K inputs are not the consecutive bytes that split chunks are cut from.)
-              split=l.k == 1 and in_shape[1:] == (1, 1) and not tall_in)
+              split=l.k == 1 and in_shape[1:] == (1, 1))
     best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):
@@ -904,9 +903,11 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
         flat_h = (batch if tall else 1) * h_conv // regions if mapping["flat"] else 0
         passes = batch > 1 and not tall
         # Split inputs (an FC on G groups): the K inputs read as a map of G rows of K / G values,
-        # group g taking row g (its chunk) as the channels of a 1 x 1 pixel.
+        # group g taking row g (its chunk) as the channels of a 1 x 1 pixel. The row pitch is
+        # the chunk's K / G channel pitches: a tall map (a 1x1 conv's input in a batch) holds
+        # each frame's values every B bytes, not consecutively.
         split = mix == 2
-        c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G) if split else in_shape
+        c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split else in_shape
         full_steps, steps = steps, mapping["steps"]
         fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,

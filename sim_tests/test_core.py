@@ -514,7 +514,7 @@ def batch_cases(config, n_random, seed0):
     """FashionNet's conv3 shapes two frames tall (mixed classes on flat tiles crossing from one
     frame into the next; PSD2_P8 from a stride-2 conv, two ports a group, and PSD2_P16 at
     stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), a 1x1
-    conv on a tall 1 x 1 map (no split inputs there), then random layers of 2 or 3 frames (a
+    conv on a tall 1 x 1 map (split inputs whose chunks interleave the frames), then random layers of 2 or 3 frames (a
     third of them with whole periods of channels)."""
     rng = np.random.default_rng(seed0)
     conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
@@ -523,7 +523,7 @@ def batch_cases(config, n_random, seed0):
                                 dict(c_out=8, stride=2, variant="PS4_P4", pool=True),
                                 dict(c_out=6, kind="fc"), dict(c_out=5, kind="fc")],
                                c_in=4, h=8, w=6, seed=seed0)
-    # A 1x1 conv on a tall 1 x 1 map (which one frame at a time splits its inputs), then an FC.
+    # A 1x1 conv on a tall 1 x 1 map, its inputs split (rows K / G * B bytes apart), then an FC.
     to_one = random_chain_model([dict(c_out=64, stride=2), dict(c_out=10, k=1), dict(c_out=5, kind="fc")],
                                 c_in=2, h=2, w=2, seed=seed0)
     cases = [batch_case("conv3 PSD2_P8 tall", conv3, config, 2, rng),

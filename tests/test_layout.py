@@ -369,24 +369,34 @@ def test_batch_fc_input_frame_after_frame():
     assert out.shape == (3, 5, 1, 1) and out[2, 1, 0, 0] == 11
 
 
-def test_batch_split_inputs_need_frame_after_frame():
-    """A 1x1 conv on a 1 x 1 map splits its inputs over the row groups one frame at a time, but
-    not in a batch that stores that map tall: channel c of frame b sits at 2c + b there, so one
-    frame's inputs are every other byte, not the consecutive chunks that group g reads from
-    g * K / G (the random chain sweep found this: the RTL's bytes were wrong). An FC's input is
-    stored frame after frame, so an FC still splits."""
-    q = random_chain_model([dict(c_out=16, stride=2), dict(c_out=6, k=1), dict(c_out=5, kind="fc")],
-                           c_in=2, h=2, w=2, seed=3)
+def test_batch_split_inputs_on_a_tall_map():
+    """A 1x1 conv on a 1 x 1 map splits its inputs over the row groups in a batch too, where its
+    input map is tall (value k of frame b at k * B + b): the descriptor's row pitch ``w_in`` is
+    the chunk's K / G channel pitches, not K / G bytes (the random chain sweep found the engine
+    reading the other frame's values with K / G). Every address the split walk reads
+    (``in_base + b * frame_in + g * w_in + c * hw_in`` for frame b, group g, channel c, as the
+    descriptor fields are defined) must hold input value g * K / G + c of frame b, in the bytes
+    ``input_words`` stores; an FC's input, stored frame after frame, keeps w_in = K / G."""
+    q = random_chain_model([dict(c_out=6, k=1), dict(c_out=5, kind="fc")], c_in=16, h=1, w=1, seed=3)
     config = ArrayConfig.for_model(q, rows=4, cols=4, groups=4, batch=2)
-    one = build_layout(q, config)
     # One frame: 6 filters of 16 inputs on 4 rows take 2 blocks x 16 steps in one group, 3
     # blocks x 8 split in two; the FC's 5 filters of 6 inputs 2 blocks x 6 cycles, or split,
     # 3 blocks x 3 steps held to 4 cycles (R = 4): the same cycles, fewer weight entries.
-    assert [p.fields["mix"] for p in one.layers] == [0, 2, 2]
-    two = build_layout(q, config, batch=2)
-    conv1x1, fc = (p.fields for p in two.layers[1:])
-    assert conv1x1["hw_in"] == 2 and conv1x1["mix"] == 0       # tall: pitch of both frames
-    assert fc["hw_in"] == 1 and fc["mix"] == 2                 # frame after frame: split
+    assert [p.fields["mix"] for p in build_layout(q, config).layers] == [2, 2]
+    lay = build_layout(q, config, batch=2)
+    conv1x1, fc = (p.fields for p in lay.layers)
+    assert lay.input_tall and conv1x1["mix"] == 2 and conv1x1["groups"] == 2
+    assert (conv1x1["c_in"], conv1x1["h_in"], conv1x1["hw_in"], conv1x1["w_in"]) == (8, 2, 2, 16)
+    assert (conv1x1["frames"], conv1x1["frame_in"]) == (2, 1)
+    x = np.arange(32, dtype=np.int8).reshape(2, 16, 1, 1)           # [b, k] = 16 b + k
+    stored = lay.input_words(x).view(np.uint8).view(np.int8)
+    for b in range(2):
+        for g in range(2):
+            for c in range(8):
+                at = (conv1x1["in_base"] + b * conv1x1["frame_in"] + g * conv1x1["w_in"]
+                      + c * conv1x1["hw_in"])
+                assert stored[at] == x[b, g * 8 + c, 0, 0], (b, g, c)
+    assert fc["mix"] == 2 and (fc["hw_in"], fc["w_in"]) == (1, 3)   # frame after frame: 6 / 2
 
 
 def test_batch_tall_fields_and_cycles():
