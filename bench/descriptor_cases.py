@@ -49,7 +49,10 @@ def model_check_cases(rng):
                [2 ** 32 - 1, 4, 4, 0], [1, 4, 2 ** 32 - 1, 2 ** 32 - 1]]
     headers += [[int(v) for v in rng.integers(0, [5, 300, 300, 300])] for _ in range(20)]
     cases = [hand_section(*[good] * min(h[0], 3), n_layers=h[0], header=h[1:]) for h in headers]
-    cases += [hand_section(hand_layer(rem=3)), hand_section(hand_layer(table_base=15, period=1, rem=0)),
+    cases += [hand_section(hand_layer(rem=3, c_out=7, param_base=9)),
+              hand_section(hand_layer(table_base=15, period=1, q=6, rem=0)),
+              hand_section(hand_layer(rem=3)), hand_section(hand_layer(q=0, rem=2)),
+              hand_section(hand_layer(q=2, rem=0, c_out=8, param_base=8)),
               hand_section(hand_layer(param_base=0, c_out=16, q=4, rem=0)),
               hand_section(hand_layer(period=2)), hand_section(hand_layer(table_base=13)),
               hand_section(hand_layer(param_base=11)), hand_section(hand_layer(h_out=1 << 24)),

@@ -245,6 +245,16 @@ class Core(wiring.Component):
                      out.relu.eq(seq.relu), out.side.eq(sd), sd.pool_op.eq(pool_op)]
         with m.If(~row_on | (seq.pool & ((pool_op == POOL_STORE) | drop))):
             m.d.comb += sd.mask.eq(0)
+        # The address guard's write half: the row's lanes ``at + j`` (``mask`` bit ``j``) must lie
+        # in the activation memory. ``at`` is exact (its tag's sums are, while the sequencer's
+        # half of the guard holds, and a row's address is reached by subtracting what its tag
+        # added, in as many bits), so a lane past the end is caught here, before the output
+        # path; the sequencer stops the frame long before its last write-back.
+        ck_at, ck_mask = Signal.like(at), Signal(C)
+        m.d.sync += [ck_at.eq(at), ck_mask.eq(Mux(arr.out_valid, sd.mask, 0))]
+        wr_fault = Signal()
+        m.d.sync += wr_fault.eq(Cat(*[ck_mask[j] & (ck_at >= cfg.act_depth - j) for j in range(C)]).any())
+        m.d.comb += [seq.wr_fault.eq(wr_fault), self.fault.eq(seq.fault)]
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
         if GM >= 2:

@@ -6,12 +6,14 @@ The sequencer would run it anyway, cutting the field or falling outside its case
 component watches the descriptor write port and keeps one sticky flag: every layer word written
 since the last ``unload`` lies inside :func:`hw.layout.layer_limits` and the pairs of
 :data:`hw.layout.LAYER_FIELD_PAIRS` (``rem < period``, ``table_base + period <= table_depth``,
-``param_base + c_out <= param_depth``). The sequencer adds it, and :attr:`words` (the section's
+``param_base + c_out <= param_depth``) and ``q * period + rem == c_out``
+(:func:`hw.layout.split_matches`). The sequencer adds it, and :attr:`words` (the section's
 extent, which must hold a whole descriptor per layer), to its ``model_ok``; the link layer then
 refuses the image with BAD_MODEL (:func:`hw.layout.check_descriptors` is the same check in Python).
 
 The limits are constants of the configuration: a small table by field index (a LUT ROM), one
-compare against the data, no multiplier. A pair compares with the earlier field of the same
+compare against the data; the one product, ``q * period``, has a factor of at most ``p_max``'s
+bits. A pair compares with the earlier field of the same
 descriptor, kept in a register when it is written: the link writes a section's words in address
 order, and the check assumes that order.
 """
@@ -91,6 +93,27 @@ class DescriptorCheck(wiring.Component):
                 m.d.sync += kept.eq(depths[mem] - self.data if mem else self.data - 1)
             pair_hi[LAYER_FIELDS.index(name)] = kept
 
+        # q and rem split c_out by period (``hw.layout.split_matches``): c_out and period kept
+        # when written, q * period registered when q is written (a small multiplier: period has
+        # at most p_max's bits, and a q past its range is refused anyway), compared when rem is.
+        f_c_out, f_period, f_q, f_rem = (LAYER_FIELDS.index(n) for n in ("c_out", "period", "q", "rem"))
+        assert f_c_out < f_period < f_q < f_rem
+        c_out_kept = Signal(lim["c_out"].hi.bit_length(), name="c_out_kept")
+        period_kept = Signal(cfg.p_max.bit_length(), name="period_kept")
+        qp = Signal(len(c_out_kept) + 1 + len(period_kept), name="q_period")
+        q_fits = Signal(name="q_fits")
+        with m.If(self.we & (field == f_c_out)):
+            m.d.sync += c_out_kept.eq(self.data)
+        with m.If(self.we & (field == f_period)):
+            m.d.sync += period_kept.eq(self.data)
+        with m.If(self.we & (field == f_q)):
+            m.d.sync += [qp.eq(self.data[:len(c_out_kept) + 1] * period_kept),
+                         q_fits.eq(self.data[len(c_out_kept) + 1:] == 0)]
+        split_bad = Signal()
+        m.d.comb += split_bad.eq((field == f_rem)
+                                 & (~q_fits | (qp + self.data[:len(period_kept)] != c_out_kept)
+                                    | (self.data[len(period_kept):] != 0)))
+
         hi = Signal(hi_bits + 1)
         m.d.comb += hi.eq(his[field])
         for index, kept in pair_hi.items():
@@ -101,7 +124,7 @@ class DescriptorCheck(wiring.Component):
         value_bit = allowed[field].bit_select(self.data[:(ENUM_LIMIT - 1).bit_length()], 1)
         bad = Signal()
         m.d.comb += bad.eq((self.data > hi[:hi_bits]) | hi[hi_bits]
-                           | (no_zero[field] & (self.data == 0)) | (small & ~value_bit))
+                           | (no_zero[field] & (self.data == 0)) | (small & ~value_bit) | split_bad)
 
         layer_word = self.addr >= DESC_HEADER_WORDS
         with m.If(self.unload):

@@ -43,6 +43,9 @@ class CoreSignature(wiring.Signature):
         brings none leaves ``model_ok`` low.
     busy : Out(1)
         High from ``start`` until the last result byte has been accepted.
+    fault : Out(1)
+        The last frame was abandoned by the core's address guard: a layer addressed memory
+        outside its memories. Low from ``start``; valid once ``busy`` is low.
     result : Out(stream.Signature(ResultByte))
         The last layer's int8 outputs in C x H x W order.
     counters : Out(Counters)
@@ -68,6 +71,7 @@ class CoreSignature(wiring.Signature):
             "abort": In(1),
             "unload": In(1),
             "busy": Out(1),
+            "fault": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
             "input_len": Out(LEN_BITS),

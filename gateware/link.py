@@ -12,11 +12,16 @@ consumed; the receiver then hunts for the next sync from the byte after the head
 A good image whose model the core cannot run (``hw.layout.check_descriptors``: no layers, more
 than it holds, lengths outside its memories, a layer descriptor missing or with a field out of
 its range) is refused with BAD_MODEL and left unloaded.
+
+An INFER is answered once the core has decided: the response header (with ``output_len``) goes
+out when the core offers its first result byte, and the result streams behind it. A frame the
+core's address guard abandoned (``fault``: a layer addressed memory outside its memories) offers
+no result and is answered with an ADDRESS_FAULT NAK instead.
 An inference whose result has not been sent in full when the host sends another byte is
 abandoned: the host has given up waiting (a model that runs far longer than it expected). The
-core is aborted (between result bytes: a beat on offer is never withdrawn), the response stops
-where it is (the host's decoder drops the cut frame) and the new request is served. The engine
-thus stays usable whatever a loaded model does.
+core is aborted (before or between result bytes: a beat on offer is never withdrawn), the
+response stops where it is, if it began (the host's decoder drops the cut frame) and the new
+request is served. The engine thus stays usable whatever a loaded model does.
 """
 
 from enum import IntEnum
@@ -78,6 +83,10 @@ class Link(wiring.Component):
     capacity : dict of Space -> int, optional
         Words each load space holds (default: its whole address range, ``2**ADDR_BITS``); an image
         section with more words is refused (BAD_SECTION) before any of it is loaded.
+
+    An INFER's response begins when the core offers the first result byte, or is an
+    ADDRESS_FAULT NAK when the core's ``fault`` says it abandoned the frame; a byte from the
+    host before the result is complete aborts the core and serves the new request.
 
     Members
     -------
@@ -200,6 +209,7 @@ class Link(wiring.Component):
         rsp_kind = Signal(_Kind)
         nak_code = Signal(8)
         tx_idx = Signal(len(rsp_len))
+        armed = Signal()         # WAIT: the core was busy with the INFER's frame
 
         rx_take = rx.valid & rx.ready
         tx_take = tx.valid & tx.ready
@@ -418,7 +428,32 @@ class Link(wiring.Component):
                             nak(ErrorCode.BAD_MODEL)
                     with m.Else():
                         m.d.comb += core.start.eq(1)
-                        respond(RESPONSE_FLAG | Command.INFER, core.output_len, _Kind.RESULT)
+                        m.d.sync += armed.eq(0)
+                        m.next = "WAIT"
+
+            with m.State("WAIT"):
+                # The INFER's answer is decided here: the response header goes out only once the
+                # core offers its first result byte, or a NAK once its address guard abandoned
+                # the frame. The core registers ``start``: ``fault`` of the previous frame may
+                # still be high in the cycle after the pulse, covered only by ``busy``. So the
+                # fault counts once ``busy`` was seen high in an earlier cycle (``armed``) and
+                # has fallen: never the stale flag.
+                with m.If(core.busy):
+                    m.d.sync += armed.eq(1)
+                with m.If(core.result.valid):
+                    respond(RESPONSE_FLAG | Command.INFER, core.output_len, _Kind.RESULT)
+                with m.Elif(rx.valid):
+                    # The host sent a new request before any result: it gave up waiting. As in
+                    # T_PAY: abort the frame, send nothing, serve the request. The pulse is
+                    # registered, so it reaches the core at least two cycles after ``start``,
+                    # once the core has taken it (an abort with ``start`` still pending would be
+                    # lost). Not busy: the frame already ended (faulted); nothing to abort, and
+                    # no NAK for a host that no longer waits.
+                    with m.If(core.busy):
+                        m.d.sync += abort.eq(1)
+                    m.next = "HUNT"
+                with m.Elif(armed & ~core.busy & core.fault):
+                    nak(ErrorCode.ADDRESS_FAULT)
 
             # Response frame.
             def send(byte, nxt, crc=True):

@@ -70,7 +70,8 @@ from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
 from .pipeline import registered_read
 
-__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY"]
+__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY", "GUARD_LATENCY",
+           "out_addr_bits"]
 
 #: Registers from the walker's decision to issue a step to the step outputs (``step_valid``,
 #: ``w_addr``, ``rd_addr``): the issue snapshot and the issue register.
@@ -82,6 +83,18 @@ ISSUE_LATENCY = 2
 MODEL_CHECK_LATENCY = 2
 
 _FIELD_BITS = 24
+
+#: Cycles from an issued step (``step_valid``) to :attr:`Sequencer.fault` when its activation
+#: or weight read lies outside its memory: the check's registers (addresses and ok bits, the
+#: lowest and highest ok column's address, the compare), then the sticky flag.
+GUARD_LATENCY = 4
+
+
+def out_addr_bits(config, act_addr_bits: int) -> int:
+    """Bits of the output address sums (a tile's tag): a tile's top row lies at most ``rows``
+    filter planes of ``p_max * act_depth`` bytes and a few rows above its block's first filter,
+    which a guarded walk keeps below ``2 ** act_addr_bits``."""
+    return act_addr_bits + config.p_max.bit_length() + config.rows.bit_length() + 2
 
 
 def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.StructLayout:
@@ -178,6 +191,16 @@ class Sequencer(wiring.Component):
         the core sizes its FIFO for the tiles in flight).
     tile_done : In(1)
         The output side wrote a tile's last row.
+    wr_fault : In(1)
+        The output side was asked to write a row outside the activation memory (the core's
+        half of the address guard).
+    fault : Out(1)
+        The address guard stopped the frame: a step read activations outside ``0 ..
+        act_depth - 1`` (an ok column of a port the layer uses), a weight entry past
+        ``weight_depth``, or ``wr_fault``; or an accumulator of the walk left the window of
+        ``+-2**act_addr_bits`` in which its sums stay exact (no layer that fits its memory
+        does). Like ``abort``, the frame stops issuing, drains and idles, with no result. Sticky
+        until the next ``start``.
     row_step, row_step_addr, relu, pool : Out
         Per-layer constants of the output side: channel and address decrement per row, ReLU,
         2x2 max-pool.
@@ -191,7 +214,11 @@ class Sequencer(wiring.Component):
         self._pb = max(1, (config.param_depth - 1).bit_length())
         self._wb = max(1, (config.weight_depth - 1).bit_length())
         self._db = max(1, (DESC_HEADER_WORDS + DESC_LAYER_WORDS * config.max_layers - 1).bit_length())
-        self._tag = TileTag(cols=config.cols, addr_bits=act_addr_bits, param_bits=self._pb,
+        # Output addresses (a tile's tag and the sums it is formed from) are exact up to what a
+        # guarded walk can form (``out_addr_bits``); the core checks each written row against the
+        # memory (``wr_fault``).
+        self._ob = out_addr_bits(config, act_addr_bits)
+        self._tag = TileTag(cols=config.cols, addr_bits=self._ob, param_bits=self._pb,
                             rows=config.rows)
         self._gmax = config.groups
         extra = {}
@@ -210,11 +237,11 @@ class Sequencer(wiring.Component):
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
             "fold": Out(1), "flat": Out(1), "mix": Out(1), "ksum": Out(1),
-            "group_step_addr": Out(act_addr_bits),
+            "group_step_addr": Out(act_addr_bits + 1),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
-            "tile_done": In(1),
-            "row_step": Out(range(config.p_max + 1)), "row_step_addr": Out(act_addr_bits),
+            "tile_done": In(1), "wr_fault": In(1), "fault": Out(1),
+            "row_step": Out(range(config.p_max + 1)), "row_step_addr": Out(act_addr_bits + config.p_max.bit_length()),
             "relu": Out(1), "pool": Out(1),
             "result": Out(stream.Signature(ResultByte)),
             "counters": Out(Counters),
@@ -288,13 +315,17 @@ class Sequencer(wiring.Component):
         m.d.sync += pad_w.eq(Mux(F["k"] >> 1 != 0, F["w_in"], 0))
         stride2 = Signal()
         m.d.sync += stride2.eq(F["stride"] == 2)
-        S = signed(AB + 4)
+        # Input address terms: a guarded walk keeps each of its accumulators inside +-2**AB
+        # (``window``) and steps them by at most 8 * act_depth, so one bit more than their sums
+        # need keeps every sum exact until the guard has seen it.
+        S = signed(AB + 5)
+        OB = self._ob
         # Per-layer constants (SETUP).
         w_step = Signal(S)      # s * w_in: flat distance between output rows' input rows
         x_step = Signal(S)      # C * s
-        row_dec = Signal(AB)    # P * out_hw: output address from one row's filter to the next's
-        blk_inc = Signal(AB + 8)
-        top_off = Signal(AB + 8)
+        row_dec = Signal(AB + pbits)   # P * out_hw: output address from one row's filter to the next's
+        blk_inc = Signal(OB)
+        top_off = Signal(OB)
         GM = self._gmax
         g2 = Signal()                     # two row groups
         g4 = Signal()                     # four row groups
@@ -334,8 +365,8 @@ class Sequencer(wiring.Component):
         gs = Signal(range(R + 1))         # rows per group (set in SETUP)
         y_step = Signal(4)                # input rows from one tile row to the next: G * s
         rw_step = Signal(S)               # G * s * w_in
-        pix_step = Signal(AB + 8)         # output address from one tile row (pair) to the next
-        top_row = Signal(AB + 8)          # output address of the tile's last row from its first
+        pix_step = Signal(OB)             # output address from one tile row (pair) to the next
+        top_row = Signal(OB)              # output address of the tile's last row from its first
         blk_chs = Signal(_FIELD_BITS)     # P * gs: channel step from one block to the next
         top_ch = Signal(_FIELD_BITS)      # P * (gs - 1): the block's top row
         pool = Signal()                   # 2x2 max-pool: out_w / out_hw are the pooled sizes
@@ -403,15 +434,15 @@ class Sequencer(wiring.Component):
                     cls_skip.eq(mix & Mux(g4, lo2 != 0, nxt[0]))]
         rows_left = Signal(signed(_FIELD_BITS + 2))
         cls_ch = Signal(_FIELD_BITS)      # param channel of filter r
-        cls_out = Signal(AB + 8)          # out_base + r * out_hw
+        cls_out = Signal(OB)              # out_base + r * out_hw
         blk_ch = Signal(_FIELD_BITS)
-        blk_out = Signal(AB + 8)
+        blk_out = Signal(OB)
         blk_base = Signal(self._wb + 1)
         waddr = Signal(self._wb + 1)
         oy_left = Signal(signed(_FIELD_BITS + 1))   # h_out - oy: output rows from the tile's first (not flat)
         flat_left = Signal(signed(_FIELD_BITS + 1)) # flat: flat_n - n0, pixels from the tile's first
         cols_left = Signal(signed(_FIELD_BITS + 1))
-        pix_row = Signal(AB + 8)          # oy * out_w
+        pix_row = Signal(OB)              # oy * out_w
         ox0 = Signal(_FIELD_BITS)
         row_y0 = Signal(S)                # oy * s - pad
         row_w = Signal(S)                 # row_y0 * w_in
@@ -473,7 +504,7 @@ class Sequencer(wiring.Component):
         # Issue snapshot (A): the step, its partial address sums and, for a tile's last step,
         # the tag's terms.
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
-        a_waddr = Signal(self._wb)
+        a_waddr = Signal(self._wb + 1)    # (its top bit for the guard: past weight_depth)
         a_cw = Signal(S)                  # chan + row_w + x_base
         a_kk = Signal(S)                  # ky * w_in + kx
         a_kk_ports = [Signal(S, name=f"a_kk{k + 1}") for k in range(1, max(2, GM))]
@@ -662,9 +693,15 @@ class Sequencer(wiring.Component):
         w_addr = Signal(self._wb)
         m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(Mux(ro_ok, 1, ok)), self.rd_stride2.eq(rd_s2),
                      self.w_addr.eq(w_addr)]
+        # The issued step's addresses at full width, for the guard (the ports take their low bits).
+        rd_full = Signal(S)
+        rdk_full = [Signal(S, name=f"rd{k + 1}_full") for k in range(1, max(2, GM))]
+        w_full = Signal.like(a_waddr)
         with m.If(a_valid):
-            m.d.sync += [rd_addr.eq(n0), ro_ok.eq(0), rd_s2.eq(stride2), w_addr.eq(a_waddr)]
+            m.d.sync += [rd_addr.eq(n0), ro_ok.eq(0), rd_s2.eq(stride2), w_addr.eq(a_waddr),
+                         rd_full.eq(n0), w_full.eq(a_waddr)]
             m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_addr, a_kk_ports)]
+            m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_full, a_kk_ports)]
             m.d.sync += [q.eq(v) for q, v in bounds]
 
         # The tag: its terms snapshot with the tile's last step, summed a cycle later (it is
@@ -674,8 +711,8 @@ class Sequencer(wiring.Component):
         m.d.comb += self.tag.valid.eq(tag_valid)
         t_valid = Signal()
         m.d.sync += t_valid.eq(0)
-        t_out = Signal(AB + 8)            # blk_out + top_off
-        t_pix = Signal(AB + 8)            # pix_row + the tile's first column (pooled: lane) + top_row
+        t_out = Signal(OB)                # blk_out + top_off
+        t_pix = Signal(OB)                # pix_row + the tile's first column (pooled: lane) + top_row
         t_fields = Signal(self._tag)
         with m.If(t_valid):
             m.d.sync += [tag_valid.eq(1), self.tag.payload.eq(t_fields),
@@ -727,9 +764,12 @@ class Sequencer(wiring.Component):
         # Cycles since the last tile's last step (saturating at R): a last step waits for R.
         m.d.sync += [gap.eq(Mux(gap < span, gap + 1, gap)), gap_short.eq(gap + 1 < span)]
 
+        fault = Signal()                  # the address guard's sticky flag (below)
+        m.d.comb += self.fault.eq(fault)
+
         def abort_frame():
             """(Last in a state: it overrides the state's own next.) Stop walking; drain."""
-            with m.If(self.abort):
+            with m.If(self.abort | fault):
                 m.next = "ABORT"
 
         def abort_readout():
@@ -758,12 +798,13 @@ class Sequencer(wiring.Component):
                 with m.If((di == rd_start + b) & F["period"][b]):
                     m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
 
+        in_run = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(start_q):
                     # (`outstanding` is 0 here; clearing it also drops an X that Icarus may
                     # compute before its first evaluation of the output side.)
-                    m.d.sync += [layer.eq(0), di.eq(0), outstanding.eq(0)]
+                    m.d.sync += [layer.eq(0), di.eq(0), outstanding.eq(0), fault.eq(0)]
                     m.d.sync += [ctr[n].eq(0) for n in COUNTERS]
                     m.next = "DESC"
             with m.State("DESC"):
@@ -889,6 +930,7 @@ class Sequencer(wiring.Component):
                 m.next = "RUN"
                 abort_frame()
             with m.State("RUN"):
+                m.d.comb += in_run.eq(1)
                 with m.If(~hold):
                     m.d.sync += issue_snapshot
                     m.d.sync += [first.eq(0), waddr.eq(waddr + 1),
@@ -1015,4 +1057,60 @@ class Sequencer(wiring.Component):
         with m.If(~fsm.ongoing("IDLE") & ~fsm.ongoing("READ") & ~fsm.ongoing("READ_WAIT")
                   & ~fsm.ongoing("SEND")):
             m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+
+        # The address guard: a descriptor whose maps or weights pass the end of their memory
+        # (``hw.layout.check_descriptors`` checks fields, not their products) stops the frame
+        # instead of wrapping its addresses. Every check is registered off the step's path and
+        # sets the sticky ``fault`` a few cycles after the step; until the walk has drained, the
+        # bytes it reads and writes are those of a frame with no result.
+        A, W = cfg.act_depth, cfg.weight_depth
+        # 1. The accumulators that sum to a step's addresses stay inside +-2**AB (legal maps lie
+        # in 0 .. act_depth - 1 <= 2**AB - 1): their sums, below 16 * 2**AB, are then exact in S
+        # and OB bits, so the checks below see true addresses. In RUN they hold the current
+        # step's terms (PREP sets them; a tile's end moves them only to terms that are used).
+        def outside(v):
+            top = v[AB:]
+            return (top != 0) & (top != (1 << len(top)) - 1) if v.shape().signed else top != 0
+        window_bad = Signal()
+        m.d.sync += window_bad.eq(in_run & (outside(chan) | outside(row_w) | outside(x_base)
+                                            | outside(row_y0) | outside(blk_out) | outside(pix_row)))
+        # 2. The reads a layer uses: of each port, the lowest and highest ok column (an ok column
+        # reads the byte at its address; the others read zero and their addresses do not matter).
+        # Port k > 0 is used where the core takes its bytes: its row's split bit, or the second
+        # row of a pair tile (port 1; port 3 of a flat tile on four groups).
+        g_valid = Signal()
+        g_s2 = Signal()
+        m.d.sync += [g_valid.eq(s_valid), g_s2.eq(rd_s2)]
+        used = [Const(1, 1)]
+        for k in range(1, max(2, GM)):
+            u = split_bits[k - 1] if GM >= 2 else Const(0, 1)
+            if k == 1:
+                u = u | fold | (flat & ~one)
+            if k == 3:
+                u = u | (flat & ~one)
+            used.append(u)
+        read_bad = []
+        for k, (addr, okk, u) in enumerate(zip([rd_full, *rdk_full], [ok, *oks], used)):
+            g_addr, g_ok = Signal(S, name=f"g_addr{k}"), Signal(C, name=f"g_ok{k}")
+            m.d.sync += [g_addr.eq(addr), g_ok.eq(Mux(u, okk, 0))]
+            lo_j, hi_j = Signal(range(C), name=f"g_lo{k}"), Signal(range(C), name=f"g_hi{k}")
+            for j in reversed(range(C)):          # the last taken wins: the lowest
+                with m.If(g_ok[j]):
+                    m.d.comb += lo_j.eq(j)
+            for j in range(C):                    # the highest
+                with m.If(g_ok[j]):
+                    m.d.comb += hi_j.eq(j)
+            lo, hi, any_ok = Signal(S, name=f"g_lo_addr{k}"), Signal(S, name=f"g_hi_addr{k}"), Signal(name=f"g_any{k}")
+            m.d.sync += [lo.eq(g_addr + Mux(g_s2, lo_j << 1, lo_j)),
+                         hi.eq(g_addr + Mux(g_s2, hi_j << 1, hi_j)),
+                         any_ok.eq(g_valid & (g_ok != 0))]
+            bad = Signal(name=f"read_bad{k}")
+            m.d.sync += bad.eq(any_ok & ((lo < 0) | (hi >= A)))
+            read_bad.append(bad)
+        # 3. The weight entry of each step (the entry address counts up by one from a block's
+        # base, so the first past the memory is weight_depth itself, before any wrap).
+        weight_bad = Signal()
+        m.d.sync += weight_bad.eq(s_valid & (w_full >= W))
+        with m.If(window_bad | weight_bad | self.wr_fault | Cat(*read_bad).any()):
+            m.d.sync += fault.eq(1)
         return m

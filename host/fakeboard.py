@@ -6,7 +6,9 @@ INFER and READ_COUNTERS, NAKs bad requests, and can damage the traffic in both d
 a schedule (:class:`Fault`), so tests can prove the client loses and duplicates nothing.
 
 What INFER computes is a callable given by the test (``compute(frame) -> bytes``), e.g. the
-bit-exact reference :func:`hw.reference.run_model`; the board itself knows no arithmetic.
+bit-exact reference :func:`hw.reference.run_model`; the board itself knows no arithmetic. The
+board answers an INFER at once and never faults on its own: the engine's ADDRESS_FAULT (its
+address guard abandoned the frame) comes only from a ``compute`` that raises it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class FakeBoard(Transport):
     config_id : int
         What PING reports.
     compute : callable
-        ``compute(frame: bytes) -> bytes``: the outputs of one input frame.
+        ``compute(frame: bytes) -> bytes``: the outputs of one input frame. An exception with an
+        ``int`` ``.code`` (such as ``ErrorCode.ADDRESS_FAULT``) NAKs the INFER with that code.
     input_len : int
         Bytes of one input frame; other lengths are NAKed BAD_FRAME_SIZE.
     accept_image : callable, optional
@@ -186,7 +189,13 @@ class FakeBoard(Transport):
                 return self._nak(frame, link.ErrorCode.NO_IMAGE, fault)
             if len(frame.payload) != self._input_len:
                 return self._nak(frame, link.ErrorCode.BAD_FRAME_SIZE, fault)
-            out = self._compute(frame.payload)
+            try:
+                out = self._compute(frame.payload)
+            except Exception as e:  # noqa: BLE001 - as for accept_image: a code becomes a NAK
+                code = getattr(e, "code", None)
+                if code is None:
+                    raise
+                return self._nak(frame, int(code), fault)
             if self._counters_of is not None:
                 self._counters = dict(self._counters_of(frame.payload))
             self._send(ok, frame.seq, bytes(out), fault)

@@ -48,6 +48,12 @@ ERROR_TEXT = {
     link.ErrorCode.BAD_MODEL: "image's model cannot run on this engine (no layers, more layers "
                               "than it holds, lengths outside its memories, or a layer "
                               "descriptor missing or with a field out of range)",
+    link.ErrorCode.ADDRESS_FAULT: "the engine abandoned the inference: a layer of the loaded "
+                                  "model addressed memory past the end of the engine's "
+                                  "activation or weight memory. The image's model is not one "
+                                  "`host pack` (hw.layout.build_layout) writes: a hand-made or "
+                                  "corrupted descriptor passes the end of its memory; repack the "
+                                  "model and load the new image",
 }
 
 

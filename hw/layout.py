@@ -122,7 +122,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
            "header_limits", "check_header", "MAX_LEN", "FieldLimit", "layer_limits", "check_descriptors",
-           "LAYER_FIELD_PAIRS", "ENUM_LIMIT"]
+           "LAYER_FIELD_PAIRS", "split_matches", "ENUM_LIMIT"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -799,6 +799,14 @@ LAYER_FIELD_PAIRS = {"rem": ("period", None), "table_base": ("period", "table_de
                      "param_base": ("c_out", "param_depth")}
 
 
+def split_matches(c_out: int, period: int, q: int, rem: int) -> bool:
+    """``q`` and ``rem`` split ``c_out`` by ``period`` (``q * period + rem == c_out``): the class
+    sizes the sequencer walks then name filters ``< c_out`` only, so every parameter it reads for
+    an existing output row lies in the layer's ``param_base .. param_base + c_out - 1`` (checked
+    by the loader when ``rem`` is written, the last of the four)."""
+    return q * period + rem == c_out
+
+
 def layer_limits(config) -> dict:
     """``{field: FieldLimit}`` for every field of :data:`LAYER_FIELDS`: what an engine of
     ``config`` runs in a layer descriptor, one field at a time, plus :data:`LAYER_FIELD_PAIRS`.
@@ -836,8 +844,11 @@ def check_descriptors(descriptors, config) -> None:
     """Refuse a DESCRIPTORS section the engine cannot run, as its loader does when a LOAD_IMAGE
     ends: the header (:func:`check_header`), a whole descriptor for each of its ``n_layers``,
     and every layer word of the section (those past ``n_layers`` too) inside
-    :func:`layer_limits` and :data:`LAYER_FIELD_PAIRS`, taking the words in address order as
-    the engine receives them.
+    :func:`layer_limits` and :data:`LAYER_FIELD_PAIRS`, with ``q`` and ``rem`` splitting
+    ``c_out`` (:func:`split_matches`), taking the words in address order as the engine receives
+    them. Products of fields (a map's size, a layer's weight entries) are not checked here: the
+    engine's address guard stops a frame whose layer addresses memory past its end
+    (``ErrorCode.ADDRESS_FAULT``).
 
     Raises
     ------
@@ -870,6 +881,14 @@ def check_descriptors(descriptors, config) -> None:
                 raise ImageError(ErrorCode.BAD_MODEL, f"layer {layer} descriptor field {name} = "
                                                       f"{value} with {other} = {v}: this engine "
                                                       f"needs {rule}")
+        if name == "rem":
+            at0 = at - i
+            c_out, period, q = (words[at0 + LAYER_FIELDS.index(n)] for n in ("c_out", "period", "q"))
+            if not split_matches(c_out, period, q, value):
+                raise ImageError(ErrorCode.BAD_MODEL, f"layer {layer} descriptor fields q = {q}, "
+                                                      f"rem = {value} with period = {period}: this "
+                                                      f"engine needs q * period + rem = c_out = "
+                                                      f"{c_out}")
 
 
 def build_layout(qmodel, config, *, batch: int = 1) -> Layout:

@@ -70,6 +70,9 @@ class ErrorCode(IntEnum):
     NO_IMAGE = 10       #: INFER or READ_COUNTERS before a good image
     BAD_FRAME_SIZE = 11  #: INFER payload length differs from the model's input length
     BAD_MODEL = 12      #: image well formed, but its model cannot run (hw.layout.check_descriptors)
+    #: INFER abandoned: a layer of the loaded model addressed memory outside the engine's
+    #: activation or weight memory (a descriptor whose maps or weights pass the end of their memory)
+    ADDRESS_FAULT = 13
 
 
 def response_cmd(cmd: int) -> int:

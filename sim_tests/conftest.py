@@ -32,15 +32,27 @@ def with_descriptor_words(sections, words):
 
 
 def runaway_sections(sections, config):
-    """``sections`` with a first layer that the engine's model check passes but that runs for
-    hours: as many output rows, and frames run one by one, as ``config``'s activation memory
-    has bytes (``hw.layout.layer_limits``; its writes wrap around the memory). The host gives up
-    on it and the engine must abort it."""
+    """``sections`` with a first layer that the engine's model check passes and that runs far
+    longer than a host waits: it runs as many frames, one by one, as ``config``'s activation
+    memory has bytes (``hw.layout.layer_limits``), its input a byte further up each time and
+    its output in place. Only after hundreds of passes does its input map reach the memory's
+    end (where the address guard would stop it). The host gives up on it first and the engine
+    must abort it."""
     at = DESC_HEADER_WORDS
-    out = with_descriptor_words(sections, {at + LAYER_FIELDS.index("h_out"): config.act_depth,
-                                           at + LAYER_FIELDS.index("frames"): config.act_depth,
-                                           at + LAYER_FIELDS.index("frame_in"): 1})
+    out = with_descriptor_words(sections, {at + LAYER_FIELDS.index("frames"): config.act_depth,
+                                           at + LAYER_FIELDS.index("frame_in"): 1,
+                                           at + LAYER_FIELDS.index("frame_out"): 0})
     check_descriptors(out[Space.DESCRIPTORS], config)     # the engine must load it
+    return out
+
+
+def overrun_sections(sections, config):
+    """``sections`` with a first layer that the engine's model check passes (each field is in
+    range) but whose output map passes the end of the activation memory: as many output rows as
+    the memory has bytes. The engine's address guard must stop its INFER (ADDRESS_FAULT)."""
+    at = DESC_HEADER_WORDS
+    out = with_descriptor_words(sections, {at + LAYER_FIELDS.index("h_out"): config.act_depth})
+    check_descriptors(out[Space.DESCRIPTORS], config)
     return out
 
 

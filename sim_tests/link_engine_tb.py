@@ -194,15 +194,25 @@ async def link_session(dut):
         assert not int(dut.loaded.value), f"seed {seed}: {name} left loaded high"
         nak(await request(Command.INFER, z["frame_0"].tobytes()), ErrorCode.NO_IMAGE, 3)
 
-    # A model that runs for hours: its INFER gets the response header and nothing more; the
-    # host gives up (its decoder drops the cut frame) and pings, which aborts the inference.
+    # A model whose output map passes the end of the activation memory: the address guard
+    # stops its INFER, which the engine answers with ADDRESS_FAULT; the engine stays usable.
+    got = await request(Command.LOAD_IMAGE, z["overrun_image"].tobytes())
+    assert got.cmd == 0x82, f"seed {seed}: {got}"
+    nak(await request(Command.INFER, z["frame_0"].tobytes()), ErrorCode.ADDRESS_FAULT, 3)
+    assert not int(dut.busy.value), f"seed {seed}: the core still runs after its fault"
+    got = await request(Command.PING)
+    assert got.cmd == 0x81 and parse_ping(got.payload) == (cid, True), f"seed {seed}: {got}"
+
+    # A model that runs far longer than the host waits: its INFER gets no answer at all (the
+    # response header waits for the first result byte); the host gives up and pings, which
+    # aborts the inference.
     got = await request(Command.LOAD_IMAGE, z["runaway_image"].tobytes())
     assert got.cmd == 0x82, f"seed {seed}: {got}"
     n = len(host.frames)
     await host.send(encode_frame(cmd=Command.INFER, seq=0x55, payload=z["frame_0"].tobytes()))
     await ClockCycles(dut.clk, wait + 4 * int(z["max_cycles"]))
     assert len(host.frames) == n and int(dut.busy.value), f"seed {seed}: the runaway model ended"
-    assert host.dec.pending > 0, f"seed {seed}: no response header for the runaway INFER"
+    assert host.dec.pending == 0, f"seed {seed}: a response began for the runaway INFER"
     host.dec.timeout()
     got = await request(Command.PING)
     assert got.cmd == 0x81 and parse_ping(got.payload) == (cid, True), f"seed {seed}: {got}"

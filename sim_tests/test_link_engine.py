@@ -3,8 +3,9 @@ and UartEngine (8N1 pins) on Icarus and Verilator, bit-exact against hw.referenc
 
 One cocotb run per (simulator, top) plays a whole session (sim_tests/link_engine_tb.py): errors
 before an image, corrupted and foreign images, a good image, inference, counters, a truncated
-frame and garbage between frames, images whose model cannot run (BAD_MODEL), and an inference
-that runs for ever, abandoned by the host and aborted by its next request.
+frame and garbage between frames, images whose model cannot run (BAD_MODEL), an inference the
+address guard stops (ADDRESS_FAULT), and one that runs far longer than the host waits, abandoned
+by the host and aborted by its next request.
 """
 
 from pathlib import Path
@@ -19,7 +20,7 @@ from hw.layout import build_layout, check_descriptors, DESC_HEADER_WORDS, HEADER
 from hw.memory_map import Space
 from hw.reference import run_model
 
-from conftest import runaway_sections, with_descriptor_words
+from conftest import overrun_sections, runaway_sections, with_descriptor_words
 
 SEED = 5
 DIVISOR = 6
@@ -28,8 +29,9 @@ DIVISOR = 6
 def _unrunnable_images(layout, config):
     """Well-formed images the engine must refuse or abort: a model header with no layers, no
     DESCRIPTORS section at all, a layer with a stride of 3, a layer descriptor cut short by a
-    word, and a model whose first layer passes the checks but runs for hours (the host gives up
-    on its INFER)."""
+    word; a model whose first layer passes the checks but runs far longer than the host waits
+    (the host gives up on its INFER), and one whose output passes the memory's end (its INFER
+    gets ADDRESS_FAULT)."""
     def image(sections):
         return np.frombuffer(build_image(sections, config.config_id), np.uint8)
 
@@ -45,6 +47,7 @@ def _unrunnable_images(layout, config):
         with pytest.raises(ImageError, match="BAD_MODEL"):
             check_descriptors(sections.get(Space.DESCRIPTORS), config)
     images["runaway_image"] = runaway_sections(layout.sections, config)
+    images["overrun_image"] = overrun_sections(layout.sections, config)
     return {name: image(sections) for name, sections in images.items()}
 
 

@@ -20,7 +20,8 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
-             pack_pairs=None, reset_after=None, reload=True, batch=1, abort_after=None):
+             pack_pairs=None, reset_after=None, reload=True, batch=1, abort_after=None,
+             faulty=None):
     """Load ``qmodel`` and ``frame`` (a batch: ``[B, C, H, W]``) into a :class:`Core`, run it,
     return (result bytes, counters, layout, header lengths).
 
@@ -31,7 +32,13 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
 
     ``abort_after``: first load and start once, pulse ``abort`` that many cycles into the frame
     (``"readout"``: while its first result byte waits), wait for the core to idle, then load
-    only the INPUT words (the model must still be loaded) and run."""
+    only the INPUT words (the model must still be loaded) and run.
+
+    ``faulty``: ``{descriptor word index: value}``: first load the model with those words
+    changed (a layer the address guard must stop) and start it; the core must raise ``fault``
+    and idle with no result byte (``lens["fault_at"]``: the cycle it idled, or ``None`` if it
+    delivered a result instead, which the caller asserts on); then load the whole good image
+    and run."""
     layout = build_layout(qmodel, config, batch=batch)
     dut = Core(config=config, pack_pairs=pack_pairs)
     rst = Signal()
@@ -64,6 +71,27 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
 
     async def tb(ctx):
         rows = words
+        if faulty is not None:
+            bad = words.copy()
+            for index, value in faulty.items():
+                at = np.nonzero((bad[:, 0] == Space.DESCRIPTORS) & (bad[:, 1] == index))[0]
+                bad[at, 2] = value
+            await load_and_start(ctx, bad, 1.0)
+            ctx.set(dut.result.ready, 1)
+            lens["fault_at"] = None
+            for n in range(max_cycles):
+                await ctx.tick()
+                if ctx.get(dut.result.valid):
+                    break
+                if not ctx.get(dut.busy):
+                    assert ctx.get(dut.fault), "the core idled with neither a result nor a fault"
+                    lens["fault_at"] = n
+                    break
+            else:
+                raise AssertionError(f"still busy {max_cycles} cycles into the faulty frame")
+            if lens["fault_at"] is None:
+                return                  # the caller reports it
+            ctx.set(dut.result.ready, 0)
         if reset_after is not None:
             await load_and_start(ctx, words, 1.0)
             await ctx.tick().repeat(reset_after)
@@ -111,6 +139,7 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
             raise AssertionError(f"no last result byte within {max_cycles} cycles")
         await ctx.tick()
         assert not ctx.get(dut.busy)
+        assert not ctx.get(dut.fault), "fault after a frame build_layout laid out"
         for k in ("cycles", "busy", "stalls", "macs"):
             counters[k] = ctx.get(dut.counters[k])
 
@@ -560,3 +589,56 @@ def test_split_chain(batch):
     layout = build_layout(q, cfg, batch=batch)
     assert [p.fields["mix"] for p in layout.layers][1] == 2, [p.mapping for p in layout.layers]
     check(q, cfg, seed=52, batch=batch, ready_p=0.6, valid_p=0.7)
+
+
+def _guard_case():
+    q = random_layer_model(seed=3, c_in=3, c_out=9, h=8, w=9, k=3, stride=1, relu=True,
+                           variant="PSD2_P8")
+    config = ArrayConfig.for_model(q, rows=4, cols=4)
+    return q, config, build_layout(q, config)
+
+
+def _guard_changes(case, layout, config):
+    """Descriptor words of the first layer changed: the maps or weights moved to (``fits``) or
+    past (the others) the end of their memory, or a map with as many rows as the memory has
+    bytes. Worked from the fields' meaning (``hw.layout``), not from the engine."""
+    from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS
+    f = layout.layers[0].fields
+    A, W = config.act_depth, config.weight_depth
+    entries = layout.sections[Space.WEIGHTS].size // config.words_per_entry
+    in_map, out_map = f["c_in"] * f["hw_in"], f["c_out"] * f["out_hw"]
+    changes = {
+        "input fits": dict(in_base=A - in_map),
+        "output fits": dict(out_base=A - out_map),
+        "weights fit": dict(weight_base=W - entries),
+        "input past the end": dict(in_base=A - in_map // 2),
+        "input a byte past the end": dict(in_base=A - in_map + 1, h_in=f["h_in"]),
+        "output past the end": dict(out_base=A - out_map // 2),
+        "output a byte past the end": dict(out_base=A - out_map + 1),
+        "weights past the end": dict(weight_base=W - entries + 1),
+        "rows past the memory": dict(h_out=A),
+    }[case]
+    assert all(0 <= v for v in changes.values())
+    return {DESC_HEADER_WORDS + LAYER_FIELDS.index(n): v for n, v in changes.items()}
+
+
+@pytest.mark.parametrize("case", ["input fits", "output fits", "weights fit",
+                                  "input past the end", "input a byte past the end",
+                                  "output past the end", "output a byte past the end",
+                                  "weights past the end", "rows past the memory"])
+def test_address_guard(case):
+    """A layer whose input, output or weights pass the end of their memory (each field in its
+    range, so the image loads) is stopped by the address guard: ``fault``, no result byte, the
+    core idle; the same maps and weights moved to end exactly at the memory's end run. After a
+    fault the engine is usable: the good image gives the exact result and cycle count."""
+    q, config, layout = _guard_case()
+    faulty = _guard_changes(case, layout, config)
+    frame = np.random.default_rng(4).integers(-128, 128, q.input_shape).astype(np.int8)
+    got, counters, layout, lens = run_core(q, config, frame, faulty=faulty, max_cycles=20_000)
+    if case.endswith("fit") or case.endswith("fits"):
+        assert lens["fault_at"] is None, f"{case}: fault after {lens['fault_at']} cycles"
+        return
+    assert lens["fault_at"] is not None, f"{case}: the frame delivered a result"
+    want = run_model(q, frame)[-1].reshape(-1)
+    assert (layout.decode_output(got.tobytes()).reshape(-1) == want).all(), case
+    assert counters["cycles"] == layout.expected_cycles, case

@@ -27,8 +27,8 @@ def _layers_ok(words, config):
 
 def _random_sections(config, rng, n):
     """Sections of random length whose layer words are in range (the pairs of
-    ``LAYER_FIELD_PAIRS`` too) but for up to two at or past a limit (or in a choice field's gap:
-    ``groups = 3`` on a four-group engine)."""
+    ``LAYER_FIELD_PAIRS`` and, mostly, the split of c_out into q and rem too) but for up to two at
+    or past a limit (or in a choice field's gap: ``groups = 3`` on a four-group engine)."""
     lim = layer_limits(config)
     out = []
     for _ in range(n):
@@ -42,6 +42,10 @@ def _random_sections(config, rng, n):
                       "table_base": config.table_depth - layer.get("period", 1),
                       "param_base": config.param_depth - layer.get("c_out", 1)}.get(name, v.hi)
                 layer[name] = int(rng.choice(v.values)) if v.values else int(rng.integers(v.lo, hi + 1))
+            # q and rem split c_out by period (hw.layout.split_matches), but in about one
+            # layer in eight.
+            if rng.random() < 7 / 8:
+                layer["q"], layer["rem"] = divmod(layer["c_out"], layer["period"])
             words += layer.values()
         for _ in range(int(rng.integers(0, 3))):
             at = int(rng.integers(DESC_HEADER_WORDS, len(words)))

@@ -3,7 +3,8 @@
 
 The testbench plays the host (random gaps between request bytes, random ready on responses) and the
 engine core (random ready on load words; on start, it answers with bytes computed from the INPUT words
-it received). Expected responses come from a small request-level model built on hw.link and
+it received, or, playing a core whose address guard abandons the frame, raises ``fault``).
+Expected responses come from a small request-level model built on hw.link and
 hw.image.parse_image, so the hardware and the software definition of the formats are cross-checked.
 """
 
@@ -18,7 +19,7 @@ from gateware.interfaces import MODEL_CHECK_LATENCY
 from gateware.link import Link
 from hw.image import ImageError, build_image, parse_image
 from hw.link import (NAK, MAX_PAYLOAD, Command, ErrorCode, Frame, FrameDecoder, counters_payload,
-                     encode_frame, nak_payload, ping_payload, response_cmd)
+                     encode_frame, nak_payload, parse_nak, ping_payload, response_cmd)
 from hw.memory_map import COUNTERS, Space
 
 TIMEOUT = 48
@@ -37,6 +38,7 @@ class Model:
         self.config_id, self.input_len, self.output_len = config_id, input_len, output_len
         self.counters = counters
         self.loaded = False
+        self.faulting = False    # the core's address guard abandons every frame
 
     @staticmethod
     def model_runs(sections) -> bool:
@@ -66,6 +68,8 @@ class Model:
                 return nak(ErrorCode.NO_IMAGE)
             if len(payload) != self.input_len:
                 return nak(ErrorCode.BAD_FRAME_SIZE)
+            if self.faulting:
+                return nak(ErrorCode.ADDRESS_FAULT)
             return Frame(0x83, seq, mock_result(payload, self.output_len))
         if cmd == Command.READ_COUNTERS:
             if payload:
@@ -80,7 +84,7 @@ class Bench:
     """A Link in a simulator with a host process and a mock core process."""
 
     def __init__(self, seed, *, config_id=0x1234ABCD, input_len=13, output_len=10,
-                 p_gap=0.2, p_ready=0.6):
+                 p_gap=0.2, p_ready=0.6, registered_start=False):
         self.seed = seed
         self.rng = random.Random(seed)
         self.dut = Link(timeout=TIMEOUT, capacity=CAPACITY)
@@ -92,6 +96,10 @@ class Bench:
         self.starts = 0
         self.aborts = 0
         self.hang = False        # the mock core never answers (a model that runs too long)
+        self.fault = False       # the mock core abandons each frame: busy a while, then fault
+        # Like the real sequencer, the mock takes ``start`` a cycle late (``busy`` covers that
+        # cycle, the previous frame's ``fault`` is still up) and ignores an abort until then.
+        self.registered_start = registered_start
         self.ticks = 0           # host-side clock cycles
 
     async def send(self, ctx, data, *, limit=2000):
@@ -140,9 +148,22 @@ class Bench:
         for name, value in self.counters.items():
             ctx.set(getattr(core.counters, name), value)
         pending, res_valid = [], False
+        start_q = False             # a start not yet taken (registered_start)
+        fault, fault_left = False, 0  # fault_left: cycles until a faulting frame gives up
         # Descriptor word 0 of the current load (None: not written since the load began), and
         # the model_ok it gives, shown MODEL_CHECK_LATENCY cycles late as the contract allows.
         word0, shown = None, [False] * MODEL_CHECK_LATENCY
+
+        def take_start():
+            nonlocal pending, fault, fault_left
+            fault = False
+            if self.fault:
+                fault_left = self.rng.randrange(1, 40)
+            else:
+                words = [d for s, a, d in self.loads if s == Space.INPUT]
+                frame = b"".join(struct.pack("<I", w) for w in words)[:m.input_len]
+                pending = list(mock_result(frame, m.output_len))
+
         while True:
             ctx.set(core.load.ready, self.rng.random() < self.p_ready)
             if pending and not res_valid and not self.hang and self.rng.random() < self.p_ready:
@@ -150,7 +171,8 @@ class Bench:
                 ctx.set(core.result.payload.data, pending[0])
                 ctx.set(core.result.payload.last, len(pending) == 1)
             ctx.set(core.result.valid, res_valid)
-            ctx.set(core.busy, bool(pending))
+            ctx.set(core.busy, bool(pending) or start_q or fault_left > 0)
+            ctx.set(core.fault, fault)
             ctx.set(core.model_ok, shown[0])
             _, _, lv, lr, lp, start, rr, unload, abort = await ctx.tick().sample(
                 core.load.valid, core.load.ready, core.load.payload, core.start, core.result.ready,
@@ -165,21 +187,34 @@ class Bench:
             if res_valid and rr:
                 pending.pop(0)
                 res_valid = False
+            if fault_left:
+                fault_left -= 1
+                fault = fault_left == 0
             if abort:
-                assert pending, f"abort while idle (seed {self.seed})"
-                self.aborts += 1
-                pending, res_valid = [], False
+                if pending or fault_left:
+                    self.aborts += 1
+                    pending, res_valid, fault_left = [], False, 0
+                else:
+                    # The real core ignores it (lost, if a start is still to be taken).
+                    assert self.registered_start, f"abort while idle (seed {self.seed})"
+            if start_q:
+                start_q = False
+                take_start()
             if start:
-                assert not pending, f"start while busy (seed {self.seed})"
+                busy = pending or start_q or fault_left
+                assert not busy, f"start while busy (seed {self.seed})"
                 self.starts += 1
-                words = [d for s, a, d in self.loads if s == Space.INPUT]
-                frame = b"".join(struct.pack("<I", w) for w in words)[:m.input_len]
-                pending = list(mock_result(frame, m.output_len))
+                if self.registered_start:
+                    start_q = True
+                else:
+                    take_start()
 
-    def run(self, host):
+    def run(self, host, *processes):
         sim = Simulator(self.dut)
         sim.add_clock(1e-6)
         sim.add_process(self.core)
+        for process in processes:
+            sim.add_process(process)
         sim.add_testbench(host)
         sim.run()
 
@@ -208,7 +243,10 @@ class Bench:
         got = await self.receive(ctx)
         assert got == expect, f"seed {self.seed}: {cmd=} {corrupt=}\n got  {got}\n want {expect}"
         ok = got.cmd == response_cmd(cmd)
-        assert self.starts == starts + (ok and cmd == Command.INFER), f"seed {self.seed}"
+        # A frame the core abandoned was started too.
+        faulted = got.is_nak and parse_nak(got.payload) == (ErrorCode.ADDRESS_FAULT, cmd)
+        started = (ok or faulted) and cmd == Command.INFER
+        assert self.starts == starts + started, f"seed {self.seed}"
         assert ctx.get(self.dut.image_loaded) == self.model.loaded, f"seed {self.seed}"
         return ok
 
@@ -405,9 +443,10 @@ def test_bad_model(seed):
 
 @pytest.mark.parametrize("seed", [41, 42])
 def test_new_request_aborts_a_long_inference(seed):
-    """The core never answers an INFER (a model that runs too long); once the host gives up
-    and sends another request, the link aborts the core, cuts the response short and serves
-    the request; the model stays loaded and the next INFER is answered."""
+    """The core never answers an INFER (a model that runs too long); the link sends nothing,
+    not even the response header, until the core offers a result byte. Once the host gives up
+    and sends another request, the link aborts the core and serves the request; the model
+    stays loaded and the next INFER is answered."""
     bench = Bench(seed)
     cid = bench.model.config_id
 
@@ -415,17 +454,8 @@ def test_new_request_aborts_a_long_inference(seed):
         assert await bench.request(ctx, Command.LOAD_IMAGE, _image(bench.rng, cid)[0])
         bench.hang = True
         await bench.send(ctx, encode_frame(cmd=Command.INFER, seq=7, payload=bytes(13)))
-        got = bytearray()
-        for _ in range(2000):             # the response header: sync, cmd, seq, length
-            ctx.set(bench.dut.tx.ready, 1)
-            _, _, valid, payload = await ctx.tick().sample(bench.dut.tx.valid, bench.dut.tx.payload)
-            if valid:
-                got.append(payload)
-                if len(got) == 8:
-                    break
-        assert got == encode_frame(cmd=response_cmd(Command.INFER), seq=7,
-                                   payload=bytes(10))[:8], f"seed {seed}"
-        await bench.idle(ctx, 50)         # nothing more: the core has no result
+        ctx.set(bench.dut.tx.ready, 1)
+        await bench.idle(ctx, 200)        # nothing: the core has no result
         assert bench.aborts == 0 and ctx.get(bench.dut.core.busy)
         bench.hang = False
         assert await bench.request(ctx, Command.PING)
@@ -435,3 +465,105 @@ def test_new_request_aborts_a_long_inference(seed):
         assert bench.aborts == 1, f"seed {seed}"
 
     bench.run(host)
+
+
+@pytest.mark.parametrize("seed, p_gap, p_ready", [(51, 0.2, 0.6), (52, 0.0, 1.0), (53, 0.5, 0.2)])
+def test_address_fault(seed, p_gap, p_ready):
+    """A frame the core's address guard abandons (busy a while, then ``fault``, no result) is
+    answered with an ADDRESS_FAULT NAK naming INFER; the image stays loaded and the next
+    requests are served. The mock takes ``start`` a cycle late with the previous frame's fault
+    still up, so a link that read that stale flag would NAK the good INFER after a faulted one."""
+    bench = Bench(seed, p_gap=p_gap, p_ready=p_ready, registered_start=True)
+    rng = bench.rng
+    cid = bench.model.config_id
+
+    def faulting(on):
+        bench.fault = bench.model.faulting = on
+
+    async def host(ctx):
+        assert await bench.request(ctx, Command.LOAD_IMAGE, _image(rng, cid)[0])
+        assert await bench.request(ctx, Command.INFER, bytes(range(13)))
+        faulting(True)
+        for seq in (5, 6):
+            assert not await bench.request(ctx, Command.INFER, bytes(13), seq=seq)
+        assert await bench.request(ctx, Command.PING)      # reports the image still loaded
+        faulting(False)
+        assert await bench.request(ctx, Command.INFER, bytes(range(1, 14)))
+        for _ in range(12):
+            faulting(rng.random() < 0.5)
+            cmd = rng.choice([Command.INFER, Command.INFER, Command.PING, Command.READ_COUNTERS])
+            payload = bytes(rng.getrandbits(8) for _ in range(13)) if cmd == Command.INFER else b""
+            await bench.request(ctx, cmd, payload)
+        assert bench.aborts == 0, f"seed {seed}"
+
+    bench.run(host)
+    assert bench.starts >= 5, f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed, fault, p_gap", [(43, False, 0.2), (44, False, 0.0),
+                                                (45, True, 0.2), (46, True, 0.0)])
+def test_request_while_waiting_for_the_result(seed, fault, p_gap):
+    """A host byte while the link waits for the core's first result byte (the host gave up)
+    aborts the core, and the new request is served. The INFER gets no answer at all, or, when
+    the core's address guard abandoned the frame before the byte came, its ADDRESS_FAULT NAK.
+    The request often follows the INFER at once: the mock, like the real sequencer, ignores an
+    abort before it has taken ``start``, so an abort sent too early is lost (the core stays
+    busy)."""
+    bench = Bench(seed, p_gap=p_gap, registered_start=True)
+    rng = bench.rng
+    cid = bench.model.config_id
+    frames = []
+    tx = bench.dut.tx
+
+    async def collect(ctx):
+        dec = FrameDecoder()
+        while True:
+            ready = rng.random() < 0.7
+            ctx.set(tx.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(tx.valid, tx.payload)
+            if valid and ready:
+                frames.extend(dec.feed(bytes([payload])))
+
+    async def until(ctx, want, *, limit=20000):
+        for _ in range(limit):
+            if any(f.seq == want.seq and f.cmd == want.cmd for f in frames):
+                return
+            await ctx.tick()
+        raise AssertionError(f"no {want} within {limit} cycles (seed {seed})")
+
+    async def host(ctx):
+        ok = Frame(response_cmd(Command.LOAD_IMAGE), 1)
+        await bench.send(ctx, encode_frame(cmd=Command.LOAD_IMAGE, seq=1,
+                                           payload=_image(rng, cid)[0]))
+        await until(ctx, ok)
+        assert frames == [ok], f"seed {seed}: {frames}"
+        for r in range(8):
+            frames.clear()
+            bench.hang, bench.fault = not fault, fault
+            aborts = bench.aborts
+            await bench.send(ctx, encode_frame(cmd=Command.INFER, seq=r, payload=bytes(13)))
+            for _ in range(rng.choice([0, 0, 0, 1, 2, rng.randrange(60)])):
+                await ctx.tick()
+            pong = Frame(response_cmd(Command.PING), 100 + r, ping_payload(config_id=cid,
+                                                                           loaded=True))
+            await bench.send(ctx, encode_frame(cmd=Command.PING, seq=100 + r))
+            await until(ctx, pong)
+            nak = Frame(NAK, r, nak_payload(code=ErrorCode.ADDRESS_FAULT, cmd=Command.INFER))
+            assert frames in ([pong], [nak, pong]), f"seed {seed} round {r}: {frames}"
+            assert not ctx.get(bench.dut.core.busy), f"seed {seed} round {r}: still running"
+            if not fault:
+                assert bench.aborts == aborts + 1, f"seed {seed} round {r}"
+            elif frames[0] == nak:
+                assert bench.aborts == aborts, f"seed {seed} round {r}: aborted after the NAK"
+        assert bench.aborts >= (1 if fault else 8), f"seed {seed}"
+        # The core is usable: an INFER is answered in full.
+        frames.clear()
+        bench.hang = bench.fault = False
+        frame = bytes(range(13))
+        bench.loads.clear()               # the mock computes on the INPUT words since then
+        await bench.send(ctx, encode_frame(cmd=Command.INFER, seq=9, payload=frame))
+        want = Frame(response_cmd(Command.INFER), 9, mock_result(frame, 10))
+        await until(ctx, want)
+        assert frames == [want], f"seed {seed}: {frames}"
+
+    bench.run(host, collect)

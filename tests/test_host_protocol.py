@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from hw import link
 from host.fakeboard import FakeBoard, Fault
-from host.protocol import Client, LinkTimeout, NakError, RETRY_CODES
+from host.protocol import Client, ERROR_TEXT, LinkTimeout, NakError, RETRY_CODES
 
 INPUT_LEN = 12
 CONFIG_ID = 0x1234ABCD
@@ -104,6 +104,36 @@ def test_nak_raises_with_code():
         client.infer(b"\0" * (INPUT_LEN + 1))
     assert e.value.code not in RETRY_CODES
     # The link stays usable after a NAK.
+    assert client.infer(b"\1" * INPUT_LEN) == answer(b"\1" * INPUT_LEN)
+
+
+def test_every_error_code_has_a_text():
+    assert set(ERROR_TEXT) == set(link.ErrorCode)
+
+
+def test_address_fault_is_reported_not_retried():
+    """The engine's address guard abandoned the frame: the user is told why and what to do, the
+    request is not re-sent (the same frame would fault again), the link stays usable."""
+    class AddressFault(Exception):
+        code = link.ErrorCode.ADDRESS_FAULT
+
+    def compute(frame):
+        if frame[0] == 0xFF:
+            raise AddressFault()
+        return answer(frame)
+
+    board = FakeBoard(config_id=1, compute=compute, input_len=INPUT_LEN)
+    client = Client(board, timeout=TIMEOUT, retries=RETRIES)
+    client.load_image(b"x")
+    bad = b"\xff" + bytes(INPUT_LEN - 1)
+    with pytest.raises(NakError, match=r"refused INFER \(seq 1\) on fake: ADDRESS_FAULT \(13\): "
+                                       r"the engine abandoned the inference: a layer .* addressed "
+                                       r"memory past the end .* repack the model") as e:
+        client.infer(bad)
+    assert e.value.code == link.ErrorCode.ADDRESS_FAULT and e.value.request == link.Command.INFER
+    assert e.value.code not in RETRY_CODES and client.stats["retries"] == 0
+    assert [c for c, _ in board.executed].count(link.Command.INFER) == 1
+    assert client.ping().image_loaded
     assert client.infer(b"\1" * INPUT_LEN) == answer(b"\1" * INPUT_LEN)
 
 

@@ -566,14 +566,16 @@ def test_layer_limits():
 def test_check_descriptors():
     """The loader's layer check, worked by hand: every layer word of the section inside its
     field's range, the pairs (rem < period, table_base + period <= 16, param_base + c_out <= 16),
-    and a whole descriptor for each of the header's layers."""
+    q and rem splitting c_out by period (q * 4 + rem = 6), and a whole descriptor for each of the
+    header's layers."""
     from hw.image import ImageError
     from hw.layout import check_descriptors
     from hw.link import ErrorCode
     cfg = small_engine()
     good = hand_layer()
     # The edges of the ranges and of the pairs run.
-    edges = [hand_layer(rem=3), hand_layer(table_base=12, period=4), hand_layer(table_base=15, period=1, rem=0),
+    edges = [hand_layer(rem=3, c_out=7, param_base=9), hand_layer(table_base=12, period=4),
+             hand_layer(table_base=15, period=1, q=6, rem=0),
              hand_layer(param_base=0, c_out=16, q=4, rem=0), hand_layer(c_in=256, in_base=255, groups=1),
              hand_layer(k=1, stride=2, mix=2, frames=256, frame_out=256)]
     for layer in edges:
@@ -602,6 +604,12 @@ def test_check_descriptors():
         "table_base \\+ period <= table_depth = 16": [hand_layer(table_base=13)],
         "layer 0 descriptor field param_base = 11 with c_out = 6: this engine needs "
         "param_base \\+ c_out <= param_depth = 16": [hand_layer(param_base=11)],
+        "layer 0 descriptor fields q = 1, rem = 3 with period = 4: this engine needs "
+        "q \\* period \\+ rem = c_out = 6": [hand_layer(rem=3)],
+        "layer 0 descriptor fields q = 0, rem = 2 with period = 4: this engine needs "
+        "q \\* period \\+ rem = c_out = 6": [hand_layer(q=0)],
+        "layer 0 descriptor fields q = 2, rem = 0 with period = 4: this engine needs "
+        "q \\* period \\+ rem = c_out = 6": [hand_layer(q=2, rem=0)],
         "layer 2 descriptor field relu = 2: this engine runs 0 or 1":
             [good, good, hand_layer(relu=2)],
         "layer 1 descriptor field c_out = 17: this engine runs 1..16": [good, hand_layer(c_out=17)],
