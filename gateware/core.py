@@ -147,16 +147,16 @@ class Core(wiring.Component):
                              getattr(act, f"rd{p}_ok").eq(getattr(seq, f"rd{p}_ok")),
                              getattr(arr, f"a{p}").eq(getattr(act, f"rd{p}_data"))]
             m.d.comb += arr.split.eq(seq.split)
-            # Tiles spanning two output rows (folded or flat): group g's columns take the bytes
-            # of port 2g or of port 2g + 1 (each column's ok bit is set in at most one of the
-            # two, and a column without it reads zero).
-            pair = Signal()
-            m.d.comb += pair.eq(seq.fold | seq.flat)
+            # Tiles spanning two output rows (``merge``): group g's columns take the bytes of
+            # port 2g or of port 2g + 1 (each column's ok bit is set in at most one of the two,
+            # and a column without it reads zero). ``sequencer.port_feeds`` states the same rule
+            # for the address guard.
             for j in range(C):
-                m.d.comb += arr.a[j].eq(Mux(pair, act.rd_data[j] | act.rd2_data[j], act.rd_data[j]))
+                m.d.comb += arr.a[j].eq(Mux(seq.merge[0], act.rd_data[j] | act.rd2_data[j],
+                                            act.rd_data[j]))
             if GM == 4:
                 for j in range(C):
-                    m.d.comb += arr.a3[j].eq(Mux(seq.flat, act.rd3_data[j] | act.rd4_data[j],
+                    m.d.comb += arr.a3[j].eq(Mux(seq.merge[1], act.rd3_data[j] | act.rd4_data[j],
                                                  act.rd3_data[j]))
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).

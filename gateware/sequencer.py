@@ -68,9 +68,9 @@ from .act_buffer import READ_LATENCY
 from .descriptor_check import DescriptorCheck
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
-from .pipeline import registered_read
+from .pipeline import delayed, registered_read
 
-__all__ = ["Sequencer", "TileTag", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY", "GUARD_LATENCY",
+__all__ = ["Sequencer", "TileTag", "port_feeds", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY", "GUARD_LATENCY",
            "out_addr_bits"]
 
 #: Registers from the walker's decision to issue a step to the step outputs (``step_valid``,
@@ -85,8 +85,10 @@ MODEL_CHECK_LATENCY = 2
 _FIELD_BITS = 24
 
 #: Cycles from an issued step (``step_valid``) to :attr:`Sequencer.fault` when its activation
-#: or weight read lies outside its memory: the check's registers (addresses and ok bits, the
-#: lowest and highest ok column's address, the compare), then the sticky flag.
+#: or weight read lies outside its memory: the read check's registers (addresses and ok bits,
+#: the lowest and highest ok column's address, the compare), then the sticky flag; the weight
+#: check is delayed to match. (The window check takes 2 cycles from the accumulator that left
+#: the window; the write check, in the core, 1 from ``wr_fault``.)
 GUARD_LATENCY = 4
 
 
@@ -95,6 +97,19 @@ def out_addr_bits(config, act_addr_bits: int) -> int:
     filter planes of ``p_max * act_depth`` bytes and a few rows above its block's first filter,
     which a guarded walk keeps below ``2 ** act_addr_bits``."""
     return act_addr_bits + config.p_max.bit_length() + config.rows.bit_length() + 2
+
+
+def port_feeds(port: int, *, split, merge):
+    """Whether read port ``port`` feeds the array this layer, from the sequencer's ``split`` and
+    ``merge`` outputs: port 0 always; port ``k`` > 0 where it feeds its own row (``split`` bit
+    ``k - 1``) or, ``k`` odd, where its bytes join port ``k - 1``'s (``merge`` bit ``k // 2``).
+    The core routes the ports by the same two outputs."""
+    if port == 0:
+        return Const(1, 1)
+    feeds = split[port - 1]
+    if port % 2:
+        feeds = feeds | merge[port // 2]
+    return feeds
 
 
 def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.StructLayout:
@@ -164,13 +179,17 @@ class Sequencer(wiring.Component):
         Weight entry of the issued step (to the weight streamer).
     rd_addr, rd_stride2, rd_ok : Out
         Activation read of the issued step (or of a result byte).
-    rd2_addr, rd2_ok (.. rd4_addr, rd4_ok with ``config.groups == 4``), split, fold : Out
+    rd2_addr, rd2_ok (.. rd4_addr, rd4_ok with ``config.groups == 4``), split, merge : Out
         Further read ports (port ``k`` feeds row ``k * R / G_max``: group ``k * G / G_max`` of a
         layer with ``G`` groups, when that is a whole number); ``split`` bit ``k-1``: port ``k``
-        feeds its row this layer; ``fold`` and ``flat``: the layer's tiles span two output rows
-        (folded: two rows in the two column halves); group ``g``'s columns then take the bytes of
-        port ``2g`` OR port ``2g + 1`` (their ``ok`` bits never overlap). ``flat`` is low for
-        mixed flat tiles with a port a group (each group's port reads both rows).
+        feeds its row this layer; ``merge`` bit ``g``: the layer's tiles span two output rows
+        (folded: two rows in the two column halves; flat) and port ``2g + 1`` reads the second,
+        so group ``g``'s columns take the bytes of port ``2g`` OR port ``2g + 1`` (their ``ok``
+        bits never overlap). Low for mixed flat tiles with a port a group (each group's port
+        reads both rows). A port feeds the array exactly when :func:`port_feeds` says so; the
+        address guard checks those ports.
+    fold : Out(1)
+        The layer's tiles are folded (two output rows in the two column halves).
     mix : Out(1)
         The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``
         = 1): from one group's rows to the next the channel moves by one too.
@@ -236,7 +255,8 @@ class Sequencer(wiring.Component):
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
-            "fold": Out(1), "flat": Out(1), "mix": Out(1), "ksum": Out(1),
+            "merge": Out(max(1, config.groups // 2)),
+            "fold": Out(1), "mix": Out(1), "ksum": Out(1),
             "group_step_addr": Out(act_addr_bits + 1),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -473,12 +493,14 @@ class Sequencer(wiring.Component):
         # next layer's descriptor loads while this one's last tiles drain through the output side.
         layer_outputs = [self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                          self.relu.eq(F["relu"]), self.pool.eq(pool),
-                         self.fold.eq(fold), self.flat.eq(flat & ~one), self.mix.eq(mix),
+                         self.fold.eq(fold), self.mix.eq(mix),
                          self.ksum.eq(ksum),
                          self.group_step_addr.eq(Mux(mix, F["out_hw"],
                                                      Mux(flat, F["flat_n"], F["out_w"])))]
         if GM >= 2:
-            layer_outputs.append(self.split.eq(Cat(*split_bits)))
+            two_rows = flat & ~one        # flat tiles with two ports a group
+            layer_outputs += [self.split.eq(Cat(*split_bits)),
+                              self.merge.eq(Cat(fold | two_rows, two_rows) if GM >= 4 else fold | two_rows)]
 
         # The walker (RUN): one step a cycle from registers only; its step goes to the issue
         # snapshot (A), whose address arithmetic registers into the issue stage (S1) a cycle
@@ -1086,19 +1108,12 @@ class Sequencer(wiring.Component):
                                             | outside(row_y0) | outside(blk_out) | outside(pix_row)))
         # 2. The reads a layer uses: of each port, the lowest and highest ok column (an ok column
         # reads the byte at its address; the others read zero and their addresses do not matter).
-        # Port k > 0 is used where the core takes its bytes: its row's split bit, or the second
-        # row of a pair tile (port 1; port 3 of a flat tile on four groups).
+        # The ports checked are those whose bytes reach the array (``port_feeds``, as the core
+        # wires them), from the layer's registered outputs, set before its first step.
         g_valid = Signal()
         g_s2 = Signal()
         m.d.sync += [g_valid.eq(s_valid), g_s2.eq(rd_s2)]
-        used = [Const(1, 1)]
-        for k in range(1, max(2, GM)):
-            u = split_bits[k - 1] if GM >= 2 else Const(0, 1)
-            if k == 1:
-                u = u | fold | (flat & ~one)
-            if k == 3:
-                u = u | (flat & ~one)
-            used.append(u)
+        used = [port_feeds(k, split=self.split, merge=self.merge) for k in range(max(1, GM))]
         read_bad = []
         for k, (addr, okk, u) in enumerate(zip([rd_full, *rdk_full], [ok, *oks], used)):
             g_addr, g_ok = Signal(S, name=f"g_addr{k}"), Signal(C, name=f"g_ok{k}")
@@ -1119,8 +1134,10 @@ class Sequencer(wiring.Component):
             read_bad.append(bad)
         # 3. The weight entry of each step (the entry address counts up by one from a block's
         # base, so the first past the memory is weight_depth itself, before any wrap).
+        # Delayed to the reads' latency, so that GUARD_LATENCY holds for both.
         weight_bad = Signal()
         m.d.sync += weight_bad.eq(s_valid & (w_full >= W))
+        weight_bad = delayed(m, weight_bad, GUARD_LATENCY - 2, "weight_bad")
         with m.If(window_bad | weight_bad | self.wr_fault | Cat(*read_bad).any()):
             m.d.sync += fault.eq(1)
         return m

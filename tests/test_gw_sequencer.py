@@ -1,14 +1,16 @@
 """amaranth.sim tests of gateware.sequencer: the issued step stream (weight entry, activation
 address, padding flags, first/last) and tile tags against the loop nest written out in Python."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from bench.layers import random_layer_model
-from gateware.sequencer import Sequencer
+from gateware.sequencer import GUARD_LATENCY, Sequencer
 from hw.array import ArrayConfig
-from hw.layout import build_layout
+from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, build_layout
 from hw.memory_map import Space
 
 
@@ -172,6 +174,27 @@ def _ports(cfg, f):
     return [g * GM // f["groups"] for g in range(1, f["groups"])]
 
 
+async def _load_and_start(ctx, dut, layout, changes=None):
+    """Write ``layout``'s descriptors and period tables into the sequencer ``dut`` (``changes``:
+    ``{(space, addr): word}`` written instead), then pulse ``start``."""
+    changes = changes or {}
+    for space, addr, word in layout.load_words():
+        space, addr = int(space), int(addr)
+        word = changes.get((space, addr), int(word))
+        ctx.set(dut.desc_we, space == Space.DESCRIPTORS)
+        ctx.set(dut.table_we, space == Space.TABLES)
+        ctx.set(dut.desc_addr, addr if space == Space.DESCRIPTORS else 0)
+        ctx.set(dut.table_addr, addr if space == Space.TABLES else 0)
+        ctx.set(dut.desc_data, word)
+        ctx.set(dut.table_data, word & 0x1FF)
+        await ctx.tick()
+    ctx.set(dut.desc_we, 0)
+    ctx.set(dut.table_we, 0)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+
+
 def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
     cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=groups, batch=batch)
     layout = build_layout(q, cfg, batch=batch)
@@ -181,19 +204,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
     steps, tags, split_seen, ksum_seen = [], [], set(), set()
 
     async def tb(ctx):
-        for space, addr, word in layout.load_words():
-            ctx.set(dut.desc_we, int(space) == Space.DESCRIPTORS)
-            ctx.set(dut.table_we, int(space) == Space.TABLES)
-            ctx.set(dut.desc_addr, int(addr) if int(space) == Space.DESCRIPTORS else 0)
-            ctx.set(dut.table_addr, int(addr) if int(space) == Space.TABLES else 0)
-            ctx.set(dut.desc_data, int(word))
-            ctx.set(dut.table_data, int(word) & 0x1FF)
-            await ctx.tick()
-        ctx.set(dut.desc_we, 0)
-        ctx.set(dut.table_we, 0)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
+        await _load_and_start(ctx, dut, layout)
         pending = []
         for cyc in range(40000):
             # Tiles complete a fixed while after their tag (as the array's drain would).
@@ -201,6 +212,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
             if pending and pending[0] <= cyc:
                 pending.pop(0)
             ctx.set(dut.result.ready, 1)
+            assert not ctx.get(dut.fault), f"seed {seed}: address guard fault at cycle {cyc}"
             if ctx.get(dut.step_valid):
                 split_seen.add(ctx.get(dut.split) if cfg.groups >= 2 else 0)
                 ksum_seen.add(ctx.get(dut.ksum))
@@ -413,3 +425,111 @@ def test_step_stream_batch_mixed(kw, rows, cols, GM, batch):
     plan = build_layout(q, cfg, batch=batch).layers[0]
     assert plan.tall and plan.fields["mix"] and plan.fields["flat"], plan.mapping
     run_step_stream(q, rows, cols, 13, groups=GM, batch=batch)
+
+
+def _moved(layout, **fields):
+    """``layout`` with its layer's descriptor fields changed (as a hand-made image would), and
+    the descriptor words that change: ``(layout, {(space, addr): word})``."""
+    (plan,) = layout.layers
+    moved = replace(layout, layers=(replace(plan, fields={**plan.fields, **fields}),))
+    words = {(int(Space.DESCRIPTORS), DESC_HEADER_WORDS + LAYER_FIELDS.index(n)): v
+             for n, v in fields.items()}
+    return moved, words
+
+
+def _run_until_fault(dut, layout, changes, limit=20000):
+    """Load ``layout`` with ``changes``, start, and run until ``fault``: the cycles at which each
+    step issued (with its port-0 ok bits), the cycle ``fault`` rose (None: never) and whether a
+    result byte came out."""
+    issued, out = [], {"fault": None, "result": False}
+
+    async def tb(ctx):
+        await _load_and_start(ctx, dut, layout, changes)
+        for cyc in range(limit):
+            ctx.set(dut.result.ready, 1)
+            ctx.set(dut.tile_done, 1)            # the output side keeps up
+            if ctx.get(dut.fault):
+                out["fault"] = cyc
+                return
+            if ctx.get(dut.step_valid):
+                issued.append((cyc, ctx.get(dut.rd_ok)))
+            out["result"] |= bool(ctx.get(dut.result.valid))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return issued, out["fault"], out["result"]
+
+
+#: Layers whose read ports differ, and the port of the first read past the memory's end when
+#: the input ends a byte past it: one group (port 0); two row groups (port 1, its own row); a
+#: fold (port 1, merged into port 0's columns); flat tiles in two regions on four ports (port 3,
+#: merged into port 2's).
+GUARD_LAYERS = [
+    (dict(c_in=3, c_out=4, h=6, w=7, stride=1, variant="PS4_P4"), 4, 4, 1, 0),
+    (dict(c_in=4, c_out=8, h=8, w=4, stride=1, variant="PSD2_P8"), 4, 4, 2, 1),
+    (dict(c_in=1, c_out=4, h=4, w=4, stride=2, variant="PS4_P4"), 4, 4, 2, 1),
+    (dict(c_in=2, c_out=6, h=8, w=4, stride=2, variant="PS4_P4"), 4, 4, 4, 3),
+]
+
+
+@pytest.mark.parametrize("what", ["input", "weights"])
+@pytest.mark.parametrize("kw,rows,cols,GM,port", GUARD_LAYERS)
+def test_guard_latency(kw, rows, cols, GM, port, what):
+    q = random_layer_model(seed=21, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM)
+    layout = build_layout(q, cfg)
+    f = layout.layers[0].fields
+    A, W = cfg.act_depth, cfg.weight_depth
+    if what == "input":
+        layout_m, changes = _moved(layout, in_base=A - f["c_in"] * f["hw_in"] + 1)
+    else:
+        entries = layout.sections[Space.WEIGHTS].size // cfg.words_per_entry
+        layout_m, changes = _moved(layout, weight_base=W - entries + 1)
+    want, _ = expected_steps(layout_m)
+    s = f["stride"]
+
+    def outside(step):
+        entry, n0s, oks = step[:3]
+        cols_ok = [[j for j in range(cols) if ok >> j & 1] for ok in oks]
+        reads = [(n0 + js[0] * s, n0 + js[-1] * s) for n0, js in zip(n0s, cols_ok) if js]
+        return entry >= W or any(lo < 0 or hi >= A for lo, hi in reads)
+
+    first = next(i for i, step in enumerate(want) if outside(step))
+    if what == "input":   # the case reads past the end first on the port it is meant to test
+        ports = [0] + _ports(cfg, f)
+        n0s, oks = want[first][1:3]
+        assert [p for p, n0, ok in zip(ports, n0s, oks)
+                if ok and n0 + (ok.bit_length() - 1) * s >= A] == [port], layout.layers[0].mapping
+    dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
+    issued, fault_at, result = _run_until_fault(dut, layout_m, changes)
+    assert fault_at is not None, f"{kw} {what}: no fault"
+    assert len(issued) > first, f"{kw} {what}: fault at cycle {fault_at}, after {len(issued)} steps"
+    assert [ok for _, ok in issued[:first + 1]] == [oks[0] for _, _, oks, *_ in want[:first + 1]]
+    assert fault_at - issued[first][0] == GUARD_LATENCY, (kw, what, first, issued[first], fault_at)
+    assert not result
+
+
+def test_guard_window():
+    """The window check alone: a layer all of whose taps fall on padding (a 1 x 1 map, every
+    period-table row tap 0 only) reads no byte, but a channel pitch of ``act_depth`` takes the
+    walk's channel term past ``2 ** act_addr_bits`` at its third channel. The guard stops it
+    (its documented conservative case: the term's sums would no longer be exact), with no read
+    ok and no result."""
+    q = random_layer_model(seed=22, c_in=3, c_out=4, h=1, w=1, stride=1, variant="PS4_P4")
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=1)
+    layout = build_layout(q, cfg)
+    f = layout.layers[0].fields
+    _, changes = _moved(layout, hw_in=cfg.act_depth)
+    changes.update({(int(Space.TABLES), f["table_base"] + i): 1 for i in range(f["period"])})
+    dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
+    issued, fault_at, result = _run_until_fault(dut, layout, changes)
+    assert fault_at is not None and not result
+    assert issued and all(ok == 0 for _, ok in issued)
+    # The same layer with its pitch inside the window runs to its result without a fault.
+    ok_changes = {k: v for k, v in changes.items() if k[0] == int(Space.TABLES)}
+    dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
+    _, fault_at, result = _run_until_fault(dut, layout, ok_changes)
+    assert fault_at is None and result
