@@ -148,7 +148,7 @@ class Link(wiring.Component):
         remaining = Signal(range(MAX_PAYLOAD + 1))   # payload bytes still to come
         shreg = Signal(32)       # len and CRC arrive little-endian: shift in from the top
         k = Signal(2)            # byte index inside a multi-byte field
-        err = Signal(4)          # first error of this frame, reported after its CRC
+        err = Signal(range(max(ErrorCode) + 1))   # first error of this frame, reported after its CRC
         idle = Signal(range(self._timeout + 1))
 
         # Payload word assembly (little-endian, 4 bytes a word).
