@@ -1,4 +1,4 @@
-"""Bounded proofs of the engine's components with yowasp-sby (SymbiYosys) and Yices.
+"""Proofs of the engine's components with yowasp-sby (SymbiYosys) and Yices.
 
 :func:`stream_harness` wraps a :class:`amaranth.lib.wiring.Component` so that every input port is
 free (``AnySeq``) and every ``amaranth.lib.stream`` interface is checked against the valid/ready
@@ -7,8 +7,8 @@ payload unchanged. Streams the component drives get ``Assert``; streams it recei
 rule as ``Assume`` (a well-behaved producer), so a proof covers any legal environment. A reset
 clears the history, so a stream may drop ``valid`` after one.
 
-:func:`prove` runs SymbiYosys (``bmc``, and optionally ``cover`` to show the assumptions still
-let beats through) and returns a :class:`ProofResult`; :func:`solver_missing` says why proofs
+:func:`prove` runs SymbiYosys (``bmc``, or ``prove`` by k-induction, and optionally ``cover`` to
+show the assumptions still let beats through) and returns a :class:`ProofResult`; :func:`solver_missing` says why proofs
 cannot run here, or None.
 """
 
@@ -29,8 +29,8 @@ from amaranth.hdl import Assert, Assume, Cover
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Flow
 
-__all__ = ["StreamPort", "stream_ports", "stream_harness", "explain_trace", "ProofResult", "prove",
-           "solver_missing", "formal_env"]
+__all__ = ["StreamPort", "stream_ports", "stream_harness", "internal_signal", "explain_trace",
+           "ProofResult", "prove", "solver_missing", "formal_env"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,34 @@ def stream_harness(component, *, cover: bool = True) -> Module:
             m.d.comb += Cover(valid & ready, f"{port.path}: a beat is transferred")
     m.stream_ports = ports  # for explain_trace
     return m
+
+
+def internal_signal(fragment, name: str) -> Signal:
+    """The one signal called ``name`` that ``fragment`` (from ``Fragment.get``) or one of its
+    subfragments assigns: a register a harness states an invariant about (k-induction needs the
+    state behind an output, not only the output), without a port added for the proof.
+
+    Raises
+    ------
+    LookupError
+        No signal, or more than one, of that name is assigned.
+    """
+    found = {}
+
+    def walk(frag):
+        for statements in frag.statements.values():
+            for statement in statements:
+                for sig in statement._lhs_signals():
+                    if sig.name == name:
+                        found[id(sig)] = sig
+        for sub, *_ in frag.subfragments:
+            walk(sub)
+
+    walk(fragment)
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} signals named {name!r} are assigned in the fragment, "
+                          f"not exactly one")
+    return next(iter(found.values()))
 
 
 def _read_vcd_top(path) -> list[dict]:
@@ -215,8 +243,9 @@ def solver_missing() -> str | None:
 
 
 def prove(design, *, depth: int, work_dir, name: str = "proof", cover: bool = False,
-          timeout: float = 300) -> ProofResult:
-    """Bounded model check of ``design``'s assertions for ``depth`` cycles.
+          unbounded: bool = False, timeout: float = 300) -> ProofResult:
+    """Bounded model check of ``design``'s assertions for ``depth`` cycles, or (``unbounded``)
+    a proof for all time by k-induction.
 
     Parameters
     ----------
@@ -224,11 +253,15 @@ def prove(design, *, depth: int, work_dir, name: str = "proof", cover: bool = Fa
         Usually from :func:`stream_harness`; its ``Assert``/``Assume``/``Cover`` are the
         properties.
     depth : int
-        BMC depth in clock cycles (also the cover depth).
+        BMC depth in clock cycles (also the cover depth); with ``unbounded``, the induction
+        length k (the assertions must be k-inductive: k cycles in which they hold, from any
+        state, imply the next).
     work_dir : path
         Directory for the RTLIL, the ``.sby`` file and SymbiYosys' output.
     cover : bool
         Also run a ``cover`` task: every ``Cover`` must be reachable within ``depth``.
+    unbounded : bool
+        SymbiYosys ``prove`` mode (a base case as BMC plus the induction step) instead of ``bmc``.
     timeout : float
         Seconds before SymbiYosys is stopped (the result then fails with status TIMEOUT).
     """
@@ -240,7 +273,8 @@ def prove(design, *, depth: int, work_dir, name: str = "proof", cover: bool = Fa
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / f"{name}.il").write_text(rtlil.convert(design, name="top", ports=[]))
-    tasks = ["bmc"] + (["cover"] if cover else [])
+    check = "prove" if unbounded else "bmc"
+    tasks = [check] + (["cover"] if cover else [])
     (work_dir / f"{name}.sby").write_text("\n".join([
         "[tasks]", *tasks, "",
         "[options]", *(f"{task}: mode {task}" for task in tasks), f"depth {depth}",
@@ -264,8 +298,8 @@ def prove(design, *, depth: int, work_dir, name: str = "proof", cover: bool = Fa
         if rc == -1:
             status[task] = "TIMEOUT"
     tail = "\n".join(output.splitlines()[-40:])
-    trace = work_dir / f"{name}_bmc" / "engine_0" / "trace.vcd"
-    if status.get("bmc") == "FAIL" and trace.exists():
+    trace = work_dir / f"{name}_{check}" / "engine_0" / "trace.vcd"
+    if status.get(check) == "FAIL" and trace.exists():
         tail = "\n".join(explain_trace(trace, getattr(design, "stream_ports", []))) + "\n" + tail
     return ProofResult(passed=rc == 0 and all(s == "PASS" for s in status.values()),
                        status=status, seconds=seconds, log=tail, work_dir=work_dir)

@@ -9,14 +9,14 @@ the tree yet is skipped with its name.
 import importlib
 
 import pytest
-from amaranth import Module, Mux, Signal
+from amaranth import Fragment, Module, Mux, Signal
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gateware.interfaces import CoreSignature
-from gateware.formal import prove, solver_missing, stream_harness, stream_ports
+from gateware.formal import internal_signal, prove, solver_missing, stream_harness, stream_ports
 
 pytestmark = pytest.mark.formal
 
@@ -205,4 +205,62 @@ def test_index_buffer_stays_in_its_period(table_depth, p_max, tmp_path):
     # p_max + 5 steps: a first cycle without start, start, restart, then every slot of the
     # largest period and a wrap.
     result = prove(_index_buffer_harness(ib), depth=p_max + 5, work_dir=tmp_path)
+    assert result.passed, f"{result.status}\n{result.log}"
+
+
+def _index_buffer_window_harness(ib):
+    """IndexBuffer under the sequencer's contract (as :func:`_index_buffer_harness`), with
+    invariants for k-induction: the slot inside the period, the class slot at most the period,
+    the window's last address registered, and the two addresses the walk reads the table at
+    (``cls_ahead`` on a class move, ``walk_ahead`` on an advance) inside ``base .. base +
+    period - 1`` once a layer has started (resp. a walk has). Table contents are not involved,
+    so the proof holds for all time at the engine's own sizes."""
+    m = Module()
+    m.submodules.ib = frag = Fragment.get(ib, None)
+    base, period = AnyConst(len(ib.base)), AnyConst(len(ib.period))
+    m.d.comb += [ib.base.eq(base), ib.period.eq(period)]
+    for port in (ib.we, ib.waddr, ib.wdata, ib.start, ib.next_class, ib.restart, ib.advance):
+        m.d.comb += port.eq(AnySeq(len(port)))
+    cls_slot, last = internal_signal(frag, "cls_slot"), internal_signal(frag, "last")
+    reads = {"cls_ahead": internal_signal(frag, "cls_ahead"),
+             "walk_ahead": internal_signal(frag, "walk_ahead")}
+    started, walking, just_started, warm = Signal(), Signal(), Signal(), Signal()
+    with m.If(ib.start):
+        m.d.sync += [started.eq(1), walking.eq(0)]
+    with m.If(ib.restart & ~ib.start):
+        m.d.sync += walking.eq(1)
+    m.d.sync += [just_started.eq(ib.start), warm.eq(1)]
+    m.d.comb += [Assume(warm | ~ib.start),
+                 Assume(period >= 1), Assume(period <= ib.p_max),
+                 Assume(base + period <= ib.table_depth),
+                 Assume(started | ~(ib.next_class | ib.restart | ib.advance)),
+                 Assume(~(ib.start | just_started) | ~(ib.next_class | ib.restart | ib.advance)),
+                 Assume(~(ib.next_class | ib.restart) | (cls_slot < period)),
+                 Assume(~(ib.restart & ib.next_class)),
+                 Assume(walking | ~ib.advance)]
+
+    def inside(addr):
+        return (addr >= base) & (addr < base + period)
+
+    m.d.comb += [Assert(ib.slot < period, "slot left the period window"),
+                 Assert(cls_slot <= period, "class slot past the period")]
+    with m.If(warm):
+        m.d.comb += Assert(last == base + period - 1, "window end not registered")
+    with m.If(started & ~just_started):
+        m.d.comb += Assert(inside(reads["cls_ahead"]), "class read address left the window")
+    with m.If(walking):
+        m.d.comb += Assert(inside(reads["walk_ahead"]), "walk read address left the window")
+    return m
+
+
+@needs_solver
+@pytest.mark.parametrize("table_depth,p_max", [(6, 3), (128, 16)])
+def test_index_buffer_window_unbounded(table_depth, p_max, tmp_path):
+    """The index buffer never reads its table outside the layer's ``P`` slots, for all time (k-
+    induction), at the default engine's sizes (128 entries, ``P`` up to 16) and a small odd one.
+    The base case runs ``p_max + 5`` cycles, so a buffer that fails to wrap fails it there."""
+    IndexBuffer = _component("gateware.index_buffer", lambda mod: mod.IndexBuffer)
+    ib = IndexBuffer(table_depth=table_depth, p_max=p_max)
+    result = prove(_index_buffer_window_harness(ib), depth=p_max + 5, work_dir=tmp_path,
+                   unbounded=True)
     assert result.passed, f"{result.status}\n{result.log}"
