@@ -65,10 +65,11 @@ from amaranth.lib.wiring import In, Out
 from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
+from .address_guard import AddressGuard, GUARD_LATENCY
 from .descriptor_check import DescriptorCheck
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
-from .pipeline import delayed, registered_read
+from .pipeline import registered_read
 
 __all__ = ["Sequencer", "TileTag", "port_feeds", "ISSUE_LATENCY", "MODEL_CHECK_LATENCY", "GUARD_LATENCY",
            "out_addr_bits"]
@@ -83,13 +84,6 @@ ISSUE_LATENCY = 2
 MODEL_CHECK_LATENCY = 2
 
 _FIELD_BITS = 24
-
-#: Cycles from an issued step (``step_valid``) to :attr:`Sequencer.fault` when its activation
-#: or weight read lies outside its memory: the read check's registers (addresses and ok bits,
-#: the lowest and highest ok column's address, the compare), then the sticky flag; the weight
-#: check is delayed to match. (The window check takes 2 cycles from the accumulator that left
-#: the window; the write check, in the core, 1 from ``wr_fault``.)
-GUARD_LATENCY = 4
 
 
 def out_addr_bits(config, act_addr_bits: int) -> int:
@@ -1090,54 +1084,19 @@ class Sequencer(wiring.Component):
                   & ~fsm.ongoing("SEND")):
             m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
 
-        # The address guard: a descriptor whose maps or weights pass the end of their memory
-        # (``hw.layout.check_descriptors`` checks fields, not their products) stops the frame
-        # instead of wrapping its addresses. Every check is registered off the step's path and
-        # sets the sticky ``fault`` a few cycles after the step; until the walk has drained, the
-        # bytes it reads and writes are those of a frame with no result.
-        A, W = cfg.act_depth, cfg.weight_depth
-        # 1. The accumulators that sum to a step's addresses stay inside +-2**AB (legal maps lie
-        # in 0 .. act_depth - 1 <= 2**AB - 1): their sums, below 16 * 2**AB, are then exact in S
-        # and OB bits, so the checks below see true addresses. In RUN they hold the current
-        # step's terms (PREP sets them; a tile's end moves them only to terms that are used).
-        def outside(v):
-            top = v[AB:]
-            return (top != 0) & (top != (1 << len(top)) - 1) if v.shape().signed else top != 0
-        window_bad = Signal()
-        m.d.sync += window_bad.eq(in_run & (outside(chan) | outside(row_w) | outside(x_base)
-                                            | outside(row_y0) | outside(blk_out) | outside(pix_row)))
-        # 2. The reads a layer uses: of each port, the lowest and highest ok column (an ok column
-        # reads the byte at its address; the others read zero and their addresses do not matter).
-        # The ports checked are those whose bytes reach the array (``port_feeds``, as the core
-        # wires them), from the layer's registered outputs, set before its first step.
-        g_valid = Signal()
-        g_s2 = Signal()
-        m.d.sync += [g_valid.eq(s_valid), g_s2.eq(rd_s2)]
-        used = [port_feeds(k, split=self.split, merge=self.merge) for k in range(max(1, GM))]
-        read_bad = []
-        for k, (addr, okk, u) in enumerate(zip([rd_full, *rdk_full], [ok, *oks], used)):
-            g_addr, g_ok = Signal(S, name=f"g_addr{k}"), Signal(C, name=f"g_ok{k}")
-            m.d.sync += [g_addr.eq(addr), g_ok.eq(Mux(u, okk, 0))]
-            lo_j, hi_j = Signal(range(C), name=f"g_lo{k}"), Signal(range(C), name=f"g_hi{k}")
-            for j in reversed(range(C)):          # the last taken wins: the lowest
-                with m.If(g_ok[j]):
-                    m.d.comb += lo_j.eq(j)
-            for j in range(C):                    # the highest
-                with m.If(g_ok[j]):
-                    m.d.comb += hi_j.eq(j)
-            lo, hi, any_ok = Signal(S, name=f"g_lo_addr{k}"), Signal(S, name=f"g_hi_addr{k}"), Signal(name=f"g_any{k}")
-            m.d.sync += [lo.eq(g_addr + Mux(g_s2, lo_j << 1, lo_j)),
-                         hi.eq(g_addr + Mux(g_s2, hi_j << 1, hi_j)),
-                         any_ok.eq(g_valid & (g_ok != 0))]
-            bad = Signal(name=f"read_bad{k}")
-            m.d.sync += bad.eq(any_ok & ((lo < 0) | (hi >= A)))
-            read_bad.append(bad)
-        # 3. The weight entry of each step (the entry address counts up by one from a block's
-        # base, so the first past the memory is weight_depth itself, before any wrap).
-        # Delayed to the reads' latency, so that GUARD_LATENCY holds for both.
-        weight_bad = Signal()
-        m.d.sync += weight_bad.eq(s_valid & (w_full >= W))
-        weight_bad = delayed(m, weight_bad, GUARD_LATENCY - 2, "weight_bad")
-        with m.If(window_bad | weight_bad | self.wr_fault | Cat(*read_bad).any()):
+        # The address guard (``gateware.address_guard``): each issued step's reads and weight
+        # entry, and the walk's accumulators, checked off the step's path; a failed check, or a
+        # write the core found outside the memory, sets the sticky ``fault`` and stops the frame.
+        m.submodules.guard = guard = AddressGuard(config=cfg, act_addr_bits=AB, term_bits=S.width,
+                                                  out_bits=OB, entry_bits=len(w_full))
+        m.d.comb += [guard.step.eq(s_valid), guard.stride2.eq(rd_s2), guard.entry.eq(w_full),
+                     guard.feeds.eq(Cat(*[port_feeds(k, split=self.split, merge=self.merge)
+                                          for k in range(max(1, GM))])),
+                     guard.walking.eq(in_run),
+                     *[guard.addr[k].eq(a) for k, a in enumerate([rd_full, *rdk_full][:max(1, GM)])],
+                     *[guard.ok[k].eq(o) for k, o in enumerate([ok, *oks][:max(1, GM)])],
+                     *[guard.in_terms[i].eq(t) for i, t in enumerate((chan, row_w, x_base, row_y0))],
+                     *[guard.out_terms[i].eq(t) for i, t in enumerate((blk_out, pix_row))]]
+        with m.If(guard.bad | self.wr_fault):
             m.d.sync += fault.eq(1)
         return m
