@@ -8,8 +8,9 @@ rule as ``Assume`` (a well-behaved producer), so a proof covers any legal enviro
 clears the history, so a stream may drop ``valid`` after one.
 
 :func:`prove` runs SymbiYosys (``bmc``, or ``prove`` by k-induction, and optionally ``cover`` to
-show the assumptions still let beats through) and returns a :class:`ProofResult`; :func:`solver_missing` says why proofs
-cannot run here, or None.
+show the assumptions still let beats through) and returns a :class:`ProofResult`;
+:func:`solver_missing` says why proofs cannot run here, or None. :func:`internal_signal` finds a
+register inside an elaborated component, for the invariants an induction needs.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def internal_signal(fragment, name: str) -> Signal:
     found = {}
 
     def walk(frag):
+        # (``_lhs_signals`` is Amaranth 0.5's own walk of an assignment's targets; amaranth is
+        # pinned, and a change there fails loudly here.)
         for statements in frag.statements.values():
             for statement in statements:
                 for sig in statement._lhs_signals():

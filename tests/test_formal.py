@@ -208,6 +208,17 @@ def test_index_buffer_stays_in_its_period(table_depth, p_max, tmp_path):
     assert result.passed, f"{result.status}\n{result.log}"
 
 
+def test_internal_signal_finds_one_register():
+    """``internal_signal`` returns the register a component assigns by that name, and refuses a
+    name that is not assigned (or is ambiguous) instead of guessing."""
+    from gateware.index_buffer import IndexBuffer
+    frag = Fragment.get(IndexBuffer(table_depth=8, p_max=4), None)
+    sig = internal_signal(frag, "walk_ahead")
+    assert sig.name == "walk_ahead" and len(sig) == 3
+    with pytest.raises(LookupError, match="0 signals named 'no_such_register'"):
+        internal_signal(frag, "no_such_register")
+
+
 def _index_buffer_window_harness(ib):
     """IndexBuffer under the sequencer's contract (as :func:`_index_buffer_harness`), with
     invariants for k-induction: the slot inside the period, the class slot at most the period,
