@@ -13,7 +13,7 @@ refuses the image with BAD_MODEL (:func:`hw.layout.check_descriptors` is the sam
 
 The limits are constants of the configuration: a small table by field index (a LUT ROM), one
 compare against the data; the one product, ``q * period``, has a factor of at most ``p_max``'s
-bits. A pair compares with the earlier field of the same
+bits and is built from shifts and adds. A pair compares with the earlier field of the same
 descriptor, kept in a register when it is written: the link writes a section's words in address
 order, and the check assumes that order.
 """
@@ -95,7 +95,7 @@ class DescriptorCheck(wiring.Component):
             pair_hi[LAYER_FIELDS.index(name)] = kept
 
         # q and rem split c_out by period (``hw.layout.split_matches``): c_out and period kept
-        # when written, q * period registered when q is written (a small multiplier: period has
+        # when written, q * period registered when q is written (a small product: period has
         # at most p_max's bits, and a q past its range is refused anyway), and the verdict on
         # rem's write kept in a flag of its own, so that its add and compare do not sit behind
         # the field decode in front of the range flag (an ULX3S critical path, 91.9 MHz).
@@ -110,8 +110,14 @@ class DescriptorCheck(wiring.Component):
             m.d.sync += c_out_kept.eq(self.data)
         with m.If(self.we & (field == f_period)):
             m.d.sync += period_kept.eq(self.data)
+        # The product as shifted copies of q added in a balanced tree, in LUTs and carry chains:
+        # as a multiplier block it sat a long route away from the data register (the ULX3S
+        # critical path at 99.8 MHz, session 13).
+        terms = [Mux(period_kept[b], q_low << b, 0) for b in range(len(period_kept))]
+        while len(terms) > 1:
+            terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
         with m.If(self.we & (field == f_q)):
-            m.d.sync += [qp.eq(q_low * period_kept), q_fits.eq(self.data[len(q_low):] == 0)]
+            m.d.sync += [qp.eq(terms[0]), q_fits.eq(self.data[len(q_low):] == 0)]
         split_ok = Signal(init=1)
         m.d.comb += self.ok.eq(range_ok & split_ok)
 
