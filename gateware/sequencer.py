@@ -1092,6 +1092,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [guard.step.eq(s_valid), guard.stride2.eq(rd_s2), guard.entry.eq(w_full),
                      guard.feeds.eq(Cat(*[port_feeds(k, split=self.split, merge=self.merge)
                                           for k in range(max(1, GM))])),
+                     # (In RUN the accumulators hold the current step's terms: PREP sets them,
+                     # and a tile's end moves them only to terms that are used.)
                      guard.walking.eq(in_run),
                      *[guard.addr[k].eq(a) for k, a in enumerate([rd_full, *rdk_full][:max(1, GM)])],
                      *[guard.ok[k].eq(o) for k, o in enumerate([ok, *oks][:max(1, GM)])],
