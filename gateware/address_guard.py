@@ -26,7 +26,12 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import delayed
 
-__all__ = ["AddressGuard", "GUARD_LATENCY"]
+__all__ = ["AddressGuard", "GUARD_LATENCY", "TERM_MARGIN_BITS"]
+
+#: Bits the signed address terms need beyond ``act_addr_bits``: a step's address sums up to four
+#: accumulators inside the window (``+-2**act_addr_bits``) and offsets of at most ``8 *
+#: act_depth``, so ``|sum| < 16 * 2**act_addr_bits``: four more bits and a sign keep it exact.
+TERM_MARGIN_BITS = 5
 
 #: Cycles from an issued step to the sequencer's ``fault`` when its activation or weight read lies
 #: outside its memory: the read check's registers (addresses and ok bits, the lowest and highest ok
@@ -48,8 +53,8 @@ class AddressGuard(wiring.Component):
         Bits of an activation address (``ActBuffer.addr_bits``); the window is
         ``+-2**act_addr_bits``.
     term_bits : int
-        Width of the signed input address terms and of :attr:`addr` (at least ``act_addr_bits +
-        2``: a term inside the window plus the largest step must not wrap).
+        Width of the signed input address terms and of :attr:`addr`: at least ``act_addr_bits +
+        TERM_MARGIN_BITS``, so that a step's address is exact while its terms are in the window.
     out_bits : int
         Width of the unsigned output address terms.
     entry_bits : int
@@ -93,9 +98,9 @@ class AddressGuard(wiring.Component):
         if (config.act_depth - 1).bit_length() > act_addr_bits:
             raise ValueError(f"AddressGuard act_addr_bits ({act_addr_bits}) cannot address "
                              f"act_depth = {config.act_depth}")
-        if term_bits < act_addr_bits + 2:
+        if term_bits < act_addr_bits + TERM_MARGIN_BITS:
             raise ValueError(f"AddressGuard term_bits ({term_bits}) must be at least "
-                             f"act_addr_bits + 2 = {act_addr_bits + 2}")
+                             f"act_addr_bits + {TERM_MARGIN_BITS} = {act_addr_bits + TERM_MARGIN_BITS}")
         if out_bits < act_addr_bits:
             raise ValueError(f"AddressGuard out_bits ({out_bits}) must be at least act_addr_bits "
                              f"= {act_addr_bits}")

@@ -65,7 +65,7 @@ from amaranth.lib.wiring import In, Out
 from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
-from .address_guard import AddressGuard, GUARD_LATENCY
+from .address_guard import AddressGuard, GUARD_LATENCY, TERM_MARGIN_BITS
 from .descriptor_check import DescriptorCheck
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
@@ -330,9 +330,9 @@ class Sequencer(wiring.Component):
         stride2 = Signal()
         m.d.sync += stride2.eq(F["stride"] == 2)
         # Input address terms: a guarded walk keeps each of its accumulators inside +-2**AB
-        # (``window``) and steps them by at most 8 * act_depth, so one bit more than their sums
-        # need keeps every sum exact until the guard has seen it.
-        S = signed(AB + 5)
+        # (the guard's window), so with TERM_MARGIN_BITS more every sum stays exact until the
+        # guard has seen it.
+        S = signed(AB + TERM_MARGIN_BITS)
         OB = self._ob
         # Per-layer constants (SETUP).
         w_step = Signal(S)      # s * w_in: flat distance between output rows' input rows

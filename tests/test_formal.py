@@ -137,6 +137,37 @@ def test_streams_obey_valid_ready(module, factory, depth, tmp_path):
     assert result.passed, f"{module}: {result.status}\n{result.log}"
 
 
+def _index_buffer_contract(m, ib, cls):
+    """Drive ``ib``'s inputs freely under the sequencer's side of the contract: a constant window
+    inside the table, tables written before the layer starts, no start in the first cycle (the
+    start reads' addresses are registered sums of base and period), walks only after a start and
+    a restart, class moves and restarts only at classes (``cls``) inside the period. Returns
+    ``(base, period, flags)``, the harness's own registers: ``started`` (a start ever),
+    ``just_started`` (a start last cycle), ``warm`` (past the first cycle) and ``walking`` (a
+    restart since the last start)."""
+    base, period = AnyConst(len(ib.base)), AnyConst(len(ib.period))
+    m.d.comb += [ib.base.eq(base), ib.period.eq(period)]
+    for port in (ib.we, ib.waddr, ib.wdata, ib.start, ib.next_class, ib.restart, ib.advance):
+        m.d.comb += port.eq(AnySeq(len(port)))
+    started, walking, just_started, warm = Signal(), Signal(), Signal(), Signal()
+    with m.If(ib.start):
+        m.d.sync += [started.eq(1), walking.eq(0)]
+    with m.If(ib.restart & ~ib.start):
+        m.d.sync += walking.eq(1)
+    m.d.sync += [just_started.eq(ib.start), warm.eq(1)]
+    m.d.comb += [Assume(warm | ~ib.start),
+                 Assume(period >= 1), Assume(period <= ib.p_max),
+                 Assume(base + period <= ib.table_depth),
+                 Assume(~(ib.we & (started | ib.start))),
+                 Assume(started | ~(ib.next_class | ib.restart | ib.advance)),
+                 Assume(~(ib.start | just_started) | ~(ib.next_class | ib.restart | ib.advance)),
+                 Assume(~(ib.next_class | ib.restart) | (cls < period)),
+                 Assume(~(ib.restart & ib.next_class)),
+                 Assume(walking | ~ib.advance)]
+    return base, period, dict(started=started, just_started=just_started, warm=warm,
+                              walking=walking)
+
+
 def _index_buffer_harness(ib):
     """IndexBuffer with a constant layer window and free writes, starts, class moves, restarts
     and advances under the sequencer's contract.
@@ -147,38 +178,12 @@ def _index_buffer_harness(ib):
     (the lowest-tap split of each mask is combinational logic, checked in amaranth.sim)."""
     m = Module()
     m.submodules.ib = ib
-    depth = ib.table_depth
-    base, period = AnyConst(len(ib.base)), AnyConst(len(ib.period))
-    m.d.comb += [ib.base.eq(base), ib.period.eq(period)]
-    for port in (ib.we, ib.waddr, ib.wdata, ib.start, ib.next_class, ib.restart, ib.advance):
-        m.d.comb += port.eq(AnySeq(len(port)))
-    # The sequencer's side of the contract: a window inside the table, tables written before
-    # the layer starts, a class walk that restarts only at classes inside the period.
-    started = Signal()
-    walking = Signal()
-    cls = Signal(range(ib.p_max + 2))
+    cls = Signal(range(ib.p_max + 2))     # the class the walk is at, counted here
     with m.If(ib.start):
-        m.d.sync += [started.eq(1), cls.eq(0), walking.eq(0)]
+        m.d.sync += cls.eq(0)
     with m.Elif(ib.next_class):
         m.d.sync += cls.eq(cls + 1)
-    with m.If(ib.restart & ~ib.start):
-        m.d.sync += walking.eq(1)
-    just_started = Signal()
-    m.d.sync += just_started.eq(ib.start)
-    # base and period hold still since the cycle before a start (the start reads' addresses
-    # are registered sums of them), so no start in the very first cycle.
-    warm = Signal()
-    m.d.sync += warm.eq(1)
-    m.d.comb += [Assume(warm | ~ib.start),
-                 Assume(period >= 1), Assume(period <= ib.p_max),
-                 Assume(base + period <= depth),
-                 Assume(~(ib.we & (started | ib.start))),
-                 Assume(started | ~(ib.next_class | ib.restart | ib.advance)),
-                 Assume(~(ib.start | just_started) | ~(ib.next_class | ib.restart | ib.advance)),
-                 Assume(~ib.next_class | (cls < period)),
-                 Assume(~ib.restart | (cls < period)),
-                 Assume(~(ib.restart & ib.next_class)),
-                 Assume(walking | ~ib.advance)]
+    base, period, flags = _index_buffer_contract(m, ib, cls)
 
     watched = AnyConst(len(ib.waddr))
     # Zeroed like the memory, and like it not cleared by reset.
@@ -189,7 +194,7 @@ def _index_buffer_harness(ib):
     # (slot + 1) mod P without a divider (the solver times out on `%`); slot < P is asserted.
     m.d.comb += nxt.eq(Mux(ib.slot + 1 == period, 0, ib.slot + 1))
     m.d.comb += Assert(ib.slot < period, "slot left the period window")
-    with m.If(walking):
+    with m.If(flags["walking"]):
         with m.If(base + ib.slot == watched):
             m.d.comb += Assert(ib.mask == shadow, "mask is not the table entry at base + slot")
         with m.If(base + nxt == watched):
@@ -220,7 +225,7 @@ def test_internal_signal_finds_one_register():
 
 
 def _index_buffer_window_harness(ib):
-    """IndexBuffer under the sequencer's contract (as :func:`_index_buffer_harness`), with
+    """IndexBuffer under the sequencer's contract (:func:`_index_buffer_contract`), with
     invariants for k-induction: the slot inside the period, the class slot at most the period,
     the window's last address registered, and the two addresses the walk reads the table at
     (``cls_ahead`` on a class move, ``walk_ahead`` on an advance) inside ``base .. base +
@@ -228,38 +233,21 @@ def _index_buffer_window_harness(ib):
     so the proof holds for all time at the engine's own sizes."""
     m = Module()
     m.submodules.ib = frag = Fragment.get(ib, None)
-    base, period = AnyConst(len(ib.base)), AnyConst(len(ib.period))
-    m.d.comb += [ib.base.eq(base), ib.period.eq(period)]
-    for port in (ib.we, ib.waddr, ib.wdata, ib.start, ib.next_class, ib.restart, ib.advance):
-        m.d.comb += port.eq(AnySeq(len(port)))
     cls_slot, last = internal_signal(frag, "cls_slot"), internal_signal(frag, "last")
     reads = {"cls_ahead": internal_signal(frag, "cls_ahead"),
              "walk_ahead": internal_signal(frag, "walk_ahead")}
-    started, walking, just_started, warm = Signal(), Signal(), Signal(), Signal()
-    with m.If(ib.start):
-        m.d.sync += [started.eq(1), walking.eq(0)]
-    with m.If(ib.restart & ~ib.start):
-        m.d.sync += walking.eq(1)
-    m.d.sync += [just_started.eq(ib.start), warm.eq(1)]
-    m.d.comb += [Assume(warm | ~ib.start),
-                 Assume(period >= 1), Assume(period <= ib.p_max),
-                 Assume(base + period <= ib.table_depth),
-                 Assume(started | ~(ib.next_class | ib.restart | ib.advance)),
-                 Assume(~(ib.start | just_started) | ~(ib.next_class | ib.restart | ib.advance)),
-                 Assume(~(ib.next_class | ib.restart) | (cls_slot < period)),
-                 Assume(~(ib.restart & ib.next_class)),
-                 Assume(walking | ~ib.advance)]
+    base, period, flags = _index_buffer_contract(m, ib, cls_slot)
 
     def inside(addr):
         return (addr >= base) & (addr < base + period)
 
     m.d.comb += [Assert(ib.slot < period, "slot left the period window"),
                  Assert(cls_slot <= period, "class slot past the period")]
-    with m.If(warm):
+    with m.If(flags["warm"]):
         m.d.comb += Assert(last == base + period - 1, "window end not registered")
-    with m.If(started & ~just_started):
+    with m.If(flags["started"] & ~flags["just_started"]):   # (a start's reads land a cycle on)
         m.d.comb += Assert(inside(reads["cls_ahead"]), "class read address left the window")
-    with m.If(walking):
+    with m.If(flags["walking"]):
         m.d.comb += Assert(inside(reads["walk_ahead"]), "walk read address left the window")
     return m
 

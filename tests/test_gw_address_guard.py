@@ -140,8 +140,8 @@ def test_parameters_validated():
         AddressGuard(**{**kw, "config": None})
     with pytest.raises(ValueError, match=r"act_addr_bits \(7\) cannot address act_depth = 200"):
         AddressGuard(**{**kw, "act_addr_bits": 7})
-    with pytest.raises(ValueError, match=r"term_bits \(9\) must be at least act_addr_bits \+ 2 = 10"):
-        AddressGuard(**{**kw, "term_bits": 9})
+    with pytest.raises(ValueError, match=r"term_bits \(12\) must be at least act_addr_bits \+ 5 = 13"):
+        AddressGuard(**{**kw, "term_bits": 12})
     with pytest.raises(ValueError, match=r"entry_bits \(6\) must hold weight_depth = 100"):
         AddressGuard(**{**kw, "entry_bits": 6})
     with pytest.raises(ValueError, match="out_bits must be a positive integer, not 0"):
