@@ -40,6 +40,9 @@ class Case:
         order the engine sends them: ``Layout.encode_output``).
     batch : int
         Frames the engine runs at once (``hw.layout.build_layout``).
+    depth_first : int or None
+        How many of the first layers the batch runs frame by frame (``build_layout``'s
+        ``depth_first``; None: as it picks for the config).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Case:
     frame: np.ndarray
     expect: np.ndarray | None = None
     batch: int = 1
+    depth_first: int | None = None
 
 
 def default_build_dir(config, sim: str) -> Path:
@@ -69,7 +73,7 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
     build_dir.mkdir(parents=True, exist_ok=True)
     arrays, layouts = {"n_cases": np.array(len(cases))}, []
     for i, c in enumerate(cases):
-        layout = build_layout(c.qmodel, config, batch=c.batch)
+        layout = build_layout(c.qmodel, config, batch=c.batch, depth_first=c.depth_first)
         if c.expect is not None:
             expect = c.expect
         elif c.batch == 1:

@@ -33,7 +33,9 @@ _BATCH_HELP = ("frames the engine runs at once, in one INFER request (default 1)
                "tiles hold pixels of consecutive frames, so the cycles per frame drop. The engine is the "
                "same for any B except its activation memory, which must hold all B frames: the "
                "image is packed for the engine sized for B frames (its config_id differs from "
-               "batch 1's)")
+               "batch 1's). Where the big early maps would need more block RAM for B frames, "
+               "the first layers run depth-first, one frame at a time, so that only the later, "
+               "smaller maps hold the whole batch (the schedule's title says so)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +126,8 @@ def _cmd_pack(args) -> int:
     cycles = packed.layout.expected_cycles
     # cycles_per_frame stays one frame's; cycles_per_run and the schedule's rows are a whole run.
     report.update(model=qmodel.name, out=str(out), config_id=packed.config.config_id,
-                  config=packed.config.as_dict(), batch=args.batch, schedule=packed.layout.schedule(),
+                  config=packed.config.as_dict(), batch=args.batch,
+                  depth_first=packed.layout.depth_first, schedule=packed.layout.schedule(),
                   cycles_per_frame=cycles if args.batch == 1 else cycles / args.batch,
                   cycles_per_run=cycles)
     if args.json:

@@ -27,9 +27,10 @@ def _stage(title):
     return time.monotonic()
 
 
-def dense_cycles(qmodel, config) -> int:
-    """Engine cycles of the same network with every sparse layer dense (pSC9), from the exact
-    cycle model of ``hw.layout`` (the RTL tests assert the engine matches it cycle for cycle)."""
+def dense_cycles(qmodel, config, *, batch: int = 1) -> float:
+    """Engine cycles a frame of the same network with every sparse layer dense (pSC9), run the
+    same way (``batch`` frames a run), from the exact cycle model of ``hw.layout`` (the RTL tests
+    assert the engine matches it cycle for cycle)."""
     import copy
     import numpy as np
     from hw.array import ArrayConfig
@@ -44,8 +45,9 @@ def dense_cycles(qmodel, config) -> int:
             layer.weight = np.asarray(layer.weight)
     # Same array; memories sized for the dense weights (cycles do not depend on depths).
     dense_config = ArrayConfig.for_model(dense, rows=config.rows, cols=config.cols,
-                                         groups=config.groups)
-    return build_layout(dense, dense_config).expected_cycles
+                                         groups=config.groups, batch=batch)
+    cycles = build_layout(dense, dense_config, batch=batch).expected_cycles
+    return cycles if batch == 1 else cycles / batch
 
 
 def _verilog_digest(tree: Path) -> str:
@@ -55,12 +57,14 @@ def _verilog_digest(tree: Path) -> str:
     return h.hexdigest()
 
 
-def _board(q_path, out: Path, synth: bool):
-    """Arty A7 tree (always regenerated) and utilization (re-synthesized when the Verilog changed)."""
+def _board(q_path, out: Path, synth: bool, batch: int = 1):
+    """Arty A7 tree (always regenerated) and utilization (re-synthesized when the Verilog changed)
+    of the engine sized for runs of ``batch`` frames."""
     from gateware.build import build
 
     cache = out / "utilization.cache.json"
-    tree = build(board="arty_a7", model=q_path, out=out, synth=False, progress=lambda m: None)
+    tree = build(board="arty_a7", model=q_path, out=out, synth=False, progress=lambda m: None,
+                 batch=batch)
     digest = _verilog_digest(out)
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -69,12 +73,13 @@ def _board(q_path, out: Path, synth: bool):
             return tree, cached["utilization"]
     if not synth:
         return tree, None
-    result = build(board="arty_a7", model=q_path, out=out, synth=True, progress=print)
+    result = build(board="arty_a7", model=q_path, out=out, synth=True, progress=print, batch=batch)
     cache.write_text(json.dumps({"digest": digest, "utilization": result.utilization}))
     return result, result.utilization
 
 
 def parse_args(argv=None):
+    from hw.layout import batch_arg
     p = argparse.ArgumentParser(prog="python -m host.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="FashionNet_PSD2_P8",
@@ -85,6 +90,11 @@ def parse_args(argv=None):
                         "machine one thread trained fastest)")
     p.add_argument("--frames", type=int, default=200,
                    help="test frames through the simulated engine (default: %(default)s)")
+    p.add_argument("--batch", type=batch_arg, default=1, metavar="B",
+                   help="frames a run (default: %(default)s): the engine sized for B frames, its "
+                        "small late maps taking them all at once and, where the early maps would "
+                        "need more block RAM, its first layers depth-first (python -m host pack "
+                        "--help)")
     p.add_argument("--runs", default="runs/demo", help="cache directory (default: %(default)s)")
     p.add_argument("--build", default="build/demo", help="build directory (default: %(default)s)")
     p.add_argument("--no-synth", action="store_true",
@@ -120,15 +130,16 @@ def main(argv=None) -> int:
 
     t = _stage("3/5 pack the engine image")
     from host.pack import pack, storage_report, format_report, format_schedule
-    packed = pack(qmodel)
+    packed = pack(qmodel, batch=args.batch)
     storage = storage_report(packed)
     print(format_report(storage))
     print(format_schedule(packed.layout))
-    dense = dense_cycles(qmodel, packed.config)
+    dense = dense_cycles(qmodel, packed.config, batch=args.batch)
     times["pack"] = time.monotonic() - t
 
     t = _stage("4/5 Arty A7-35T build tree and Yosys utilization")
-    _, util = _board(q_path, Path(args.build) / "arty_a7", synth=not args.no_synth)
+    _, util = _board(q_path, Path(args.build) / "arty_a7", synth=not args.no_synth,
+                     batch=args.batch)
     times["board"] = time.monotonic() - t
 
     t = _stage(f"5/5 {args.frames} frames through the simulated engine (Verilator)")
@@ -137,7 +148,7 @@ def main(argv=None) -> int:
     # The link-bound figure is for the Arty's USB-UART at its default baud; the simulated
     # board's pty moves bytes as fast as the simulator takes them.
     result = run(model=qmodel, sim=True, frames=args.frames, baud=get_board("arty_a7").default_baud,
-                 build_dir=str(Path(args.build) / "simboard"))
+                 build_dir=str(Path(args.build) / "simboard"), batch=args.batch)
     times["simulate"] = time.monotonic() - t
     total = time.monotonic() - t_start
 
@@ -147,6 +158,8 @@ def main(argv=None) -> int:
         "accuracy_int8": acc_int8,
         "accuracy_hardware": result.accuracy,
         "frames": result.frames,
+        "batch": args.batch,
+        "depth_first": packed.layout.depth_first,
         "mismatches": result.mismatches,
         "cycles_per_frame": result.cycles_per_frame,
         "dense_cycles_per_frame": dense,
@@ -163,7 +176,10 @@ def main(argv=None) -> int:
           f"hardware {result.accuracy:.2f}% on {result.frames} frames "
           f"(golden {result.golden_accuracy:.2f}% on the same frames)")
     print(f"mismatches         {result.mismatches} (RTL vs PyTorch integer golden and hw.reference)")
-    print(f"cycles / frame     {result.cycles_per_frame:.0f} sparse vs {dense} dense: "
+    how = (f" (batches of {args.batch}" + (f", first {packed.layout.depth_first} layers "
+                                           f"depth-first" if packed.layout.depth_first else "")
+           + ")") if args.batch > 1 else ""
+    print(f"cycles / frame     {result.cycles_per_frame:.0f} sparse vs {dense:.0f} dense{how}: "
           f"speedup {summary['speedup_vs_dense']:.2f}x  "
           f"({result.fps_compute:.0f} fps at 100 MHz, {result.fps_link:.0f} fps link-bound at "
           f"{result.baud / 1e6:g} Mbaud)")

@@ -256,8 +256,9 @@ __all__.append("format_report")
 
 def format_schedule(layout) -> str:
     """``layout``'s :meth:`hw.layout.Layout.schedule` as a table under a title line: one line a
-    layer, then the totals. With a batch (``layout.batch > 1``) the title gives the cycles of a
-    run and of a frame, and the table's cycles and MACs are a whole run's (all its frames)."""
+    layer descriptor, then the totals. With a batch (``layout.batch > 1``) the title gives the
+    cycles of a run and of a frame (and the depth-first prefix, whose layers have a line a
+    frame), and the table's cycles and MACs are a whole run's (all its frames)."""
     schedule = layout.schedule()
     batch = layout.batch
     if batch == 1:
@@ -267,7 +268,8 @@ def format_schedule(layout) -> str:
         title = (f"schedule ({layout.config.rows}x{layout.config.cols} array, batches of {batch} "
                  f"frames: {layout.expected_cycles} cycles a run, "
                  f"{layout.expected_cycles / batch:.1f} cycles a frame; cycles and MACs are a "
-                 f"run's):")
+                 f"run's" + (f"; the first {layout.depth_first} layers depth-first, one frame "
+                             f"at a time" if layout.depth_first else "") + "):")
     width = max([34] + [len(r["mapping"]) for r in schedule])
     lines = [title,
              f"{'layer':12s} {'mapping':{width}s} {'tiles':>6s} {'cycles':>8s} {'MACs':>10s} "

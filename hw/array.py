@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from .memory_map import ADDR_BITS, Space
 
-__all__ = ["ArrayConfig", "DEFAULT_ROWS", "DEFAULT_COLS", "AUTO", "parse_array", "config_for_model"]
+__all__ = ["ArrayConfig", "DEFAULT_ROWS", "DEFAULT_COLS", "AUTO", "parse_array", "config_for_model",
+           "BANK_BLOCK_BYTES"]
 
 DEFAULT_ROWS = 8
 DEFAULT_COLS = 8
@@ -40,6 +41,12 @@ _LIMITS = {
     "groups": (1, 4),
 }
 
+
+#: Bytes of the smallest block RAM that holds a byte-wide activation bank on both families
+#: (RAMB18E1 and DP16KD, 2K x 9): a bank one byte deeper takes twice the block RAM
+#: (``gateware.build.bram_tiles``), so :meth:`ArrayConfig.for_model` sizes a batch's maps in
+#: these steps first.
+BANK_BLOCK_BYTES = 2048
 
 #: ``--array auto``: the shape with the default's MAC count that runs the model fastest.
 AUTO = "auto"
@@ -230,22 +237,62 @@ class ArrayConfig:
         args = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
         return f"ArrayConfig({args})"
 
-    def check_model(self, qmodel, *, batch: int = 1) -> None:
-        """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
-        frames at a time) cannot run here."""
+    def _overflow(self, qmodel, batch: int, depth_first: int) -> tuple | None:
+        """The first ``(field, need, layer)`` of ``qmodel``'s needs that this engine lacks, run
+        in batches of ``batch`` frames with ``depth_first`` layers taken frame by frame; None
+        when it fits."""
         from .layout import requirements
         req = requirements(qmodel, rows=self.rows, cols=self.cols, groups=self.groups,
-                           limits=self.as_dict(), batch=batch)
+                           limits=self.as_dict(), batch=batch, depth_first=depth_first)
+        for field, (need, layer) in req.items():
+            if need > getattr(self, field):
+                return field, need, layer
+        return None
+
+    def depth_first_for(self, qmodel, *, batch: int = 1) -> int:
+        """How many of ``qmodel``'s first layers a run of ``batch`` frames takes frame by frame
+        on this engine (``hw.layout.build_layout``'s ``depth_first``): of
+        ``hw.layout.depth_first_choices``, the fastest (cycle model) that fits this engine's
+        memories and descriptor slots, the fewest layers on a tie; 0 when none fits (then
+        :meth:`check_model` says why)."""
+        from .layout import depth_first_choices, model_cycles
+        fits = [k for k in depth_first_choices(len(qmodel.layers), batch)
+                if self._overflow(qmodel, batch, k) is None]
+        return min(fits, key=lambda k: (model_cycles(qmodel, rows=self.rows, cols=self.cols,
+                                                     groups=self.groups, batch=batch,
+                                                     depth_first=k), k), default=0)
+
+    def check_model(self, qmodel, *, batch: int = 1, depth_first: int | None = None) -> None:
+        """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
+        frames at a time, its first ``depth_first`` layers frame by frame; None: as
+        :meth:`depth_first_for` picks) cannot run here."""
+        picked = depth_first is None
+        if picked:
+            depth_first = self.depth_first_for(qmodel, batch=batch)
+        over = self._overflow(qmodel, batch, depth_first)
+        if over is None:
+            return
+        field, need, layer = over
+        have = getattr(self, field)
         names = {"p_max": "period P", "weight_depth": "weight entries",
                  "table_depth": "period-table slots", "param_depth": "output channels",
                  "act_depth": "activation bytes", "max_layers": "layers"}
-        for field, (need, layer) in req.items():
-            have = getattr(self, field)
-            if need > have:
-                run = f" in batches of {batch} frames" if batch > 1 else ""
-                raise ValueError(f"Model {qmodel.name!r}{run} does not fit {self!r}: the model needs "
-                                 f"{need} {names[field]} in total, {need - have} more than "
-                                 f"{field} = {have} (overflowing at layer {layer!r})")
+        run = f" in batches of {batch} frames" if batch > 1 else ""
+        if depth_first:
+            run += f" (its first {depth_first} layers frame by frame)"
+        hint = ""
+        if picked and field == "act_depth":
+            # None fits: say how far running layers depth-first would bring the activations.
+            from .layout import depth_first_choices, requirements
+            least = min((requirements(qmodel, rows=self.rows, cols=self.cols, groups=self.groups,
+                                      batch=batch, depth_first=k)["act_depth"][0], k)
+                        for k in depth_first_choices(len(qmodel.layers), batch))
+            if least[0] < need:
+                hint = (f"; with its first {least[1]} layers frame by frame (depth-first) it "
+                        f"would need {least[0]}")
+        raise ValueError(f"Model {qmodel.name!r}{run} does not fit {self!r}: the model needs "
+                         f"{need} {names[field]} in total, {need - have} more than "
+                         f"{field} = {have} (overflowing at layer {layer!r}){hint}")
 
     @classmethod
     def shape_for_model(cls, qmodel, *, macs: int = DEFAULT_ROWS * DEFAULT_COLS,
@@ -290,21 +337,38 @@ class ArrayConfig:
         model (``hw.layout.model_cycles``) runs the model fastest; among equally fast ones the
         fewest (each group is another copy of the activation banks).
 
+        For a batch, the activation memory is sized for the depth-first prefix
+        (``hw.layout.build_layout``'s ``depth_first``) whose banks take the fewest
+        :data:`BANK_BLOCK_BYTES` blocks of block RAM, the fastest of those: a batch's big early
+        maps then hold one frame, and the small late maps, which gain from the batch, all of
+        them (FashionNet_PSD2_P8 in batches of two: 26,624 activation bytes instead of 37,888,
+        so each of its 64 banks fits a RAMB18E1 instead of a RAMB36E1).
+
         Raises ``ValueError`` for models the engine cannot run at all (non-periodic sparse
         layers, unsupported shapes) or that exceed the address ranges of the load port.
         """
-        from .layout import requirements
+        from .layout import depth_first_choices, model_cycles, requirements
         for name, v in (("rows", rows), ("cols", cols)):
             lo, hi = _LIMITS[name]
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi or not _pow2(v):
                 raise ValueError(f"ArrayConfig {name} must be a power of two in {lo}..{hi}, not {v!r}")
         if groups is None:
-            from .layout import model_cycles
             options = [g for g in (1, 2, 4) if g <= rows]
             groups = min(options, key=lambda g: (model_cycles(qmodel, rows=rows, cols=cols,
                                                               groups=g, batch=batch), g))
-        req = {k: need for k, (need, _) in
-               requirements(qmodel, rows=rows, cols=cols, groups=groups, batch=batch).items()}
+
+        def need(k):
+            return {f: n for f, (n, _) in requirements(qmodel, rows=rows, cols=cols, groups=groups,
+                                                       batch=batch, depth_first=k).items()}
+
+        def cost(k):
+            # Block RAMs a bank needs first (a bank one byte past a block takes another), then
+            # cycles: the depth-first prefix that keeps the banks smallest, the fastest of those.
+            bank = -(-need(k)["act_depth"] // (2 * cols))
+            return (-(-bank // BANK_BLOCK_BYTES),
+                    model_cycles(qmodel, rows=rows, cols=cols, groups=groups, batch=batch,
+                                 depth_first=k), k)
+        req = need(min(depth_first_choices(len(qmodel.layers), batch), key=cost))
         # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).
         unit = 2 * cols * 64
         act = max(-(-req["act_depth"] // unit) * unit, unit)

@@ -122,7 +122,7 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_FIELDS"
            "layer_mapping", "model_cycles", "GROUP_CHOICES", "tile_bound", "tile_span", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
            "header_limits", "check_header", "MAX_LEN", "FieldLimit", "layer_limits", "check_descriptors",
-           "LAYER_FIELD_PAIRS", "split_matches", "ENUM_LIMIT"]
+           "LAYER_FIELD_PAIRS", "split_matches", "ENUM_LIMIT", "depth_first_choices"]
 
 HEADER_FIELDS = ("n_layers", "input_len", "output_len", "result_base")
 LAYER_FIELDS = ("c_in", "h_in", "w_in", "hw_in", "c_out", "h_out", "w_out", "out_w", "out_hw",
@@ -288,6 +288,9 @@ class LayerPlan:
         Pixel tiles per filter block (and pass).
     cycles : int
         Expected engine cycles of the layer (tiles plus :data:`LAYER_OVERHEAD`).
+    frame : int or None
+        The frame of the batch this descriptor runs, for a layer of a depth-first prefix
+        (:func:`build_layout`); None when it takes the whole batch (or the single frame).
     """
 
     name: str
@@ -298,6 +301,7 @@ class LayerPlan:
     dense_macs: int
     tiles: int
     cycles: int
+    frame: int | None = None
 
     @property
     def passes(self) -> int:
@@ -331,6 +335,8 @@ class LayerPlan:
             words.append(f"{f['frames']} frames as one map")
         elif self.passes > 1:
             words.append("frame by frame")
+        if self.frame is not None:
+            words.append(f"frame {self.frame}, depth-first")
         return ", ".join(words)
 
 
@@ -344,6 +350,8 @@ class Layout:
     sections : dict
         ``{Space: numpy.ndarray uint32}`` for every space but INPUT.
     layers : tuple of LayerPlan
+        One per layer descriptor, in the order the engine runs them: a layer of a depth-first
+        prefix has one per frame.
     input_shape, output_shape : tuple
         ``(C, H, W)`` of one input frame and of one frame's result.
     batch : int
@@ -355,6 +363,9 @@ class Layout:
         Bytes of a run's input (``batch`` frames) and of its result.
     expected_cycles : int
         Sum of the layers' cycles plus :data:`FRAME_OVERHEAD`: the ``cycles`` counter's value.
+    depth_first : int
+        How many of the first layers a run takes frame by frame, frame after frame through all
+        of them (:func:`build_layout`); 0: every layer takes the whole batch.
     """
 
     config: object
@@ -365,6 +376,7 @@ class Layout:
     batch: int = 1
     input_tall: bool = False
     output_tall: bool = False
+    depth_first: int = 0
 
     @property
     def input_len(self) -> int:
@@ -383,13 +395,14 @@ class Layout:
         return sum(l.macs for l in self.layers)
 
     def schedule(self) -> list:
-        """Per layer, how it runs and how well: ``{"layer", "mapping", "groups", "fold", "flat",
-        "mix", "passes", "tall", "tiles", "cycles", "macs", "utilization", "tile_bound"}``
+        """Per layer descriptor, how it runs and how well: ``{"layer", "frame", "mapping",
+        "groups", "fold", "flat", "mix", "passes", "tall", "tiles", "cycles", "macs",
+        "utilization", "tile_bound"}`` (``frame``: :attr:`LayerPlan.frame`)
         (``utilization``: MACs over
         ``rows * cols`` times the layer's cycles, overhead included; ``tile_bound``:
         :func:`tile_bound`, what its mapping allows at best)."""
         R, C = self.config.rows, self.config.cols
-        return [{"layer": l.name, "mapping": l.mapping,
+        return [{"layer": l.name, "frame": l.frame, "mapping": l.mapping,
                  **{k: l.fields[k] for k in ("groups", "fold", "flat", "mix")},
                  "passes": l.passes, "tall": l.tall,
                  "tiles": l.tiles, "cycles": l.cycles, "macs": l.macs,
@@ -567,6 +580,105 @@ def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
     return steps, per, best
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One layer descriptor of a run: plan ``i`` on frame ``frame`` of the batch (a depth-first
+    layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
+    ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
+    ``out_base`` (``out_pitch``, ``out_frame``)."""
+    i: int
+    frame: int | None
+    in_base: int
+    in_pitch: int
+    in_frame: int
+    out_base: int
+    out_pitch: int
+    out_frame: int
+    steps: tuple
+    per: tuple
+    mapping: dict
+
+
+def depth_first_choices(n_layers: int, batch: int) -> tuple:
+    """The depth-first prefixes (:func:`build_layout`'s ``depth_first``) of a model of
+    ``n_layers`` layers in runs of ``batch`` frames: 0 (every layer takes the whole batch) and,
+    for a batch, 2 .. ``n_layers`` (a prefix of one layer saves no memory: it is that layer run
+    frame by frame)."""
+    return (0,) + (tuple(range(2, n_layers + 1)) if batch > 1 else ())
+
+
+def _runs(plans, batch, depth_first, *, rows, cols, groups):
+    """``(runs, act_bytes, result_base)``: the layer descriptors of a run of ``batch`` frames in
+    the order the engine runs them (:class:`_Run`), the activation bytes their maps take and
+    where the result map starts.
+
+    ``depth_first = 0``: each layer takes the whole batch, reading region ``i mod 2`` and
+    writing region ``(i + 1) mod 2`` (ping-pong; the input is region 0). ``depth_first = k``:
+    the first ``k`` layers run one frame at a time, frame after frame through all ``k`` of them,
+    so the maps between them hold one frame, in two scratch regions; layer ``k - 1`` writes its
+    frame into the batch's map, which the later layers take whole. Region Y (at 0, where INPUT
+    writes) holds the batch's input and the scratch maps, then every other map after layer
+    ``k - 1``'s; region X, after it, layer ``k - 1``'s map and the maps in between.
+    """
+    n = len(plans)
+    if not _is_int(depth_first) or depth_first not in depth_first_choices(n, batch):
+        raise ValueError(f"depth_first must be one of {list(depth_first_choices(n, batch))} for "
+                         f"{n} layers in runs of {batch} frame{'s' * (batch > 1)}, not {depth_first!r}")
+    align = 2 * cols
+    up = lambda v: -(-v // align) * align
+    k = depth_first
+    tall = _tall_maps(plans, batch)
+    # Map j is layer j's input (j = n: the result).
+    size = [int(np.prod(s)) for s in [plans[0][2]] + [p[4] for p in plans]]
+    scratch = (0, 0)
+    if k == 0:
+        bases, act = _regions(plans, cols, batch)
+        region = [bases[j % 2] for j in range(n + 1)]
+    else:
+        # Region Y (at 0, where INPUT writes): the input, then the two scratch maps; region X
+        # after it.
+        inp = up(batch * size[0])
+        s0, s1 = (up(max((size[j] for j in range(s, k, 2)), default=0)) for s in (1, 2))
+        y = max([inp + s0 + s1] + [up(batch * size[j]) for j in range(k + 1, n + 1, 2)])
+        act = y + up(max(batch * size[j] for j in range(k, n + 1, 2)))
+        region = [0] + [None] * (k - 1) + [y if (j - k) % 2 == 0 else 0 for j in range(k, n + 1)]
+        scratch = (inp, inp + s0)
+    choices = [_choose(p, i >= k and tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups,
+                       batch=1 if i < k else batch) for i, p in enumerate(plans)]
+    runs = []
+    for b in range(batch if k else 0):
+        for i in range(k):
+            _, _, in_shape, _, o = plans[i]
+            if i == 0:
+                in_pitch, step = _map_strides(in_shape, tall[0], batch)
+                in_base = region[0] + b * step
+            else:
+                in_pitch, in_base = _map_strides(in_shape, False, 1)[0], scratch[(i - 1) % 2]
+            if i == k - 1:
+                out_pitch, step = _map_strides(o, tall[k], batch)
+                out_base = region[k] + b * step
+            else:
+                out_pitch, out_base = _map_strides(o, False, 1)[0], scratch[i % 2]
+            runs.append(_Run(i, b, in_base, in_pitch, 0, out_base, out_pitch, 0, *choices[i]))
+    for i in range(k, n):
+        _, _, in_shape, _, o = plans[i]
+        steps, per, mapping = choices[i]
+        in_pitch, in_frame = _map_strides(in_shape, tall[i], batch)
+        out_pitch, out_frame = _map_strides(o, tall[i + 1], batch)
+        passes = batch > 1 and not mapping["tall"]
+        runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
+                         out_pitch, out_frame if passes else 0, steps, per, mapping))
+    return runs, act, region[n]
+
+
+def _run_cycles(plans, runs, *, rows, cols) -> int:
+    """Expected cycles of ``runs``: each one's layer cycles, less the descriptor load hidden
+    behind the previous one's drain (:func:`prefetch_cycles`)."""
+    return FRAME_OVERHEAD + sum(r.mapping["cycles"] for r in runs) - sum(
+        prefetch_cycles(rows, cols, pool=bool(plans[r.i][0].pool), trailing=r.mapping["trailing"])
+        for r in runs[:-1])
+
+
 #: Row groups a layer may run (each a power of two, at most the config's ``groups``).
 GROUP_CHOICES = (1, 2, 4)
 
@@ -655,26 +767,26 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     return best[1] if best else None
 
 
-def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1) -> int:
+def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1,
+                 depth_first: int = 0) -> int:
     """Expected engine cycles of one run of ``batch`` frames of ``qmodel`` on an array with
-    ``groups`` row groups (the cycle model of :func:`build_layout`, without building the words)."""
+    ``groups`` row groups, its first ``depth_first`` layers run frame by frame
+    (:func:`build_layout`): the cycle model of :func:`build_layout`, without building the words."""
     check_batch(batch)
     plans = _plan_shapes(qmodel, rows, cols)
-    tall = _tall_maps(plans, batch)
-    maps = [_choose(p, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups, batch=batch)[2]
-            for i, p in enumerate(plans)]
-    return FRAME_OVERHEAD + sum(m["cycles"] for m in maps) - sum(
-        prefetch_cycles(rows, cols, pool=bool(p[0].pool), trailing=m["trailing"])
-        for p, m in zip(plans[:-1], maps[:-1]))
+    runs, _, _ = _runs(plans, batch, depth_first, rows=rows, cols=cols, groups=groups)
+    return _run_cycles(plans, runs, rows=rows, cols=cols)
 
 
 def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None,
-                 batch: int = 1) -> dict:
+                 batch: int = 1, depth_first: int = 0) -> dict:
     """``{ArrayConfig field: (needed, layer)}`` for running ``qmodel``.
 
     ``layer`` names where the need arises: for the running totals (weights, tables, parameters)
     the first layer at which the total passes ``limits[field]`` (or the last layer without limits),
     for activations the layer with the largest map, for ``p_max`` the layer with the largest period.
+    ``depth_first``: the run's first layers taken frame by frame (:func:`build_layout`), which
+    changes the activation bytes and the layer descriptors (``max_layers``) it needs.
     """
     plans = _plan_shapes(qmodel, rows, cols)
     limits = limits or {}
@@ -692,14 +804,14 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
             req[field] = (value, layer)
 
     check_batch(batch)
-    tall = _tall_maps(plans, batch)
+    runs, act, _ = _runs(plans, batch, depth_first, rows=rows, cols=cols, groups=groups)
+    mappings = {r.i: r.mapping for r in runs}
     weights = tables = params = 0
     biggest = (int(np.prod(plans[0][2])), plans[0][0].name)
     for i, plan in enumerate(plans):
         l, image, in_shape, (h_conv, w_conv), out_shape = plan
         P = image.period
-        weights += _choose(plan, tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups,
-                           batch=batch)[2]["entries"]
+        weights += mappings[i]["entries"]
         tables += P
         params += l.c_out
         need("p_max", P, l.name)
@@ -707,9 +819,8 @@ def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict 
         need("table_depth", tables, l.name, running=True)
         need("param_depth", params, l.name, running=True)
         biggest = max(biggest, (int(np.prod(out_shape)), l.name))
-    _, act = _regions(plans, cols, batch)
     need("act_depth", act, biggest[1])
-    need("max_layers", len(plans), plans[-1][0].name)
+    need("max_layers", len(runs), plans[-1][0].name)
     return req
 
 
@@ -891,87 +1002,108 @@ def check_descriptors(descriptors, config) -> None:
                                                       f"{c_out}")
 
 
-def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
+def _weight_entries(l, image, in_shape, per, steps, *, mix, gs, G, rows) -> list:
+    """The weight entries of one layer (:data:`Space.WEIGHTS`): per class ``r`` (a mixed
+    layer's in sets of ``G``) and block of ``gs`` filters, ``steps[r]`` entries of ``rows``
+    int8."""
+    P = image.period
+    split = mix == 2
+    nnz = [len(s_) for s_ in image.table.supports]
+    out = []
+    for r in range(0, P, G if mix == 1 else 1):
+        for b in range(-(-per[r] // gs)):
+            block = np.zeros((steps[r], rows), dtype=np.int8)
+            for row in range(rows):
+                # Row i of group g = i // gs holds filter q = i mod gs of the block (mixed:
+                # of class r + g, its data rotated so channel c - g meets step channel c;
+                # split: the steps of its chunk g, channels g * K / G ..).
+                g = row // gs if mix else 0
+                f = r + (g if mix == 1 else 0) + P * (b * gs + row % gs)
+                if f < l.c_out:
+                    if split:
+                        block[:, row] = image.data(f)[g * steps[r]:(g + 1) * steps[r]]
+                    else:
+                        tail = sum(nnz[(f + c) % P] for c in range(in_shape[0] - g, in_shape[0]))
+                        block[:, row] = np.roll(image.data(f), tail)
+            out.append(block)
+    return out
+
+
+def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = None) -> Layout:
     """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run.
 
     ``batch`` frames run together: each map holds all of them (:func:`_tall_maps`), and each
     layer takes them one by one or, where that is faster, as one tall map (:func:`_choose`).
+    ``depth_first = k`` runs the first ``k`` layers one frame at a time instead, frame after
+    frame through all ``k`` (:func:`_runs`), so that their maps hold one frame: the big early
+    maps of a network then need no room for the whole batch. ``None`` (the default): of
+    :func:`depth_first_choices`, the one with the fewest cycles whose maps and descriptors fit
+    ``config`` (ties: the smallest ``k``).
     """
     check_batch(batch)
-    config.check_model(qmodel, batch=batch)
     R, C = config.rows, config.cols
     plans = _plan_shapes(qmodel, R, C)
-    bases, _ = _regions(plans, C, batch)
+    config.check_model(qmodel, batch=batch, depth_first=depth_first)
+    if depth_first is None:
+        depth_first = config.depth_first_for(qmodel, batch=batch)
+    runs, _, result_base = _runs(plans, batch, depth_first, rows=R, cols=C, groups=config.groups)
     tall_maps = _tall_maps(plans, batch)
     tables, bias, requant, entries, desc_layers, layer_plans = [], [], [], [], [], []
-    for i, plan in enumerate(plans):
-        l, image, in_shape, (h_conv, w_conv), o = plan
+    layer_at = {}       # plan index -> (table_base, weight_base, param_base) of its weights
+    previous = None
+    for run in runs:
+        i = run.i
+        l, image, in_shape, (h_conv, w_conv), o = plans[i]
         P = image.period
-        # Row groups (G output rows per tile), the column fold (a map exactly C/2 wide runs two
-        # output rows side by side in the C columns), flat tiles or mixed classes, and for a
-        # batch its frames one by one or as one tall map: whichever the cycle model says is fastest.
-        steps, per, mapping = _choose(plan, tall_maps[i], tall_maps[i + 1], rows=R, cols=C,
-                                      groups=config.groups, batch=batch)
+        steps, per, mapping = run.steps, run.per, run.mapping
         G, fold, gs, mix = mapping["groups"], mapping["fold"], mapping["group_rows"], mapping["mix"]
         tall = mapping["tall"]
-        in_pitch, in_frame = _map_strides(in_shape, tall_maps[i], batch)
-        out_pitch, out_frame = _map_strides(o, tall_maps[i + 1], batch)
+        frames = 1 if run.frame is not None else batch
         # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map (tall:
         # all the frames' rows).
         regions = 1 if mix else G
-        flat_h = (batch if tall else 1) * h_conv // regions if mapping["flat"] else 0
-        passes = batch > 1 and not tall
+        flat_h = (frames if tall else 1) * h_conv // regions if mapping["flat"] else 0
         # Split inputs (an FC on G groups): the K inputs read as a map of G rows of K / G values,
         # group g taking row g (its chunk) as the channels of a 1 x 1 pixel. The row pitch is
         # the chunk's K / G channel pitches: a tall map (a 1x1 conv's input in a batch) holds
         # each frame's values every B bytes, not consecutively.
         split = mix == 2
+        in_pitch = run.in_pitch
         c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split else in_shape
         full_steps, steps = steps, mapping["steps"]
+        if i not in layer_at:
+            # A depth-first layer's frames share its weights, table and parameters.
+            layer_at[i] = (len(tables), sum(len(e) for e in entries), len(bias))
+            tables += [int(m) for m in image.table.bitmasks()]
+            bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
+            requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
+            entries += _weight_entries(l, image, in_shape, per, steps, mix=mix, gs=gs, G=G, rows=R)
+        table_base, weight_base, param_base = layer_at[i]
         fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
-                      out_w=o[2], out_hw=out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
+                      out_w=o[2], out_hw=run.out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
-                      table_base=len(tables), weight_base=sum(len(e) for e in entries),
-                      param_base=len(bias),
-                      in_base=bases[i % 2], out_base=bases[(i + 1) % 2], groups=G, fold=fold,
+                      table_base=table_base, weight_base=weight_base, param_base=param_base,
+                      in_base=run.in_base, out_base=run.out_base, groups=G, fold=fold,
                       flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
                       flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
-                      mix_wrap=in_shape[0] * in_pitch if mix == 1 else 0, frames=batch,
-                      frame_in=in_frame if passes else 0, frame_out=out_frame if passes else 0)
-        tables += [int(m) for m in image.table.bitmasks()]
-        bias += [int(v) & 0xFFFF_FFFF for v in np.asarray(l.bias, dtype=np.int64)]
-        requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
-        nnz = [len(s_) for s_ in image.table.supports]
-        for r in range(0, P, G if mix == 1 else 1):
-            for b in range(-(-per[r] // gs)):
-                block = np.zeros((steps[r], R), dtype=np.int8)
-                for row in range(R):
-                    # Row i of group g = i // gs holds filter q = i mod gs of the block (mixed:
-                    # of class r + g, its data rotated so channel c - g meets step channel c;
-                    # split: the steps of its chunk g, channels g * K / G ..).
-                    g = row // gs if mix else 0
-                    f = r + (g if mix == 1 else 0) + P * (b * gs + row % gs)
-                    if f < l.c_out:
-                        if split:
-                            block[:, row] = image.data(f)[g * steps[r]:(g + 1) * steps[r]]
-                        else:
-                            tail = sum(nnz[(f + c) % P] for c in range(in_shape[0] - g, in_shape[0]))
-                            block[:, row] = np.roll(image.data(f), tail)
-                entries.append(block)
+                      mix_wrap=in_shape[0] * in_pitch if mix == 1 else 0, frames=frames,
+                      frame_in=run.in_frame, frame_out=run.out_frame)
         tiles, cycles = mapping["tiles"], mapping["cycles"]
-        if i > 0:       # this layer's descriptor loaded while the previous one drained
-            cycles -= prefetch_cycles(R, C, pool=bool(plans[i - 1][0].pool), trailing=trailing)
-        trailing = mapping["trailing"]
-        macs = batch * sum(n * s for n, s in zip(per, full_steps)) * h_conv * w_conv
-        dense = batch * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
+        if previous is not None:    # this descriptor loaded while the previous layer drained
+            cycles -= prefetch_cycles(R, C, pool=bool(plans[previous.i][0].pool),
+                                      trailing=previous.mapping["trailing"])
+        previous = run
+        macs = frames * sum(n * s for n, s in zip(per, full_steps)) * h_conv * w_conv
+        dense = frames * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
-        layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles))
+        layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles,
+                                     frame=run.frame))
 
     out_shape = plans[-1][4]
-    header = [len(plans), batch * int(np.prod(plans[0][2])), batch * int(np.prod(out_shape)),
-              bases[len(plans) % 2]]
-    desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(plans), dtype=np.uint32)
+    header = [len(runs), batch * int(np.prod(plans[0][2])), batch * int(np.prod(out_shape)),
+              result_base]
+    desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(runs), dtype=np.uint32)
     desc[:len(header)] = header
     for i, d in enumerate(desc_layers):
         at = DESC_HEADER_WORDS + i * DESC_LAYER_WORDS
@@ -994,4 +1126,4 @@ def build_layout(qmodel, config, *, batch: int = 1) -> Layout:
     }
     return Layout(config, sections, tuple(layer_plans), tuple(int(v) for v in qmodel.input_shape),
                   tuple(int(v) for v in out_shape), batch=batch, input_tall=tall_maps[0],
-                  output_tall=tall_maps[-1])
+                  output_tall=tall_maps[-1], depth_first=depth_first)

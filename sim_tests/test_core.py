@@ -394,7 +394,7 @@ def random_chain_case(seed, config, batch=1):
     boundary is a descriptor prefetch, a ping-pong swap and, in a batch, a change between tall
     and frame-after-frame maps wherever an FC reads or writes one. ``None`` when the chain does
     not fit ``config`` (its memories or layer count)."""
-    from hw.layout import build_layout
+    from hw.layout import build_layout, depth_first_choices
     rng = np.random.default_rng(seed)
     c, h, w = int(rng.integers(1, 9)), int(rng.integers(2, 17)), int(rng.integers(2, 17))
     specs, shape, flat = [], (c, h, w), False
@@ -423,7 +423,12 @@ def random_chain_case(seed, config, batch=1):
     build_layout(q, config, batch=batch)
     name = f"chain seed={seed} c_in={c} {h}x{w} {specs}"
     if batch > 1:
-        return batch_case(name, q, config, batch, rng)
+        # Half the batches run a random depth-first prefix that fits (drawn apart, so that the
+        # chains and frames stay those of the seed), the rest as build_layout picks.
+        pick = np.random.default_rng([seed, 1])
+        fits = [k for k in depth_first_choices(len(specs), batch) if _fits(config, q, batch, k)]
+        depth_first = int(pick.choice(fits)) if pick.random() < 0.5 else None
+        return batch_case(name, q, config, batch, rng, depth_first=depth_first)
     frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
     return Case(name, q, frame, golden(q, frame))
 
@@ -502,21 +507,33 @@ def test_config_sweep(run):
     _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
 
 
-def batch_case(name, qmodel, config, batch, rng):
-    """``batch`` random frames of ``qmodel`` as one case; the expected bytes are each frame's
+def _fits(config, qmodel, batch, depth_first):
+    try:
+        config.check_model(qmodel, batch=batch, depth_first=depth_first)
+    except ValueError:
+        return False
+    return True
+
+
+def batch_case(name, qmodel, config, batch, rng, *, depth_first=None):
+    """``batch`` random frames of ``qmodel`` as one case (its first ``depth_first`` layers frame
+    by frame; None: as ``build_layout`` picks); the expected bytes are each frame's
     models.golden (= hw.reference) output, in the engine's order for that batch."""
     from hw.layout import build_layout
     frames = rng.integers(-128, 128, (batch, *qmodel.input_shape)).astype(np.int8)
     want = np.stack([golden(qmodel, f) for f in frames])
-    expect = build_layout(qmodel, config, batch=batch).encode_output(want)
-    return Case(f"{name} batch={batch}", qmodel, frames, expect, batch=batch)
+    layout = build_layout(qmodel, config, batch=batch, depth_first=depth_first)
+    extra = f" depth_first={layout.depth_first}" if layout.depth_first else ""
+    return Case(f"{name} batch={batch}{extra}", qmodel, frames, layout.encode_output(want),
+                batch=batch, depth_first=depth_first)
 
 
 def batch_cases(config, n_random, seed0):
     """FashionNet's conv3 shapes two frames tall (mixed classes on flat tiles crossing from one
     frame into the next; PSD2_P8 from a stride-2 conv, two ports a group, and PSD2_P16 at
     stride 1, four groups with a port each), a chain (tall, frame by frame, pooled, FCs), a 1x1
-    conv on a tall 1 x 1 map (split inputs whose chunks interleave the frames), then random layers of 2 or 3 frames (a
+    conv on a tall 1 x 1 map (split inputs whose chunks interleave the frames), those chains
+    and DigitsNet_PSD2_P8 with depth-first prefixes, then random layers of 2 or 3 frames (a
     third of them with whole periods of channels)."""
     rng = np.random.default_rng(seed0)
     conv3 = random_layer_model(seed=seed0, c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8")
@@ -528,10 +545,18 @@ def batch_cases(config, n_random, seed0):
     # A 1x1 conv on a tall 1 x 1 map, its inputs split (rows K / G * B bytes apart), then an FC.
     to_one = random_chain_model([dict(c_out=64, stride=2), dict(c_out=10, k=1), dict(c_out=5, kind="fc")],
                                 c_in=2, h=2, w=2, seed=seed0)
+    from host.synthetic import random_qmodel
+    digits = random_qmodel("DigitsNet_PSD2_P8", seed=seed0)
     cases = [batch_case("conv3 PSD2_P8 tall", conv3, config, 2, rng),
              batch_case("conv3 PSD2_P16 tall, a port a group", conv3_p16, config, 2, rng),
              batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng),
-             batch_case("chain conv s2 to 1 x 1/1x1 conv/fc", to_one, config, 2, rng)]
+             batch_case("chain conv s2 to 1 x 1/1x1 conv/fc", to_one, config, 2, rng),
+             # Depth-first prefixes: into a tall map, into an FC's frame-after-frame map, the
+             # whole network (the result written frame by frame), and a network's first two.
+             batch_case("chain, first 2 depth-first", chain, config, 2, rng, depth_first=2),
+             batch_case("chain, first 3 depth-first", chain, config, 2, rng, depth_first=3),
+             batch_case("chain to 1 x 1, all depth-first", to_one, config, 2, rng, depth_first=3),
+             batch_case("DigitsNet_PSD2_P8", digits, config, 2, rng, depth_first=2)]
     for i in range(n_random):
         q = random_case(seed0 + 1 + i, periodic_p=0.35).qmodel
         cases.append(batch_case(f"layer seed={seed0 + 1 + i}", q, config, 2 + i % 2, rng))

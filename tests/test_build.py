@@ -245,6 +245,29 @@ def test_check_fit_counts_tiles_not_bits():
         gb.check_fit(config=cfg, board=BOARDS["arty_a7"])
 
 
+def test_batch_of_two_fits_the_arty_depth_first():
+    """The same FashionNet_PSD2_P8 in batches of two, as ``--batch 2`` sizes it: conv1 and
+    conv2 run depth-first, so the activation memory holds 27,648 bytes, 1,728 a bank: each bank
+    a RAMB18E1, 41.5 tiles as for one frame, which the 35T holds. Build and pack agree."""
+    from host.pack import pack
+    from host.synthetic import random_qmodel
+    q = random_qmodel("FashionNet_PSD2_P8")
+    cfg = gb.make_config(model=q, batch=2)
+    assert cfg.act_depth == 27_648 and cfg.groups == 4
+    assert gb.estimate_memory(cfg)["bram_tiles"] == gb.estimate_memory(gb.make_config(model=q))["bram_tiles"] == 41.5
+    gb.check_fit(config=cfg, board=BOARDS["arty_a7"])
+    packed = pack(q, batch=2)
+    assert packed.config.config_id == cfg.config_id and packed.layout.depth_first == 2
+
+
+def test_bank_block_is_the_smallest_block_ram_of_a_byte_bank():
+    """``hw.array.BANK_BLOCK_BYTES`` (what ``for_model`` sizes a batch's banks by) is where a
+    byte-wide bank steps to a bigger block RAM on both families."""
+    from hw.array import BANK_BLOCK_BYTES as B
+    assert gb.bram_tiles(B, 8) == 0.5 and gb.bram_tiles(B + 1, 8) == 1.0
+    assert gb.bram_tiles(B, 8, family="ecp5") == 1.0 and gb.bram_tiles(B + 1, 8, family="ecp5") == 2.0
+
+
 def test_ulx3s_small_engine_bitstream(tmp_path):
     """The whole open flow on a 2 x 2 engine (about two minutes): synthesis, place-and-route and
     ecppack must all accept the netlist (MULT18X18D with registers, DCCA reset, block RAMs).

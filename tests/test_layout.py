@@ -672,3 +672,90 @@ def test_prefetch_cycles():
     assert lay.expected_cycles == sum(p.cycles for p in lay.layers)
     from hw.layout import model_cycles
     assert model_cycles(q, rows=4, cols=4, groups=1) == lay.expected_cycles
+
+
+def _two_convs():
+    """(2, 8, 8) -> 3x3 conv, 8 filters (8, 8, 8) -> 3x3 conv stride 2, 4 filters (4, 4, 4)."""
+    return random_chain_model([dict(c_out=8), dict(c_out=4, stride=2)], c_in=2, h=8, w=8, seed=5)
+
+
+def test_depth_first_memory_and_fields_hand_worked():
+    """Two frames, both layers depth-first: the 512-byte map between them holds one frame.
+    Worked by hand (maps aligned to 2C = 16 bytes): ping-pong needs region 0 = max(2 x 128 input,
+    2 x 64 result) = 256 plus region 1 = 2 x 512 = 1024; depth-first, the input (256) and one
+    scratch map (512), then the result (2 x 64 = 128): 896."""
+    from hw.layout import requirements
+    q = _two_convs()
+    need = lambda k: requirements(q, rows=8, cols=8, groups=2, batch=2, depth_first=k)
+    assert need(0)["act_depth"][0] == 256 + 1024 and need(2)["act_depth"][0] == 128 + 256 + 512
+    assert need(0)["max_layers"][0] == 2 and need(2)["max_layers"][0] == 4
+    cfg = ArrayConfig(rows=8, cols=8, act_depth=896, max_layers=4, groups=2)
+    lay = build_layout(q, cfg, batch=2)
+    assert lay.depth_first == 2
+    assert [(l.name, l.frame) for l in lay.layers] == [("l0", 0), ("l1", 0), ("l0", 1), ("l1", 1)]
+    got = [{k: l.fields[k] for k in ("in_base", "hw_in", "out_base", "out_hw", "frames",
+                                     "frame_in", "frame_out")} for l in lay.layers]
+    for b in (0, 1):
+        # l0 reads frame b of the tall input (at 0, where INPUT writes; channel pitch 2 x 64)
+        # and writes the scratch map (at 256, one frame: pitch 64); l1 reads it and writes
+        # frame b of the tall result (at 256 + 512, channel pitch 2 x 16, frame b 16 bytes on).
+        assert got[2 * b] == dict(in_base=64 * b, hw_in=128, out_base=256, out_hw=64,
+                                  frames=1, frame_in=0, frame_out=0)
+        assert got[2 * b + 1] == dict(in_base=256, hw_in=64, out_base=768 + 16 * b, out_hw=32,
+                                      frames=1, frame_in=0, frame_out=0)
+    desc = lay.sections[Space.DESCRIPTORS]
+    assert list(desc[:4]) == [4, 2 * 128, 2 * 64, 768]
+    # The frames share each layer's weights, table and parameters.
+    for a, b in ((0, 2), (1, 3)):
+        assert all(lay.layers[a].fields[k] == lay.layers[b].fields[k]
+                   for k in ("weight_base", "table_base", "param_base"))
+    one = build_layout(q, cfg.replace(act_depth=4096))
+    assert len(lay.sections[Space.WEIGHTS]) == len(one.sections[Space.WEIGHTS])
+    assert lay.macs == 2 * one.macs
+    assert lay.layers[0].cycles == one.layers[0].cycles
+
+
+def test_depth_first_picks_the_fastest_that_fits():
+    """``build_layout`` takes the batch whole where it fits (fastest), depth-first where only
+    that fits; ``check_model`` names the prefix it tried."""
+    from hw.layout import model_cycles
+    q = _two_convs()
+    big = ArrayConfig(rows=8, cols=8, act_depth=4096, max_layers=4, groups=2)
+    assert build_layout(q, big, batch=2).depth_first == 0
+    assert model_cycles(q, rows=8, cols=8, groups=2, batch=2) < \
+        model_cycles(q, rows=8, cols=8, groups=2, batch=2, depth_first=2)
+    small = big.replace(act_depth=896)
+    lay = build_layout(q, small, batch=2)
+    assert lay.depth_first == 2
+    assert lay.expected_cycles == model_cycles(q, rows=8, cols=8, groups=2, batch=2, depth_first=2)
+    with pytest.raises(ValueError, match=r"batches of 2 frames does not fit .* needs 1280 activation "
+                                         r"bytes in total, 400 more .*; with its first 2 layers "
+                                         r"frame by frame \(depth-first\) it would need 896$"):
+        build_layout(q, big.replace(act_depth=880), batch=2)
+    with pytest.raises(ValueError, match=r"its first 2 layers frame by frame\) does not fit .* "
+                                         r"needs 896 activation bytes in total, 16 more"):
+        build_layout(q, big.replace(act_depth=880), batch=2, depth_first=2)
+    with pytest.raises(ValueError, match=r"needs 4 layers in total, 1 more than max_layers = 3"):
+        build_layout(q, small.replace(max_layers=3), batch=2, depth_first=2)
+    for bad, batch in ((1, 2), (3, 2), (2, 1), (-1, 2), (2.0, 2), (True, 2)):
+        with pytest.raises(ValueError, match=r"depth_first must be one of \[0(, 2)?\] for 2 layers"):
+            build_layout(q, big, batch=batch, depth_first=bad)
+
+
+def test_for_model_sizes_a_batch_depth_first():
+    """FashionNet_PSD2_P8 in batches of two: whole, its 16 x 28 x 28 conv1 map would need
+    2 x 12,544 bytes beside the 2 x 6,272 of conv2's (37,888 in all: 2,368-byte banks, past a
+    2K block RAM). With conv1 and conv2 depth-first: conv2's two frames (12,544) + the input
+    (2 x 784) + one frame of conv1 (12,544) = 26,656, in 1,024-byte rows 27,648: 1,728-byte
+    banks. conv3 (7 x 7) still takes both frames as one tall map."""
+    from host.synthetic import random_qmodel
+    q = random_qmodel("FashionNet_PSD2_P8")
+    assert ArrayConfig.for_model(q).act_depth == 19_456
+    cfg = ArrayConfig.for_model(q, batch=2)
+    assert cfg.groups == 4 and cfg.act_depth == 27_648 and cfg.bank_depth <= 2048
+    assert cfg.max_layers == 2 * 2 + 3
+    lay = build_layout(q, cfg, batch=2)
+    assert lay.depth_first == 2
+    conv3 = [l for l in lay.layers if l.name == "conv3"]
+    assert len(conv3) == 1 and conv3[0].tall
+    assert lay.expected_cycles < 2 * build_layout(q, ArrayConfig.for_model(q)).expected_cycles

@@ -1,0 +1,30 @@
+"""Tests of the demo's own pieces (``make demo`` runs it whole): its options and the dense
+baseline it compares against."""
+
+import pytest
+
+from host.demo import dense_cycles, parse_args
+
+
+def test_options():
+    args = parse_args([])
+    assert (args.model, args.batch, args.frames) == ("FashionNet_PSD2_P8", 1, 200)
+    assert parse_args(["--batch", "2"]).batch == 2
+    for bad in (["--batch", "0"], ["--frames", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_dense_baseline_runs_the_same_way():
+    """The dense baseline: every sparse layer pSC9 (all nine taps), on the same array and row
+    groups, in the same batches; a batch of two costs less than two frames alone (FashionNet's
+    7 x 7 and 4 x 4 maps share tiles), and the dense network takes more cycles than the sparse."""
+    from host.pack import pack
+    from host.synthetic import random_qmodel
+    from hw.layout import build_layout
+    q = random_qmodel("FashionNet_PSD2_P8")
+    one, two = pack(q), pack(q, batch=2)
+    d1, d2 = dense_cycles(q, one.config), dense_cycles(q, two.config, batch=2)
+    assert d1 > build_layout(q, one.config).expected_cycles
+    assert d2 > build_layout(q, two.config, batch=2).expected_cycles / 2
+    assert d2 < d1
