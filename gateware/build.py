@@ -594,7 +594,9 @@ def _parser():
                         "in the fewest cycles")
     parser.add_argument("--batch", type=int, default=1, metavar="B", help="with --model: size the "
                         "activation memory for B frames a run, the engine that `python -m host "
-                        "run --batch B` needs (default 1)")
+                        "run --batch B` needs (default 1); where the early maps would need more "
+                        "block RAM for B frames, the first layers run depth-first, one frame at "
+                        "a time")
     parser.add_argument("--baud", type=int, help="UART baud rate (default: the fastest the "
                         "board's USB-UART and clock make exactly: 4000000 Arty, 3000000 ULX3S)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default build/BOARD)")

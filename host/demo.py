@@ -4,8 +4,9 @@
 2. quantize it to int8 (BN folded, per-channel weights, requantization multipliers),
 3. pack it into the engine image (pattern checks, size next to the storage formulas),
 4. generate the Arty A7-35T build tree and its Yosys utilization (cached while the Verilog is unchanged),
-5. run test frames through the Verilator-simulated engine over the serial protocol, checking
-   every output bit-exact against the PyTorch integer golden and ``hw.reference``,
+5. run test frames through the Verilator-simulated engine over the serial protocol, two frames
+   a request (``--batch``), checking every output bit-exact against the PyTorch integer golden
+   and ``hw.reference``,
 
 then print one summary. ``python -m host.demo --help`` lists the knobs.
 """
@@ -90,11 +91,12 @@ def parse_args(argv=None):
                         "machine one thread trained fastest)")
     p.add_argument("--frames", type=int, default=200,
                    help="test frames through the simulated engine (default: %(default)s)")
-    p.add_argument("--batch", type=batch_arg, default=1, metavar="B",
+    p.add_argument("--batch", type=batch_arg, default=2, metavar="B",
                    help="frames a run (default: %(default)s): the engine sized for B frames, its "
                         "small late maps taking them all at once and, where the early maps would "
                         "need more block RAM, its first layers depth-first (python -m host pack "
-                        "--help)")
+                        "--help); FashionNet in batches of two takes the Arty A7-35T's block RAM "
+                        "of one frame and fewer cycles a frame. 1: one frame a request")
     p.add_argument("--runs", default="runs/demo", help="cache directory (default: %(default)s)")
     p.add_argument("--build", default="build/demo", help="build directory (default: %(default)s)")
     p.add_argument("--no-synth", action="store_true",

@@ -8,8 +8,8 @@ from host.demo import dense_cycles, parse_args
 
 def test_options():
     args = parse_args([])
-    assert (args.model, args.batch, args.frames) == ("FashionNet_PSD2_P8", 1, 200)
-    assert parse_args(["--batch", "2"]).batch == 2
+    assert (args.model, args.batch, args.frames) == ("FashionNet_PSD2_P8", 2, 200)
+    assert parse_args(["--batch", "1"]).batch == 1
     for bad in (["--batch", "0"], ["--frames", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
