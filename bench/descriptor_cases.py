@@ -1,10 +1,10 @@
-"""Hand-made descriptor sections for the tests of the model check (``hw.layout.check_descriptors``,
+"""Hand-made descriptor sections for the tests of the model check (``hw.descriptors.check_descriptors``,
 the engine's ``model_ok`` in amaranth.sim and in the generated Verilog)."""
 
 import numpy as np
 
 from hw.array import ArrayConfig
-from hw.layout import LAYER_FIELDS, DESC_HEADER_WORDS, header_limits, layer_limits
+from hw.descriptors import LAYER_FIELDS, DESC_HEADER_WORDS, header_limits, layer_limits
 
 
 def small_engine():

@@ -1,6 +1,6 @@
 """The address guard: every step the sequencer issues is checked against the memories it reads.
 
-The loader checks each descriptor field against its range (``hw.layout.check_descriptors``), not
+The loader checks each descriptor field against its range (``hw.descriptors.check_descriptors``), not
 their products: a hand-made descriptor whose map or weights pass the end of their memory loads.
 Instead of letting its addresses wrap, the sequencer feeds each issued step through this guard,
 and stops the frame when :attr:`AddressGuard.bad` rises (the core checks the writes itself):

@@ -4,12 +4,12 @@ A LOAD_IMAGE whose CRC is good may still carry a layer the engine cannot run: a 
 its 24-bit register, a ``k`` of 2, a period past ``p_max``, a table window past the table memory.
 The sequencer would run it anyway, cutting the field or falling outside its cases. This
 component watches the descriptor write port and keeps one sticky flag: every layer word written
-since the last ``unload`` lies inside :func:`hw.layout.layer_limits` and the pairs of
-:data:`hw.layout.LAYER_FIELD_PAIRS` (``rem < period``, ``table_base + period <= table_depth``,
+since the last ``unload`` lies inside :func:`hw.descriptors.layer_limits` and the pairs of
+:data:`hw.descriptors.LAYER_FIELD_PAIRS` (``rem < period``, ``table_base + period <= table_depth``,
 ``param_base + c_out <= param_depth``) and ``q * period + rem == c_out``
-(:func:`hw.layout.split_matches`). The sequencer adds it, and :attr:`words` (the section's
+(:func:`hw.descriptors.split_matches`). The sequencer adds it, and :attr:`words` (the section's
 extent, which must hold a whole descriptor per layer), to its ``model_ok``; the link layer then
-refuses the image with BAD_MODEL (:func:`hw.layout.check_descriptors` is the same check in Python).
+refuses the image with BAD_MODEL (:func:`hw.descriptors.check_descriptors` is the same check in Python).
 
 The limits are constants of the configuration: a small table by field index (a LUT ROM), one
 compare against the data; the one product, ``q * period``, has a factor of at most ``p_max``'s
@@ -22,8 +22,8 @@ from amaranth import Module, Signal, Array, Const, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layout import (LAYER_FIELDS, LAYER_FIELD_PAIRS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
-                       ENUM_LIMIT, layer_limits)
+from hw.descriptors import (LAYER_FIELDS, LAYER_FIELD_PAIRS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
+                            ENUM_LIMIT, layer_limits)
 
 __all__ = ["DescriptorCheck"]
 
@@ -94,7 +94,7 @@ class DescriptorCheck(wiring.Component):
                 m.d.sync += kept.eq(depths[mem] - self.data if mem else self.data - 1)
             pair_hi[LAYER_FIELDS.index(name)] = kept
 
-        # q and rem split c_out by period (``hw.layout.split_matches``): c_out and period kept
+        # q and rem split c_out by period (``hw.descriptors.split_matches``): c_out and period kept
         # when written, q * period registered when q is written (a small product: period has
         # at most p_max's bits, and a q past its range is refused anyway), and the verdict on
         # rem's write kept in a flag of its own, so that its add and compare do not sit behind

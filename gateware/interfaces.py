@@ -57,7 +57,7 @@ class CoreSignature(wiring.Signature):
         Bytes in the result of one frame (the last layer's C x H x W), so the link layer can send
         the response length before the payload.
     model_ok : Out(1)
-        The loaded model can run on this core (``hw.layout.check_descriptors``); valid
+        The loaded model can run on this core (``hw.descriptors.check_descriptors``); valid
         :data:`MODEL_CHECK_LATENCY` cycles after the last load word is accepted.
     config_id : Out(32)
         Constant fingerprint of the generator parameters (``hw.array.ArrayConfig.config_id``);

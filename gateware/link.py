@@ -9,7 +9,7 @@ for an image every header check and the image CRC) passed. Only a length above
 :data:`hw.link.MAX_PAYLOAD` is refused before the payload (BAD_LENGTH), since the frame could not be
 consumed; the receiver then hunts for the next sync from the byte after the header.
 
-A good image whose model the core cannot run (``hw.layout.check_descriptors``: no layers, more
+A good image whose model the core cannot run (``hw.descriptors.check_descriptors``: no layers, more
 than it holds, lengths outside its memories, a layer descriptor missing or with a field out of
 its range) is refused with BAD_MODEL and left unloaded.
 

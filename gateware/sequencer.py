@@ -1,6 +1,6 @@
 """The layer sequencer: runs the loaded layer descriptors back to back and reads out the result.
 
-For each layer it loads the descriptor (``hw.layout.LAYER_FIELDS``), then walks::
+For each layer it loads the descriptor (``hw.descriptors.LAYER_FIELDS``), then walks::
 
     for class r in 0 .. P-1:                       # rotation class: rows share the tap sequence
         for block of gs filters f = r + P*(b*gs + i mod gs):   # gs = R / G, G in {1, 2, 4} groups
@@ -62,7 +62,8 @@ from amaranth.lib import wiring, data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.layout import LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, header_limits
+from hw.descriptors import (LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
+                            header_limits)
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
 from .address_guard import AddressGuard, GUARD_LATENCY, TERM_MARGIN_BITS
@@ -164,7 +165,7 @@ class Sequencer(wiring.Component):
     input_len, output_len : Out
         From the descriptor header.
     model_ok : Out(1)
-        The model can run (:func:`hw.layout.check_descriptors`): a header of 1 to ``max_layers``
+        The model can run (:func:`hw.descriptors.check_descriptors`): a header of 1 to ``max_layers``
         layers, an input of 1 byte up to the INPUT space, an output of at least 1 byte that ends
         inside the activation memory, both lengths within the length ports; a whole descriptor
         for each layer, every layer word written in its field's range. Registered: it reflects

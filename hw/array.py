@@ -217,7 +217,7 @@ class ArrayConfig:
 
     def capacity(self) -> dict:
         """``{Space: words}``: how many load words each space of this engine holds."""
-        from .layout import DESC_HEADER_WORDS, DESC_LAYER_WORDS
+        from .descriptors import DESC_HEADER_WORDS, DESC_LAYER_WORDS
         return {
             Space.DESCRIPTORS: DESC_HEADER_WORDS + DESC_LAYER_WORDS * self.max_layers,
             Space.TABLES: self.table_depth,
@@ -341,7 +341,7 @@ class ArrayConfig:
         (``hw.layout.build_layout``'s ``depth_first``) whose banks take the fewest
         :data:`BANK_BLOCK_BYTES` blocks of block RAM, the fastest of those: a batch's big early
         maps then hold one frame, and the small late maps, which gain from the batch, all of
-        them (FashionNet_PSD2_P8 in batches of two: 26,624 activation bytes instead of 37,888,
+        them (FashionNet_PSD2_P8 in batches of two: 27,648 activation bytes instead of 37,888,
         so each of its 64 banks fits a RAMB18E1 instead of a RAMB36E1).
 
         Raises ``ValueError`` for models the engine cannot run at all (non-periodic sparse

@@ -32,7 +32,7 @@ __all__ = ["MAGIC", "VERSION", "HEADER_WORDS", "SPACE_WORDS", "ImageError", "bui
            "parse_image", "image_words"]
 
 MAGIC = 0x41435350
-#: 2: layer descriptors gained ``mix`` and ``mix_wrap`` (hw.layout.LAYER_FIELDS), which an engine
+#: 2: layer descriptors gained ``mix`` and ``mix_wrap`` (hw.descriptors.LAYER_FIELDS), which an engine
 #: reading version 1 would ignore and so compute a mixed layer wrong; version 1 images (both
 #: fields zero) would still run, but are refused like any other version.
 #: 3: ``frames``, ``frame_in`` and ``frame_out`` (batches of frames; zero for one frame).

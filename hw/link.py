@@ -69,7 +69,7 @@ class ErrorCode(IntEnum):
     BAD_SECTION = 9     #: unknown/repeated space, section too large, lengths inconsistent
     NO_IMAGE = 10       #: INFER or READ_COUNTERS before a good image
     BAD_FRAME_SIZE = 11  #: INFER payload length differs from the model's input length
-    BAD_MODEL = 12      #: image well formed, but its model cannot run (hw.layout.check_descriptors)
+    BAD_MODEL = 12      #: image well formed, but its model cannot run (hw.descriptors.check_descriptors)
     #: INFER abandoned: a layer of the loaded model addressed memory outside the engine's
     #: activation or weight memory (a descriptor whose maps or weights pass the end of their memory)
     ADDRESS_FAULT = 13

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from hw.array import ArrayConfig
-from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, check_descriptors
+from hw.descriptors import DESC_HEADER_WORDS, LAYER_FIELDS, check_descriptors
 from hw.memory_map import Space
 
 #: The engine the RTL tests build: the Arty A7-35T's 8 x 8 array, memories big enough for
@@ -34,7 +34,7 @@ def with_descriptor_words(sections, words):
 def runaway_sections(sections, config):
     """``sections`` with a first layer that the engine's model check passes and that runs far
     longer than a host waits: it runs as many frames, one by one, as ``config``'s activation
-    memory has bytes (``hw.layout.layer_limits``), its input a byte further up each time and
+    memory has bytes (``hw.descriptors.layer_limits``), its input a byte further up each time and
     its output in place. Only after hundreds of passes does its input map reach the memory's
     end (where the address guard would stop it). The host gives up on it first and the engine
     must abort it."""

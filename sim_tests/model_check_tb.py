@@ -1,7 +1,7 @@
 """cocotb testbench of the engine core's model check (``model_ok``) in the generated Verilog.
 
 The ``.npz`` file named by ``MODEL_CHECK_CASES`` holds ``n_cases`` descriptor sections
-(``words_i``) and the verdict of ``hw.layout.check_descriptors`` on each (``ok_i``). Each
+(``words_i``) and the verdict of ``hw.descriptors.check_descriptors`` on each (``ok_i``). Each
 section is written through the load port after an ``unload`` pulse, with random gaps in
 ``load.valid`` (``MODEL_CHECK_SEED``); ``model_ok`` is read ``MODEL_CHECK_LATENCY`` cycles after
 the last word and must equal the verdict.

@@ -16,7 +16,8 @@ import pytest
 from bench.layers import random_layer_model
 from hw.array import ArrayConfig
 from hw.image import ImageError, build_image
-from hw.layout import build_layout, check_descriptors, DESC_HEADER_WORDS, HEADER_FIELDS, LAYER_FIELDS
+from hw.layout import build_layout
+from hw.descriptors import check_descriptors, DESC_HEADER_WORDS, HEADER_FIELDS, LAYER_FIELDS
 from hw.memory_map import Space
 from hw.reference import run_model
 

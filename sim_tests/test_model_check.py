@@ -1,5 +1,5 @@
 """RTL test of the loader's model check: the core's ``model_ok`` in the generated Verilog
-(Icarus and Verilator) against ``hw.layout.check_descriptors`` on the sections of
+(Icarus and Verilator) against ``hw.descriptors.check_descriptors`` on the sections of
 ``bench.descriptor_cases.model_check_cases`` (header edges, layer fields at and past their
 limits, short sections, random words in random fields), written with random load gaps."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from bench.descriptor_cases import model_check_cases, small_engine
 from hw.image import ImageError
-from hw.layout import check_descriptors
+from hw.descriptors import check_descriptors
 
 SEED = 3
 

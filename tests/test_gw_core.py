@@ -9,7 +9,8 @@ from amaranth.sim import Simulator
 from bench.layers import random_layer_model, random_chain_model
 from gateware.core import Core
 from hw.array import ArrayConfig
-from hw.layout import build_layout, HEADER_FIELDS
+from hw.layout import build_layout
+from hw.descriptors import HEADER_FIELDS
 from hw.link import ErrorCode
 from hw.memory_map import Space
 from hw.reference import run_model
@@ -253,13 +254,13 @@ def test_abort_across_mappings(name, frac):
 
 
 def test_model_ok():
-    """``model_ok`` follows hw.layout.check_descriptors (the header, a descriptor per layer,
+    """``model_ok`` follows hw.descriptors.check_descriptors (the header, a descriptor per layer,
     every layer word in its field's range) on sections written through the load port,
     MODEL_CHECK_LATENCY cycles after the last word; ``unload`` clears what was written (a load
     without a header is refused)."""
     from gateware.interfaces import MODEL_CHECK_LATENCY
     from hw.image import ImageError
-    from hw.layout import check_descriptors
+    from hw.descriptors import check_descriptors
     cfg = small_engine()
     cases = model_check_cases(np.random.default_rng(7))
     dut = Core(config=cfg)
@@ -602,7 +603,7 @@ def _guard_changes(case, layout, config):
     """Descriptor words of the first layer changed: the maps or weights moved to (``fits``) or
     past (the others) the end of their memory, or a map with as many rows as the memory has
     bytes. Worked from the fields' meaning (``hw.layout``), not from the engine."""
-    from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS
+    from hw.descriptors import DESC_HEADER_WORDS, LAYER_FIELDS
     f = layout.layers[0].fields
     A, W = config.act_depth, config.weight_depth
     entries = layout.sections[Space.WEIGHTS].size // config.words_per_entry

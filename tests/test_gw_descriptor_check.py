@@ -1,5 +1,5 @@
 """amaranth.sim tests of gateware.descriptor_check.DescriptorCheck against
-hw.layout.check_descriptors: the flag and the section's extent one cycle after each write."""
+hw.descriptors.check_descriptors: the flag and the section's extent one cycle after each write."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ from amaranth.sim import Simulator
 from gateware.descriptor_check import DescriptorCheck
 from hw.array import ArrayConfig
 from hw.image import ImageError
-from hw.layout import LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, check_descriptors, layer_limits
+from hw.descriptors import (LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, check_descriptors,
+                            layer_limits)
 
 
 def _layers_ok(words, config):
@@ -42,7 +43,7 @@ def _random_sections(config, rng, n):
                       "table_base": config.table_depth - layer.get("period", 1),
                       "param_base": config.param_depth - layer.get("c_out", 1)}.get(name, v.hi)
                 layer[name] = int(rng.choice(v.values)) if v.values else int(rng.integers(v.lo, hi + 1))
-            # q and rem split c_out by period (hw.layout.split_matches), but in about one
+            # q and rem split c_out by period (hw.descriptors.split_matches), but in about one
             # layer in eight.
             if rng.random() < 7 / 8:
                 layer["q"], layer["rem"] = divmod(layer["c_out"], layer["period"])

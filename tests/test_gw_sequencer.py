@@ -10,7 +10,8 @@ from amaranth.sim import Simulator
 from bench.layers import random_layer_model
 from gateware.sequencer import GUARD_LATENCY, Sequencer
 from hw.array import ArrayConfig
-from hw.layout import DESC_HEADER_WORDS, LAYER_FIELDS, build_layout
+from hw.layout import build_layout
+from hw.descriptors import DESC_HEADER_WORDS, LAYER_FIELDS
 from hw.memory_map import Space
 
 

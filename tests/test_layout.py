@@ -6,8 +6,8 @@ import pytest
 
 from bench.layers import random_layer_model, random_chain_model
 from hw.array import ArrayConfig
-from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_FIELDS, DESC_HEADER_WORDS, \
-    DESC_LAYER_WORDS, LAYER_OVERHEAD
+from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_OVERHEAD
+from hw.descriptors import LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
 from hw.memory_map import Space
 
 from bench.descriptor_cases import small_engine, hand_layer, hand_section
@@ -498,7 +498,7 @@ def test_check_header():
     """The loader's model check, worked by hand on a small engine: 3 descriptor slots, an INPUT
     space of 64 words (256 bytes), 256 bytes of activation memory."""
     from hw.image import ImageError
-    from hw.layout import check_header, header_limits
+    from hw.descriptors import check_header, header_limits
     from hw.link import ErrorCode
     cfg = ArrayConfig(rows=2, cols=2, p_max=4, weight_depth=16, table_depth=16, param_depth=16,
                       act_depth=256, max_layers=3)
@@ -527,7 +527,7 @@ def test_check_header_length_ports():
     by the core's 20-bit length ports (2**20 - 1 bytes), not by the memories: an input of
     2**20 bytes used to be truncated to 0."""
     from hw.image import ImageError
-    from hw.layout import MAX_LEN, check_header, header_limits
+    from hw.descriptors import MAX_LEN, check_header, header_limits
     assert MAX_LEN == 2 ** 20 - 1
     cfg = ArrayConfig(act_depth=1 << 20)
     assert header_limits(cfg) == {"n_layers": 16, "input_len": 2 ** 20 - 1,
@@ -541,7 +541,7 @@ def test_check_header_length_ports():
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_built_headers_pass_the_check(batch):
-    from hw.layout import check_header
+    from hw.descriptors import check_header
     q = random_chain_model([dict(c_out=6), dict(c_out=5, kind="fc")], c_in=2, h=5, w=5, seed=2)
     cfg = ArrayConfig.for_model(q, rows=4, cols=4, batch=batch)
     check_header(build_layout(q, cfg, batch=batch).sections[Space.DESCRIPTORS], cfg)
@@ -550,7 +550,7 @@ def test_built_headers_pass_the_check(batch):
 def test_layer_limits():
     """Each descriptor field's range on the small engine, worked by hand from its depths: 256
     bytes of activations, 16 parameters, table slots and weight entries, P <= 4, 2 row groups."""
-    from hw.layout import layer_limits
+    from hw.descriptors import layer_limits
     lim = {n: str(v) for n, v in layer_limits(small_engine()).items()}
     assert lim == dict(c_in="1..256", h_in="1..256", w_in="1..256", hw_in="1..256", c_out="1..16",
                        h_out="1..256", w_out="1..256", out_w="1..256", out_hw="1..256", k="1 or 3",
@@ -569,7 +569,7 @@ def test_check_descriptors():
     q and rem splitting c_out by period (q * 4 + rem = 6), and a whole descriptor for each of the
     header's layers."""
     from hw.image import ImageError
-    from hw.layout import check_descriptors
+    from hw.descriptors import check_descriptors
     from hw.link import ErrorCode
     cfg = small_engine()
     good = hand_layer()
@@ -640,7 +640,7 @@ def test_built_descriptors_pass_the_check(name, batch):
     """Every descriptor ``build_layout`` writes runs on its engine, on one, two and four row
     groups, one frame or a batch."""
     from host.synthetic import random_qmodel
-    from hw.layout import check_descriptors
+    from hw.descriptors import check_descriptors
     q = random_qmodel(name, seed=4)
     for groups in (1, 2, 4):
         cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=groups, batch=batch)
