@@ -256,8 +256,10 @@ class ArrayConfig:
         memories and descriptor slots, the fewest layers on a tie; 0 when none fits (then
         :meth:`check_model` says why)."""
         from .layout import depth_first_choices, model_cycles
-        fits = [k for k in depth_first_choices(len(qmodel.layers), batch)
-                if self._overflow(qmodel, batch, k) is None]
+        choices = depth_first_choices(len(qmodel.layers), batch)
+        if len(choices) == 1:       # one frame: nothing to choose
+            return choices[0]
+        fits = [k for k in choices if self._overflow(qmodel, batch, k) is None]
         return min(fits, key=lambda k: (model_cycles(qmodel, rows=self.rows, cols=self.cols,
                                                      groups=self.groups, batch=batch,
                                                      depth_first=k), k), default=0)
@@ -368,7 +370,8 @@ class ArrayConfig:
             return (-(-bank // BANK_BLOCK_BYTES),
                     model_cycles(qmodel, rows=rows, cols=cols, groups=groups, batch=batch,
                                  depth_first=k), k)
-        req = need(min(depth_first_choices(len(qmodel.layers), batch), key=cost))
+        choices = depth_first_choices(len(qmodel.layers), batch)
+        req = need(min(choices, key=cost) if len(choices) > 1 else choices[0])
         # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).
         unit = 2 * cols * 64
         act = max(-(-req["act_depth"] // unit) * unit, unit)
