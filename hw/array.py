@@ -268,8 +268,7 @@ class ArrayConfig:
         """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
         frames at a time, its first ``depth_first`` layers frame by frame; None: as
         :meth:`depth_first_for` picks) cannot run here."""
-        picked = depth_first is None
-        if picked:
+        if depth_first is None:
             depth_first = self.depth_first_for(qmodel, batch=batch)
         over = self._overflow(qmodel, batch, depth_first)
         if over is None:
@@ -283,8 +282,8 @@ class ArrayConfig:
         if depth_first:
             run += f" (its first {depth_first} layers frame by frame)"
         hint = ""
-        if picked and field == "act_depth":
-            # None fits: say how far running layers depth-first would bring the activations.
+        if field == "act_depth":
+            # Say how far another depth-first prefix would bring the activations.
             from .layout import depth_first_choices, requirements
             least = min((requirements(qmodel, rows=self.rows, cols=self.cols, groups=self.groups,
                                       batch=batch, depth_first=k)["act_depth"][0], k)
@@ -363,15 +362,17 @@ class ArrayConfig:
             return {f: n for f, (n, _) in requirements(qmodel, rows=rows, cols=cols, groups=groups,
                                                        batch=batch, depth_first=k).items()}
 
+        choices = depth_first_choices(len(qmodel.layers), batch)
+        needs = {k: need(k) for k in choices}
+
         def cost(k):
             # Block RAMs a bank needs first (a bank one byte past a block takes another), then
             # cycles: the depth-first prefix that keeps the banks smallest, the fastest of those.
-            bank = -(-need(k)["act_depth"] // (2 * cols))
+            bank = -(-needs[k]["act_depth"] // (2 * cols))
             return (-(-bank // BANK_BLOCK_BYTES),
                     model_cycles(qmodel, rows=rows, cols=cols, groups=groups, batch=batch,
                                  depth_first=k), k)
-        choices = depth_first_choices(len(qmodel.layers), batch)
-        req = need(min(choices, key=cost) if len(choices) > 1 else choices[0])
+        req = needs[min(choices, key=cost) if len(choices) > 1 else choices[0]]
         # Activation memory in whole 64-byte bank rows (not a power of two: it is the largest memory).
         unit = 2 * cols * 64
         act = max(-(-req["act_depth"] // unit) * unit, unit)

@@ -101,7 +101,7 @@ one tile for ``G = 2`` and ``G = 4`` alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -573,7 +573,8 @@ class _Run:
     """One layer descriptor of a run: plan ``i`` on frame ``frame`` of the batch (a depth-first
     layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
     ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
-    ``out_base`` (``out_pitch``, ``out_frame``)."""
+    ``out_base`` (``out_pitch``, ``out_frame``); ``cycles``: its expected cycles, less the
+    descriptor load hidden behind the previous run's drain (:func:`prefetch_cycles`)."""
     i: int
     frame: int | None
     in_base: int
@@ -585,6 +586,7 @@ class _Run:
     steps: tuple
     per: tuple
     mapping: dict
+    cycles: int = 0
 
 
 def depth_first_choices(n_layers: int, batch: int) -> tuple:
@@ -656,15 +658,11 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
         passes = batch > 1 and not mapping["tall"]
         runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
                          out_pitch, out_frame if passes else 0, steps, per, mapping))
+    # Each descriptor after the first loads while the previous layer drains.
+    runs = [replace(r, cycles=r.mapping["cycles"] - (0 if p is None else prefetch_cycles(
+                rows, cols, pool=bool(plans[p.i][0].pool), trailing=p.mapping["trailing"])))
+            for p, r in zip([None] + runs[:-1], runs)]
     return runs, act, region[n]
-
-
-def _run_cycles(plans, runs, *, rows, cols) -> int:
-    """Expected cycles of ``runs``: each one's layer cycles, less the descriptor load hidden
-    behind the previous one's drain (:func:`prefetch_cycles`)."""
-    return FRAME_OVERHEAD + sum(r.mapping["cycles"] for r in runs) - sum(
-        prefetch_cycles(rows, cols, pool=bool(plans[r.i][0].pool), trailing=r.mapping["trailing"])
-        for r in runs[:-1])
 
 
 def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | None:
@@ -759,7 +757,7 @@ def model_cycles(qmodel, *, rows: int, cols: int, groups: int, batch: int = 1,
     check_batch(batch)
     plans = _plan_shapes(qmodel, rows, cols)
     runs, _, _ = _runs(plans, batch, depth_first, rows=rows, cols=cols, groups=groups)
-    return _run_cycles(plans, runs, rows=rows, cols=cols)
+    return FRAME_OVERHEAD + sum(r.cycles for r in runs)
 
 
 def requirements(qmodel, *, rows: int, cols: int, groups: int = 1, limits: dict | None = None,
@@ -849,14 +847,13 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
     check_batch(batch)
     R, C = config.rows, config.cols
     plans = _plan_shapes(qmodel, R, C)
-    config.check_model(qmodel, batch=batch, depth_first=depth_first)
     if depth_first is None:
         depth_first = config.depth_first_for(qmodel, batch=batch)
+    config.check_model(qmodel, batch=batch, depth_first=depth_first)
     runs, _, result_base = _runs(plans, batch, depth_first, rows=R, cols=C, groups=config.groups)
     tall_maps = _tall_maps(plans, batch)
     tables, bias, requant, entries, desc_layers, layer_plans = [], [], [], [], [], []
     layer_at = {}       # plan index -> (table_base, weight_base, param_base) of its weights
-    previous = None
     for run in runs:
         i = run.i
         l, image, in_shape, (h_conv, w_conv), o = plans[i]
@@ -895,11 +892,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
                       flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
                       mix_wrap=in_shape[0] * in_pitch if mix == 1 else 0, frames=frames,
                       frame_in=run.in_frame, frame_out=run.out_frame)
-        tiles, cycles = mapping["tiles"], mapping["cycles"]
-        if previous is not None:    # this descriptor loaded while the previous layer drained
-            cycles -= prefetch_cycles(R, C, pool=bool(plans[previous.i][0].pool),
-                                      trailing=previous.mapping["trailing"])
-        previous = run
+        tiles, cycles = mapping["tiles"], run.cycles
         macs = frames * sum(n * s for n, s in zip(per, full_steps)) * h_conv * w_conv
         dense = frames * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
