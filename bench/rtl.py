@@ -97,12 +97,14 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
     # which must not be compiled by two of them at once.
     lock = open(build_dir / ".run.lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
+    # Converting the core to Verilog takes seconds: skipped while the build is of this design.
+    key = f"gateware.core.Core(config={config!r})"
     try:
         if waves_on_failure:
             build_and_run(Core(config=config), sim=sim, build_dir=build_dir, test_module="core_tb",
-                          test_dir=SIM_TESTS_DIR, seed=seed, extra_env=env)
+                          test_dir=SIM_TESTS_DIR, seed=seed, extra_env=env, design_key=key)
         else:
-            runner = build(Core(config=config), sim=sim, build_dir=build_dir)
+            runner = build(Core(config=config), sim=sim, build_dir=build_dir, design_key=key)
             run(runner, build_dir=build_dir, test_module="core_tb", test_dir=SIM_TESTS_DIR,
                 seed=seed, extra_env=env)
         results = json.loads(results_path.read_text())

