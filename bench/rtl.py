@@ -93,18 +93,20 @@ def run_rtl(config, cases, *, sim: str, seed: int = 0, valid_p: float = 1.0, rea
     env = {"CORE_CASES": str(cases_path), "CORE_RESULTS": str(results_path), "CORE_SEED": str(seed),
            "CORE_VALID_P": str(valid_p), "CORE_READY_P": str(ready_p),
            "CORE_STRICT": "1" if strict else "0"}
-    # One build directory serves one run at a time: pytest-xdist workers share the cached build,
-    # which must not be compiled by two of them at once.
-    lock = open(build_dir / ".run.lock", "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    # Converting the core to Verilog takes seconds: skipped while the build is of this design.
+    # pytest-xdist workers share the cached build: one compiles it (exclusive lock) while none
+    # runs it, then any number run it (shared lock). Converting the core to Verilog takes
+    # seconds: skipped while the build is of this design.
     key = f"gateware.core.Core(config={config!r})"
+    lock = open(build_dir / ".run.lock", "w")
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runner = build(Core(config=config), sim=sim, build_dir=build_dir, design_key=key)
+        fcntl.flock(lock, fcntl.LOCK_SH)
         if waves_on_failure:
+            # Its build finds the stamp just written and returns at once.
             build_and_run(Core(config=config), sim=sim, build_dir=build_dir, test_module="core_tb",
                           test_dir=SIM_TESTS_DIR, seed=seed, extra_env=env, design_key=key)
         else:
-            runner = build(Core(config=config), sim=sim, build_dir=build_dir, design_key=key)
             run(runner, build_dir=build_dir, test_module="core_tb", test_dir=SIM_TESTS_DIR,
                 seed=seed, extra_env=env)
         results = json.loads(results_path.read_text())
