@@ -264,6 +264,13 @@ class ArrayConfig:
                                                      groups=self.groups, batch=batch,
                                                      depth_first=k), k), default=0)
 
+    def fits(self, qmodel, *, batch: int = 1, depth_first: int | None = None) -> bool:
+        """Whether ``qmodel`` runs here (run ``batch`` frames at a time, its first
+        ``depth_first`` layers frame by frame; None: any prefix): :meth:`check_model` passes."""
+        if depth_first is None:
+            depth_first = self.depth_first_for(qmodel, batch=batch)
+        return self._overflow(qmodel, batch, depth_first) is None
+
     def check_model(self, qmodel, *, batch: int = 1, depth_first: int | None = None) -> None:
         """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
         frames at a time, its first ``depth_first`` layers frame by frame; None: as

@@ -68,12 +68,10 @@ region 0 at address 0.
 
 Cycles
 ------
-A tile is ``gs`` filters of one class times ``cols`` consecutive output pixels of ``G`` output
-rows (one per row group; flat: ``cols`` consecutive flat pixels per region; mixed: ``gs`` filters
-of each of ``G`` classes times the same ``cols`` pixels); it streams ``L_r`` steps (the class's non-zeros per filter) and takes ``max(L_r, rows)`` cycles
-(the accumulators drain down the columns in ``rows`` cycles while the next tile computes).
-:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the setup; after the first
-layer, :func:`prefetch_cycles` of the load hide behind the previous layer's drain.
+:mod:`hw.cycles` counts each layer's cycles; :func:`layer_mapping` picks the mapping (row groups,
+fold, flat tiles, mixed classes, split inputs) with the fewest, and a layout's
+``expected_cycles`` sums its runs (after the first layer, :func:`hw.cycles.prefetch_cycles` of each
+descriptor load hide behind the previous layer's drain).
 
 Batches
 -------
@@ -82,7 +80,7 @@ Batches
 like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
 ``b * C * hw + c * hw``: an FC reads a frame's values as one vector). The ``hw_in`` and
 ``out_hw`` fields are channel pitches. A layer runs its frames one by one (``frames = B`` passes,
-``frame_in`` / ``frame_out`` the base steps from one frame to the next; :func:`layer_cycles`'
+``frame_in`` / ``frame_out`` the base steps from one frame to the next; :func:`hw.cycles.layer_cycles`'
 ``passes``) or, where the engine can and it is faster, *tall* (``frame_in = 0``): one pass of
 flat tiles over all ``B * h_out`` rows, which cross from one frame into the next, the input rows
 checked frame-locally (``h_in``, ``h_out`` are a frame's). ``frames = 1`` and zero frame
@@ -93,7 +91,7 @@ Pooling
 A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the same tiles as
 without (the conv output ``h_out x w_out``, odd last rows / columns included) and stores the
 pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
-its write-back (``gateware.output_path.PoolStage``), which adds :data:`POOL_CYCLES` to the layer's
+its write-back (``gateware.output_path.PoolStage``), which adds :data:`hw.cycles.POOL_CYCLES` to the layer's
 drain and nothing else. With ``G`` row groups a tile holds output rows ``oy .. oy + G - 1``
 (``oy`` a multiple of ``G``, so even): the pooling pairs ``(oy + 2i, oy + 2i + 1)`` lie inside
 one tile for ``G = 2`` and ``G = 4`` alike.
@@ -105,117 +103,21 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .cycles import FRAME_OVERHEAD, layer_cycles, prefetch_cycles, tile_span
 from .descriptors import (DESC_HEADER_WORDS, DESC_LAYER_WORDS, GROUP_CHOICES, LAYER_FIELDS,
                           check_descriptors)
 from .image import ImageError
 from .memory_map import Space
 from .variants import parse_variant
 
-__all__ = ["Layout", "LayerPlan", "build_layout", "requirements", "LAYER_OVERHEAD", "FRAME_OVERHEAD",
-           "DESC_CYCLES", "prefetch_cycles",
-           "layer_cycles", "drain_cycles", "ISSUE_CYCLES", "READ_CYCLES", "OUTPUT_PATH_CYCLES", "POOL_CYCLES",
-           "WRITEBACK_CYCLES",
-           "layer_mapping", "model_cycles", "tile_bound", "tile_span", "flat_tiles",
-           "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg", "PASS_CYCLES",
+__all__ = ["Layout", "LayerPlan", "build_layout", "requirements",
+           "layer_mapping", "model_cycles", "tile_bound", "flat_tiles",
+           "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg",
            "depth_first_choices"]
-
-#: Cycles of a layer's descriptor load: one per field, plus two (the block RAM's read and its
-#: output register).
-DESC_CYCLES = len(LAYER_FIELDS) + 2
-#: Cycles per layer outside its tiles: the descriptor load, three setup cycles and the final class
-#: check. After the first layer, the load overlaps the previous layer's drain
-#: (:func:`prefetch_cycles`).
-LAYER_OVERHEAD = DESC_CYCLES + 3 + 1
-#: Cycles per frame beyond its layers.
-FRAME_OVERHEAD = 0
-#: Cycles from a step's issue to the array inputs: the activation buffer's read latency
-#: (``gateware.act_buffer.READ_LATENCY``: bank addresses, bank read, landing register, bank
-#: output register, column select).
-READ_CYCLES = 5
-#: Cycles a step spends in the sequencer before its issue register (the issue snapshot:
-#: ``gateware.sequencer.ISSUE_LATENCY - 1``).
-ISSUE_CYCLES = 1
-#: Cycles of the engine's output path (``gateware.output_path.OUTPUT_LATENCY``).
-OUTPUT_PATH_CYCLES = 9
-#: Extra drain cycles of a layer with a 2x2 max-pool (the pool stage's two registers).
-POOL_CYCLES = 2
-#: Cycles from the output side (output path or pool stage) to the activation buffer's write
-#: request: the write-back register (``gateware.core.WRITEBACK_LATENCY``).
-WRITEBACK_CYCLES = 1
-
-
-def drain_cycles(rows: int, cols: int, pool: bool = False) -> int:
-    """Cycles from a layer's last issued step until its last row is written back (then the next
-    layer may read it): the issue snapshot (:data:`ISSUE_CYCLES`), the read stages
-    (:data:`READ_CYCLES`, the issue register's included), the array, the tag stage, the output
-    path (and the pool stage of a pooled layer), the write-back register
-    (:data:`WRITEBACK_CYCLES`). The output path is
-    ``gateware.output_path.OUTPUT_LATENCY`` (:data:`OUTPUT_PATH_CYCLES`) cycles, the array
-    ``gateware.systolic_array.ARRAY_LATENCY`` (``rows + cols + 4``)."""
-    from_issue = (ISSUE_CYCLES + READ_CYCLES + (rows + cols + 4) + rows + OUTPUT_PATH_CYCLES
-                  + WRITEBACK_CYCLES)
-    return from_issue + (POOL_CYCLES if pool else 0)
-
-
-def prefetch_cycles(rows: int, cols: int, *, pool: bool, trailing: int) -> int:
-    """Cycles of the next layer's descriptor load hidden behind a layer's drain: the sequencer
-    starts it once the layer's ``trailing`` empty classes are checked (a cycle each after its
-    last step) and waits for whichever ends last, the load or the drain
-    (:func:`drain_cycles`)."""
-    return max(0, min(DESC_CYCLES, drain_cycles(rows, cols, pool) - trailing))
-
-
-def tile_span(rows: int) -> int:
-    """Fewest cycles between two tiles' last steps (``gateware.sequencer`` holds a tile's last
-    step until then: the previous tile's drain down ``rows`` rows, at least 2)."""
-    return max(rows, 2)
-
-
-#: Cycles between two passes of a layer run frame by frame (``passes > 1``): the class check
-#: that finds the pass done and the two setup cycles of the next.
-PASS_CYCLES = 3
-
-
-def layer_cycles(steps, class_filters, tiles, *, rows: int, cols: int, group_rows: int | None = None,
-                 pool: bool = False, passes: int = 1) -> int:
-    """Engine cycles of one layer, exactly as the sequencer spends them.
-
-    Per class: one CLASS cycle (plus one PREP cycle when the class has filters; classes after the
-    last non-empty one overlap the drain); per tile its
-    ``L_r`` steps plus the cycles its last step is held until ``max(rows, 2)`` cycles after the previous
-    tile's last step (the drain chain's time); then the pipeline drain (:data:`POOL_CYCLES` longer
-    for a pooled layer: pooling itself costs no step and no tile). A layer that runs ``passes``
-    frames one after the other repeats its classes, each pass but the last followed by its
-    trailing empty classes and :data:`PASS_CYCLES` (the tiles keep streaming: no drain between).
-    """
-    span = tile_span(rows)
-    gap = span
-    cycles = LAYER_OVERHEAD
-    # Empty classes after the last non-empty one are checked while the pipeline drains.
-    last = max(i for i, n in enumerate(class_filters) if n)
-    for p in range(passes):
-        for L, n in zip(steps[:last + 1], class_filters[:last + 1]):
-            cycles += 1
-            gap = min(gap + 1, span)
-            if not n:
-                continue
-            cycles += 1
-            gap = min(gap + 1, span)
-            for _ in range(-(-n // (group_rows or rows)) * tiles):
-                gap = min(gap + L - 1, span)
-                hold = max(0, span - gap)
-                cycles += L + hold
-                gap = 1
-        if p < passes - 1:
-            between = len(class_filters) - 1 - last + PASS_CYCLES
-            cycles += between
-            gap = min(gap + between, span)
-    return cycles + drain_cycles(rows, cols, pool)
-
 
 def tile_bound(plan, *, rows: int, cols: int) -> float:
     """The utilization ``plan``'s mapping allows at best: its MACs over ``rows * cols`` times the
-    cycles of its tiles alone (each ``max(L_r, tile_span(rows))``, as in :func:`layer_cycles`), i.e.
+    cycles of its tiles alone (each ``max(L_r, tile_span(rows))``, as in :func:`hw.cycles.layer_cycles`), i.e.
     without the per-layer overhead and drain. What it lacks of 1.0 is quantization: classes not
     filling the rows of a group, maps not filling the columns or the output rows of a tile."""
     G = plan.fields["groups"]
@@ -275,7 +177,7 @@ class LayerPlan:
     tiles : int
         Pixel tiles per filter block (and pass).
     cycles : int
-        Expected engine cycles of the layer (tiles plus :data:`LAYER_OVERHEAD`).
+        Expected engine cycles of the layer (tiles plus :data:`hw.cycles.LAYER_OVERHEAD`).
     frame : int or None
         The frame of the batch this descriptor runs, for a layer of a depth-first prefix
         (:func:`build_layout`); None when it takes the whole batch (or the single frame).
@@ -350,7 +252,7 @@ class Layout:
     input_len, output_len : int
         Bytes of a run's input (``batch`` frames) and of its result.
     expected_cycles : int
-        Sum of the layers' cycles plus :data:`FRAME_OVERHEAD`: the ``cycles`` counter's value.
+        Sum of the layers' cycles plus :data:`hw.cycles.FRAME_OVERHEAD`: the ``cycles`` counter's value.
     depth_first : int
         How many of the first layers a run takes frame by frame, frame after frame through all
         of them (:func:`build_layout`); 0: every layer takes the whole batch.
@@ -574,7 +476,7 @@ class _Run:
     layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
     ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
     ``out_base`` (``out_pitch``, ``out_frame``); ``cycles``: its expected cycles, less the
-    descriptor load hidden behind the previous run's drain (:func:`prefetch_cycles`)."""
+    descriptor load hidden behind the previous run's drain (:func:`hw.cycles.prefetch_cycles`)."""
     i: int
     frame: int | None
     in_base: int
@@ -686,7 +588,7 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "steps", "cycles", "entries", "trailing"}`` (``steps``: each class's steps a tile, ``steps``
     itself unless the inputs are split; ``trailing``: the empty classes after the last one with
-    filters, checked after the layer's last step, :func:`prefetch_cycles`).
+    filters, checked after the layer's last step, :func:`hw.cycles.prefetch_cycles`).
 
     Among ``G`` in :data:`GROUP_CHOICES` up to the config's ``groups`` (and ``rows``), the column
     fold (one group, a map exactly ``cols / 2`` wide, a config with at least two groups), flat
@@ -695,7 +597,7 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     take ``G`` classes of the same pixels, one output row a tile or flat tiles of the whole map
     with ``2 G`` ports, or with ``G`` = ``groups`` ports where the layer is ``contiguous``: stride
     1 and ``w_in = w_out``, so that a tile's pixels are consecutive input bytes across a row end
-    and one port a group reads them), the mapping with the fewest cycles (:func:`layer_cycles`), then the
+    and one port a group reads them), the mapping with the fewest cycles (:func:`hw.cycles.layer_cycles`), then the
     fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
     fewest groups, then not flat, then not mixed.
 
@@ -703,7 +605,7 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     groups may each take a chunk of ``c_in / G`` of them (``mix`` = 2: :func:`split_allowed`),
     their partial sums added by the engine; its tiles then take ``L_r / G`` steps.
 
-    ``passes``: the layer runs that many frames one after the other (:func:`layer_cycles`).
+    ``passes``: the layer runs that many frames one after the other (:func:`hw.cycles.layer_cycles`).
     ``tall``: ``h_conv`` rows are a batch's frames stacked into one map, which the engine runs
     only with flat tiles of one region (one group, or mixed groups); None when no such mapping
     exists.

@@ -415,9 +415,7 @@ def random_chain_case(seed, config, batch=1):
         specs.append(dict(c_out=c_out, k=k, stride=stride, variant=variant, pool=pool))
         shape = (c_out, ho // 2, wo // 2) if pool else (c_out, ho, wo)
     q = random_chain_model(specs, c_in=c, h=h, w=w, seed=seed)
-    try:
-        config.check_model(q, batch=batch)
-    except ValueError:
+    if not config.fits(q, batch=batch):
         return None
     # (Only the fit check may refuse: any other refusal of a chain that fits is a bug to see.)
     build_layout(q, config, batch=batch)
@@ -426,7 +424,8 @@ def random_chain_case(seed, config, batch=1):
         # Half the batches run a random depth-first prefix that fits (drawn apart, so that the
         # chains and frames stay those of the seed), the rest as build_layout picks.
         pick = np.random.default_rng([seed, 1])
-        fits = [k for k in depth_first_choices(len(specs), batch) if _fits(config, q, batch, k)]
+        fits = [k for k in depth_first_choices(len(specs), batch)
+                if config.fits(q, batch=batch, depth_first=k)]
         depth_first = int(pick.choice(fits)) if pick.random() < 0.5 else None
         return batch_case(name, q, config, batch, rng, depth_first=depth_first)
     frame = rng.integers(-128, 128, q.input_shape).astype(np.int8)
@@ -505,14 +504,6 @@ def test_config_sweep(run):
     config, batch = random_config(seed)
     cases = chain_cases(config, 25, seed + 1, batch=batch)
     _check(run_rtl(config, cases, sim="verilator", seed=run, valid_p=0.8, ready_p=0.7))
-
-
-def _fits(config, qmodel, batch, depth_first):
-    try:
-        config.check_model(qmodel, batch=batch, depth_first=depth_first)
-    except ValueError:
-        return False
-    return True
 
 
 def batch_case(name, qmodel, config, batch, rng, *, depth_first=None):

@@ -59,10 +59,7 @@ def test_trained_model(checkpoint, tmp_path):
         r = run_model(q, frame)[-1].reshape(-1)
         assert np.array_equal(g, r), f"{checkpoint.parent.name} image {i}: golden and reference differ"
         cases.append(Case(f"{checkpoint.parent.name} test image {i} (label {int(labels[i])})", q, frame, r))
-    try:
-        SIM_CONFIG.check_model(q)          # reuse the shared build when the model fits it
-        config = SIM_CONFIG
-    except ValueError:
-        config = ArrayConfig.for_model(q)
+    # Reuse the shared build when the model fits it.
+    config = SIM_CONFIG if SIM_CONFIG.fits(q) else ArrayConfig.for_model(q)
     results = run_rtl(config, cases, sim="verilator", seed=3, valid_p=0.8, ready_p=0.8)
     assert all(r["bit_exact"] for r in results), [r["case"] for r in results if not r["bit_exact"]]

@@ -62,6 +62,8 @@ def test_for_model_fits_and_check_names_layer():
     with pytest.raises(ValueError, match=r"needs 768 activation bytes in total, 736 more than "
                                          r"act_depth = 32 \(overflowing at layer 'l0'\)"):
         cfg.replace(act_depth=32).check_model(q)
+    assert cfg.fits(q) and not small.fits(q) and not cfg.replace(act_depth=32).fits(q)
+    assert cfg.fits(q, batch=1, depth_first=0)
 
 
 def test_capacity_matches_spaces():

@@ -154,7 +154,7 @@ def test_pool_stage_against_numpy():
 def test_latency_matches_cycle_model():
     # hw.layout's exact cycle model counts the read stages', the array's and the output path's
     # pipeline stages.
-    from hw.layout import READ_CYCLES, OUTPUT_PATH_CYCLES, ISSUE_CYCLES, WRITEBACK_CYCLES, drain_cycles
+    from hw.cycles import READ_CYCLES, OUTPUT_PATH_CYCLES, ISSUE_CYCLES, WRITEBACK_CYCLES, drain_cycles
     from gateware.core import WRITEBACK_LATENCY
     from gateware.act_buffer import READ_LATENCY
     from gateware.systolic_array import ARRAY_LATENCY

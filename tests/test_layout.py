@@ -6,7 +6,8 @@ import pytest
 
 from bench.layers import random_layer_model, random_chain_model
 from hw.array import ArrayConfig
-from hw.layout import build_layout, layer_cycles, drain_cycles, LAYER_OVERHEAD
+from hw.cycles import LAYER_OVERHEAD, drain_cycles, layer_cycles
+from hw.layout import build_layout
 from hw.descriptors import LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
 from hw.memory_map import Space
 
@@ -124,7 +125,7 @@ def test_macs_match_method_formula():
 def test_pool_layout_and_cycles():
     """A pooled layer: conv sizes in h_out/w_out, the stored (pooled, floored) map in out_w/out_hw,
     the next layer reads the pooled map, and the layer costs POOL_CYCLES more (no extra tiles)."""
-    from hw.layout import POOL_CYCLES
+    from hw.cycles import POOL_CYCLES
     q = random_chain_model([dict(c_out=6, pool=True), dict(c_out=4, stride=2, pool=True),
                             dict(c_out=3, kind="fc")], c_in=2, h=9, w=11, seed=2)
     cfg = ArrayConfig.for_model(q, rows=4, cols=4)
@@ -181,7 +182,7 @@ def test_layer_mapping_picks_the_fastest():
 
 def test_four_groups_cycle_model_and_pool():
     """Four groups: tiles of 4 output rows; a pooled layer costs POOL_CYCLES more, same tiles."""
-    from hw.layout import POOL_CYCLES
+    from hw.cycles import POOL_CYCLES
     q = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8")
     qp = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8", pool=True)
     cfg = ArrayConfig(rows=8, cols=4, groups=4)
@@ -419,7 +420,7 @@ def test_batch_tall_fields_and_cycles():
 def test_cycle_model_passes_hand_worked():
     """Frame by frame: the classes again per pass, PASS_CYCLES and the trailing empty classes
     between passes, one drain at the end; tiles keep the drain chain's spacing across passes."""
-    from hw.layout import PASS_CYCLES
+    from hw.cycles import PASS_CYCLES
     one = layer_cycles((9,), (3,), 2, rows=4, cols=4)
     assert layer_cycles((9,), (3,), 2, rows=4, cols=4, passes=3) == \
         one + 2 * (PASS_CYCLES + 2 + 18)
@@ -651,7 +652,7 @@ def test_prefetch_cycles():
     """The next layer's descriptor load (34 cycles) hides behind a layer's drain, less its
     trailing empty classes' checks, worked by hand: drains of 44 (8 x 8), 32 (4 x 4), 34 (4 x 4
     pooled) and 26 cycles (2 x 2)."""
-    from hw.layout import DESC_CYCLES, prefetch_cycles
+    from hw.cycles import DESC_CYCLES, prefetch_cycles
     assert DESC_CYCLES == 34
     assert prefetch_cycles(8, 8, pool=False, trailing=0) == 34
     assert prefetch_cycles(8, 8, pool=False, trailing=15) == 29
@@ -727,6 +728,9 @@ def test_depth_first_picks_the_fastest_that_fits():
     small = big.replace(act_depth=896)
     lay = build_layout(q, small, batch=2)
     assert lay.depth_first == 2
+    assert small.fits(q, batch=2) and small.fits(q, batch=2, depth_first=2)
+    assert not small.fits(q, batch=2, depth_first=0)
+    assert not big.replace(act_depth=880).fits(q, batch=2)
     assert lay.expected_cycles == model_cycles(q, rows=8, cols=8, groups=2, batch=2, depth_first=2)
     with pytest.raises(ValueError, match=r"batches of 2 frames does not fit .* needs 1280 activation "
                                          r"bytes in total, 400 more .*; with its first 2 layers "
