@@ -24,8 +24,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "write_verilog", "source_digest",
-           "build", "run", "build_and_run"]
+__all__ = ["SIMULATORS", "SimulationFailed", "verilator_bin", "simulator_env", "write_verilog",
+           "source_digest", "build", "run", "build_and_run"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -84,11 +84,12 @@ def write_verilog(component, path, *, name: str = "top") -> Path:
 
 
 @functools.cache
-def source_digest() -> str:
-    """sha256 of the Amaranth version and every ``.py`` file of ``gateware/`` and ``hw/`` (path
-    and contents): with a component's parameters, what its Verilog depends on."""
+def source_digest(root=None) -> str:
+    """sha256 of the Amaranth version and every ``.py`` file of ``gateware/`` and ``hw/`` under
+    ``root`` (default: this project; path and contents): with a component's parameters, what
+    its Verilog depends on."""
     import amaranth
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
     h = hashlib.sha256(amaranth.__version__.encode())
     for path in sorted([*root.glob("gateware/*.py"), *root.glob("hw/*.py")]):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
