@@ -249,35 +249,40 @@ class ArrayConfig:
                 return field, need, layer
         return None
 
+    def _resolve(self, qmodel, batch: int, depth_first: int | None) -> tuple:
+        """``(depth_first, overflow)``: the prefix given, or with None the one
+        :meth:`depth_first_for` picks, and its :meth:`_overflow` (each prefix checked once)."""
+        from .layout import depth_first_choices, model_cycles
+        if depth_first is not None:
+            return depth_first, self._overflow(qmodel, batch, depth_first)
+        choices = depth_first_choices(len(qmodel.layers), batch)
+        over = {k: self._overflow(qmodel, batch, k) for k in choices}
+        fits = [k for k in choices if over[k] is None]
+        if len(fits) <= 1:          # one frame, one prefix that fits or none: nothing to choose
+            k = fits[0] if fits else 0
+            return k, over[k]
+        return min(fits, key=lambda k: (model_cycles(qmodel, rows=self.rows, cols=self.cols,
+                                                     groups=self.groups, batch=batch,
+                                                     depth_first=k), k)), None
+
     def depth_first_for(self, qmodel, *, batch: int = 1) -> int:
         """How many of ``qmodel``'s first layers a run of ``batch`` frames takes frame by frame
         on this engine (``hw.layout.build_layout``'s ``depth_first``): of
         ``hw.layout.depth_first_choices``, the fastest (cycle model) that fits this engine's
         memories and descriptor slots, the fewest layers on a tie; 0 when none fits (then
         :meth:`check_model` says why)."""
-        from .layout import depth_first_choices, model_cycles
-        choices = depth_first_choices(len(qmodel.layers), batch)
-        if len(choices) == 1:       # one frame: nothing to choose
-            return choices[0]
-        fits = [k for k in choices if self._overflow(qmodel, batch, k) is None]
-        return min(fits, key=lambda k: (model_cycles(qmodel, rows=self.rows, cols=self.cols,
-                                                     groups=self.groups, batch=batch,
-                                                     depth_first=k), k), default=0)
+        return self._resolve(qmodel, batch, None)[0]
 
     def fits(self, qmodel, *, batch: int = 1, depth_first: int | None = None) -> bool:
         """Whether ``qmodel`` runs here (run ``batch`` frames at a time, its first
         ``depth_first`` layers frame by frame; None: any prefix): :meth:`check_model` passes."""
-        if depth_first is None:
-            depth_first = self.depth_first_for(qmodel, batch=batch)
-        return self._overflow(qmodel, batch, depth_first) is None
+        return self._resolve(qmodel, batch, depth_first)[1] is None
 
     def check_model(self, qmodel, *, batch: int = 1, depth_first: int | None = None) -> None:
         """Raise ``ValueError`` naming the layer and the overflow when ``qmodel`` (run ``batch``
         frames at a time, its first ``depth_first`` layers frame by frame; None: as
         :meth:`depth_first_for` picks) cannot run here."""
-        if depth_first is None:
-            depth_first = self.depth_first_for(qmodel, batch=batch)
-        over = self._overflow(qmodel, batch, depth_first)
+        depth_first, over = self._resolve(qmodel, batch, depth_first)
         if over is None:
             return
         field, need, layer = over

@@ -80,23 +80,21 @@ Batches
 like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
 ``b * C * hw + c * hw``: an FC reads a frame's values as one vector). The ``hw_in`` and
 ``out_hw`` fields are channel pitches. A layer runs its frames one by one (``frames = B`` passes,
-``frame_in`` / ``frame_out`` the base steps from one frame to the next;
-:func:`hw.cycles.layer_cycles`'
-``passes``) or, where the engine can and it is faster, *tall* (``frame_in = 0``): one pass of
-flat tiles over all ``B * h_out`` rows, which cross from one frame into the next, the input rows
-checked frame-locally (``h_in``, ``h_out`` are a frame's). ``frames = 1`` and zero frame
-fields for a single frame.
+``frame_in`` / ``frame_out`` the base steps from one frame to the next; the ``passes`` of
+:func:`hw.cycles.layer_cycles`) or, where the engine can and it is faster, *tall*
+(``frame_in = 0``): one pass of flat tiles over all ``B * h_out`` rows, which cross from one frame
+into the next, the input rows checked frame-locally (``h_in``, ``h_out`` are a frame's).
+``frames = 1`` and zero frame fields for a single frame.
 
 Pooling
 -------
 A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the same tiles as
 without (the conv output ``h_out x w_out``, odd last rows / columns included) and stores the
 pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
-its write-back (``gateware.output_path.PoolStage``), which adds
-:data:`hw.cycles.POOL_CYCLES` to the layer's
-drain and nothing else. With ``G`` row groups a tile holds output rows ``oy .. oy + G - 1``
-(``oy`` a multiple of ``G``, so even): the pooling pairs ``(oy + 2i, oy + 2i + 1)`` lie inside
-one tile for ``G = 2`` and ``G = 4`` alike.
+its write-back (``gateware.output_path.PoolStage``), which adds :data:`hw.cycles.POOL_CYCLES`
+to the layer's drain and nothing else. With ``G`` row groups a tile holds output rows
+``oy .. oy + G - 1`` (``oy`` a multiple of ``G``, so even): the pooling pairs
+``(oy + 2i, oy + 2i + 1)`` lie inside one tile for ``G = 2`` and ``G = 4`` alike.
 """
 
 from __future__ import annotations
@@ -120,9 +118,9 @@ __all__ = ["Layout", "LayerPlan", "build_layout", "requirements",
 def tile_bound(plan, *, rows: int, cols: int) -> float:
     """The utilization ``plan``'s mapping allows at best: its MACs over ``rows * cols`` times the
     cycles of its tiles alone (each ``max(L_r, tile_span(rows))``, as in
-    :func:`hw.cycles.layer_cycles`), i.e.
-    without the per-layer overhead and drain. What it lacks of 1.0 is quantization: classes not
-    filling the rows of a group, maps not filling the columns or the output rows of a tile."""
+    :func:`hw.cycles.layer_cycles`), i.e. without the per-layer overhead and drain. What it lacks of
+    1.0 is quantization: classes not filling the rows of a group, maps not filling the columns or
+    the output rows of a tile."""
     G = plan.fields["groups"]
     gs = rows // G
     per = mixed_classes(plan.class_filters, G) if plan.fields["mix"] == 1 else plan.class_filters
@@ -255,8 +253,8 @@ class Layout:
     input_len, output_len : int
         Bytes of a run's input (``batch`` frames) and of its result.
     expected_cycles : int
-        Sum of the layers' cycles plus
-        :data:`hw.cycles.FRAME_OVERHEAD`: the ``cycles`` counter's value.
+        Sum of the layers' cycles plus :data:`hw.cycles.FRAME_OVERHEAD`: the ``cycles``
+        counter's value.
     depth_first : int
         How many of the first layers a run takes frame by frame, frame after frame through all
         of them (:func:`build_layout`); 0: every layer takes the whole batch.
@@ -602,16 +600,15 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     with ``2 G`` ports, or with ``G`` = ``groups`` ports where the layer is ``contiguous``: stride
     1 and ``w_in = w_out``, so that a tile's pixels are consecutive input bytes across a row end
     and one port a group reads them), the mapping with the fewest cycles
-    (:func:`hw.cycles.layer_cycles`), then the
-    fewest weight entries (blocks of ``rows / G`` filters times the class's steps), then the
-    fewest groups, then not flat, then not mixed.
+    (:func:`hw.cycles.layer_cycles`), then the fewest weight entries (blocks of ``rows / G`` filters
+    times the class's steps), then the fewest groups, then not flat, then not mixed.
 
     ``split``: the layer is a 1x1 conv on a 1 x 1 map (an FC) with ``c_in`` inputs, so ``G``
     groups may each take a chunk of ``c_in / G`` of them (``mix`` = 2: :func:`split_allowed`),
     their partial sums added by the engine; its tiles then take ``L_r / G`` steps.
 
-    ``passes``: the layer runs that many frames one after the other (
-    :func:`hw.cycles.layer_cycles`).
+    ``passes``: the layer runs that many frames one after the other
+    (:func:`hw.cycles.layer_cycles`).
     ``tall``: ``h_conv`` rows are a batch's frames stacked into one map, which the engine runs
     only with flat tiles of one region (one group, or mixed groups); None when no such mapping
     exists.
