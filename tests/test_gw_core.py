@@ -22,7 +22,7 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
              pack_pairs=None, reset_after=None, reload=True, batch=1, abort_after=None,
-             faulty=None):
+             faulty=None, descriptors_last=False):
     """Load ``qmodel`` and ``frame`` (a batch: ``[B, C, H, W]``) into a :class:`Core`, run it,
     return (result bytes, counters, layout, header lengths).
 
@@ -39,13 +39,21 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
     changed (a layer the address guard must stop) and start it; the core must raise ``fault``
     and idle with no result byte (``lens["fault_at"]``: the cycle it idled, or ``None`` if it
     delivered a result instead, which the caller asserts on); then load the whole good image
-    and run."""
+    and run.
+
+    ``descriptors_last``: load the DESCRIPTORS words after all others, so the start comes a
+    cycle after the last of them, while the first layer's descriptor still loads.
+
+    ``lens["first_byte"]``: cycles from the last run's start to its first result byte."""
     layout = build_layout(qmodel, config, batch=batch)
     dut = Core(config=config, pack_pairs=pack_pairs)
     rst = Signal()
     top = Module()
     top.submodules.dut = ResetInserter(rst)(dut)
     words = layout.load_words(frame)
+    if descriptors_last:
+        desc = words[:, 0] == Space.DESCRIPTORS
+        words = np.concatenate([words[~desc], words[desc]])
     again = words
     if not reload:
         hdr = (words[:, 0] == Space.DESCRIPTORS) & (words[:, 1] < len(HEADER_FIELDS))
@@ -123,7 +131,9 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
         await load_and_start(ctx, rows, valid_p)
         lens["input"], lens["output"] = ctx.get(dut.input_len), ctx.get(dut.output_len)
         held = None
-        for _ in range(max_cycles):
+        for n in range(max_cycles):
+            if "first_byte" not in lens and ctx.get(dut.result.valid):
+                lens["first_byte"] = n
             rdy = rng.random() < ready_p
             ctx.set(dut.result.ready, rdy)
             valid = ctx.get(dut.result.valid)
@@ -214,17 +224,47 @@ def test_start_right_after_reset(at):
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=4, reset_after=at, reload=False)
 
 
-@pytest.mark.parametrize("at", [3, 300, 520, 600, 900, 1298, "readout"])
+@pytest.mark.parametrize("at", [3, 266, 486, 566, 866, 1264, "readout"])
 def test_abort_mid_frame(at):
-    """``abort`` at any point of a frame (1,305 cycles: descriptor load, the first layer's tiles,
-    its drain (cycles 504-536) while the second's descriptor loads, the second's tiles, its
-    drain, the readout with a result byte on offer) idles the core once its
-    tiles in flight are written back; the model stays loaded: the INPUT words alone, loaded
-    again, give the exact result and the model's cycle count. (Idling without waiting for the
-    write-backs loses INPUT words to them: the case at 900 fails.)"""
+    """``abort`` at any point of a frame (1,271 cycles: the first layer's setup and tiles (its
+    descriptor loaded while the core idled), its drain (cycles 470-502) while the second's
+    descriptor loads, the second's tiles, its drain, the readout with a result byte on offer)
+    idles the core once its tiles in flight are written back; the model stays loaded: the INPUT
+    words alone, loaded again, give the exact result and the model's cycle count (the idle core
+    loads the first descriptor again: an abort may cut the second's load short). (Idling
+    without waiting for the write-backs loses INPUT words to them: the case at 866 fails.)"""
     q = random_chain_model([dict(c_out=9, variant="PSD2_P8"), dict(c_out=6, stride=2)],
                            c_in=3, h=8, w=9, seed=5)
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, abort_after=at, ready_p=0.6)
+
+
+def test_start_during_descriptor_preload():
+    """The first layer's descriptor loads while the core idles. Written last, the start comes
+    a cycle after the last descriptor word and waits for that load (busy, the load port
+    closed): the result byte comes up to DESC_CYCLES later than with the descriptors written
+    first, yet the ``cycles`` counter (from the first layer's setup) is the model's either way
+    (``check``)."""
+    from hw.cycles import DESC_CYCLES
+    q = random_chain_model([dict(c_out=9, variant="PSD2_P8"), dict(c_out=6, stride=2)],
+                           c_in=3, h=8, w=9, seed=5)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4)
+    first = {}
+    for last in (False, True):
+        frame = np.random.default_rng(6).integers(-128, 128, q.input_shape).astype(np.int8)
+        got, counters, layout, lens = run_core(q, cfg, frame, seed=5, descriptors_last=last)
+        assert np.array_equal(layout.decode_output(got.tobytes()).reshape(-1),
+                              run_model(q, frame)[-1].reshape(-1))
+        assert counters["cycles"] == layout.expected_cycles
+        first[last] = lens["first_byte"]
+    assert 0 < first[True] - first[False] <= DESC_CYCLES, first
+
+
+def test_abort_while_start_waits():
+    """An abort while the start waits for the first descriptor's load cancels the start: the
+    core idles with no result byte, and the INPUT words, loaded again, run exactly."""
+    q = random_layer_model(seed=3, c_in=3, c_out=8, h=6, w=7, variant="PSD2_P8")
+    check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=3, abort_after=2,
+          descriptors_last=True)
 
 
 def _abort_models():

@@ -182,13 +182,15 @@ def test_layer_mapping_picks_the_fastest():
 
 def test_four_groups_cycle_model_and_pool():
     """Four groups: tiles of 4 output rows; a pooled layer costs POOL_CYCLES more, same tiles."""
-    from hw.cycles import POOL_CYCLES
+    from hw.cycles import DESC_CYCLES, POOL_CYCLES
     q = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8")
     qp = random_layer_model(seed=4, c_in=3, c_out=16, h=7, w=9, variant="PSD2_P8", pool=True)
     cfg = ArrayConfig(rows=8, cols=4, groups=4)
     (p,), (pp,) = build_layout(q, cfg).layers, build_layout(qp, cfg).layers
     assert p.fields["groups"] == 4 and p.tiles == 2 * 3          # ceil(7/4) x ceil(9/4)
-    assert p.cycles == layer_cycles(p.steps, p.class_filters, 6, rows=8, cols=4, group_rows=2)
+    # (A model's first layer loads its descriptor while the engine idles, before the start.)
+    assert p.cycles == layer_cycles(p.steps, p.class_filters, 6, rows=8, cols=4,
+                                    group_rows=2) - DESC_CYCLES
     assert pp.cycles == p.cycles + POOL_CYCLES and pp.macs == p.macs
     assert (pp.fields["out_w"], pp.fields["out_hw"]) == (4, 12)
 
@@ -661,7 +663,8 @@ def test_prefetch_cycles():
     assert prefetch_cycles(2, 2, pool=False, trailing=14) == 12
     # A chain: each layer after the first hides its descriptor load behind its predecessor's
     # drain. P = 16 on 3 filters leaves 13 trailing empty classes (a 4 x 4 drain of 32: 19
-    # hidden), P = 1 none (32 hidden); each layer alone (same shapes) pays its whole load.
+    # hidden), P = 1 none (32 hidden); each layer alone (same shapes) is a model's first layer,
+    # whose whole load runs while the engine idles, before the start.
     kw = dict(h=5, w=5, seed=3)
     q = random_chain_model([dict(c_out=3, variant="PSD2_P16"), dict(c_out=4, variant="pSC9"),
                             dict(c_out=5, kind="fc")], c_in=2, **kw)
@@ -669,7 +672,8 @@ def test_prefetch_cycles():
     lay = build_layout(q, cfg)
     alone = [build_layout(random_chain_model([d], c_in=c, **kw), cfg).expected_cycles
              for d, c in ((dict(c_out=4, variant="pSC9"), 3), (dict(c_out=5, kind="fc"), 4))]
-    assert [p.cycles for p in lay.layers[1:]] == [alone[0] - 19, alone[1] - 32]
+    assert [p.cycles for p in lay.layers[1:]] == [alone[0] + DESC_CYCLES - 19,
+                                                  alone[1] + DESC_CYCLES - 32]
     assert lay.expected_cycles == sum(p.cycles for p in lay.layers)
     from hw.layout import model_cycles
     assert model_cycles(q, rows=4, cols=4, groups=1) == lay.expected_cycles
