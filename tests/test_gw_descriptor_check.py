@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gateware.descriptor_check import DescriptorCheck
+from gateware.descriptor_check import CHECK_LATENCY, DescriptorCheck
 from hw.array import ArrayConfig
 from hw.image import ImageError
 from hw.descriptors import (LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS, check_descriptors,
@@ -81,18 +81,24 @@ def test_against_check_descriptors(config):
             await ctx.tick()
             ctx.set(dut.unload, 0)
             assert (ctx.get(dut.ok), ctx.get(dut.words)) == (1, 0), f"seed {seed}: unload"
+            extent = [0] * CHECK_LATENCY           # the extent written, a value a cycle
             for addr, word in enumerate(words):
                 ctx.set(dut.we, 1)
                 ctx.set(dut.addr, addr)
                 ctx.set(dut.data, word)
                 await ctx.tick()
-                assert ctx.get(dut.words) == addr + 1, f"seed {seed}"
+                extent.append(addr + 1)
+                assert ctx.get(dut.words) == extent[-CHECK_LATENCY], f"seed {seed}"
                 # A gap with no write changes nothing.
                 if rng.random() < 0.1:
                     ctx.set(dut.we, 0)
                     ctx.set(dut.data, 2 ** 32 - 1)
                     await ctx.tick()
+                    extent.append(extent[-1])
+                    assert ctx.get(dut.words) == extent[-CHECK_LATENCY], f"seed {seed}"
             ctx.set(dut.we, 0)
+            await ctx.tick().repeat(CHECK_LATENCY - 1)
+            assert ctx.get(dut.words) == len(words), f"seed {seed}"
             got.append(ctx.get(dut.ok))
 
     sim = Simulator(dut)

@@ -5,6 +5,7 @@ runner's ``build`` (the compile) are counted by wrapping them.
 """
 
 import shutil
+from pathlib import Path
 
 import pytest
 from amaranth import Module, Signal
@@ -102,3 +103,28 @@ def test_source_digest_covers_gateware_and_hw(tmp_path):
     cycles.write_text(cycles.read_text() + "\n")
     simulate.source_digest.cache_clear()
     assert simulate.source_digest(tmp_path) != simulate.source_digest()
+
+
+FAILING_TB = '''
+import cocotb
+from cocotb.triggers import Timer
+
+
+@cocotb.test()
+async def fails(dut):
+    await Timer(10, unit="ns")
+    assert False, "fails on purpose"
+'''
+
+
+def test_failure_reruns_with_waveforms(tmp_path):
+    """A failing run is run again with waveforms (under the waveform directory's lock), and the
+    failure names the dump, which exists."""
+    (tmp_path / "failing_tb.py").write_text(FAILING_TB)
+    with pytest.raises(simulate.SimulationFailed, match="waveforms: ") as info:
+        simulate.build_and_run(Counter(), sim="icarus", build_dir=tmp_path / "b",
+                               test_module="failing_tb", test_dir=tmp_path)
+    dumps = str(info.value).split("waveforms: ")[1].split(", ")
+    assert dumps and all(d.endswith((".fst", ".vcd")) for d in dumps), dumps
+    assert all(Path(d).is_file() for d in dumps)
+    assert (tmp_path / "b-waves" / ".lock").is_file()
