@@ -52,7 +52,8 @@ the remaining taps of the channel, a registered last-channel flag); the step's a
 to an issue snapshot and are summed into the issue register a cycle later
 (:data:`ISSUE_LATENCY`), and a tile's tag is summed a cycle after its snapshot.
 
-Counters (of the last frame): ``cycles`` from start to the last layer's last write, ``busy`` the
+Counters (of the last frame): ``cycles`` from the first layer's setup (its descriptor loads while
+the engine idles, and a start waits for that load) to the last layer's last write, ``busy`` the
 cycles a step entered the array, ``macs`` the active PE operations (existing filter x existing
 output pixel), ``stalls`` the readout cycles the result stream was not ready.
 """
@@ -153,11 +154,17 @@ class Sequencer(wiring.Component):
     Members
     -------
     start : In(1)
+        Run a frame (a pulse). The first layer's descriptor is loaded while the engine idles;
+        a start that comes during that load (34 cycles after a descriptor write, a frame's end
+        or an abort) waits for it.
     abort : In(1)
         Abandon the frame: stop issuing steps, wait for the tiles in flight to be written back
         (so that no load word meets a write-back), then idle. A partial tile left in the array
-        is overwritten by the next frame's first step of each PE.
+        is overwritten by the next frame's first step of each PE. A start still waiting for
+        the first descriptor is dropped.
     busy : Out(1)
+        From ``start`` until the frame's last result byte, its abort or its fault (the load
+        port is closed meanwhile).
     desc_we, desc_addr, desc_data, table_we, table_addr, table_data : In
         Load-port writes of the DESCRIPTORS and TABLES spaces.
     unload : In(1)
