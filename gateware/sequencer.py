@@ -859,6 +859,7 @@ class Sequencer(wiring.Component):
                 with m.Elif(start_q):
                     m.d.sync += pending.eq(1)
                 with m.If(self.abort):
+                    # (Over SETUP0 too: a start dropped in the cycle it would have left.)
                     m.d.sync += pending.eq(0)
                     m.next = "IDLE"
             with m.State("SETUP0"):
