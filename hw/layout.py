@@ -178,7 +178,9 @@ class LayerPlan:
     tiles : int
         Pixel tiles per filter block (and pass).
     cycles : int
-        Expected engine cycles of the layer (tiles plus :data:`hw.cycles.LAYER_OVERHEAD`).
+        Expected engine cycles of the layer (tiles plus :data:`hw.cycles.LAYER_OVERHEAD`, less
+        the descriptor load the engine hides: all of it for the first, loaded while the engine
+        idles, :func:`hw.cycles.prefetch_cycles` for the others).
     frame : int or None
         The frame of the batch this descriptor runs, for a layer of a depth-first prefix
         (:func:`build_layout`); None when it takes the whole batch (or the single frame).

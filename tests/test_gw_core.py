@@ -231,8 +231,9 @@ def test_abort_mid_frame(at):
     descriptor loads, the second's tiles, its drain, the readout with a result byte on offer)
     idles the core once its tiles in flight are written back; the model stays loaded: the INPUT
     words alone, loaded again, give the exact result and the model's cycle count (the idle core
-    loads the first descriptor again: an abort may cut the second's load short). (Idling
-    without waiting for the write-backs loses INPUT words to them: the case at 866 fails.)"""
+    loads the first descriptor again: an abort may cut the second's load short). (In session
+    9, idling without waiting for the write-backs lost INPUT words to them: the case in the
+    second layer's tiles failed.)"""
     q = random_chain_model([dict(c_out=9, variant="PSD2_P8"), dict(c_out=6, stride=2)],
                            c_in=3, h=8, w=9, seed=5)
     check(q, ArrayConfig.for_model(q, rows=4, cols=4), seed=5, abort_after=at, ready_p=0.6)
