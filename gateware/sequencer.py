@@ -155,8 +155,8 @@ class Sequencer(wiring.Component):
     -------
     start : In(1)
         Run a frame (a pulse). The first layer's descriptor is loaded while the engine idles;
-        a start that comes during that load (34 cycles after a descriptor write, a frame's end
-        or an abort) waits for it.
+        a start that comes during that load (:data:`hw.cycles.DESC_CYCLES` cycles after a
+        descriptor write, a frame's end or an abort) waits for it.
     abort : In(1)
         Abandon the frame: stop issuing steps, wait for the tiles in flight to be written back
         (so that no load word meets a write-back), then idle. A partial tile left in the array
@@ -801,7 +801,7 @@ class Sequencer(wiring.Component):
         def abort_readout():
             """The result's readout needs no drain: drop the byte on offer, idle."""
             with m.If(self.abort):
-                m.d.sync += [res_valid.eq(0), di.eq(0)]
+                m.d.sync += res_valid.eq(0)
                 m.next = "IDLE"
 
         desc_last = len(LAYER_FIELDS) + 1       # di of the last field's load
@@ -835,8 +835,8 @@ class Sequencer(wiring.Component):
         # The first layer's descriptor loads while the engine idles (after a model write, a
         # frame's end or an abort), so a start goes straight to its setup. ``preloaded``: F
         # holds it; any descriptor write or unload loads it again. A start that arrives during
-        # the load (a host faster than its 34 cycles) waits for it, ``pending``; the ``cycles``
-        # counter starts with the setup either way.
+        # the load (``hw.cycles.DESC_CYCLES``) waits for it, ``pending``; the ``cycles`` counter
+        # starts with the setup either way.
         preloaded = Signal()
         pending = Signal()
         in_run = Signal()
@@ -1070,7 +1070,8 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("ABORT"):
                 # Every tile issued before the abort is written back before the core idles.
-                # (``di`` restarts the idle descriptor load: the abort may have cut a prefetch.)
+                # (``di`` restarts the idle descriptor load: the abort may have cut a prefetch.
+                # The readout needs no such reset: the last layer's DRAIN loads nothing.)
                 with m.If(outstanding == 0):
                     m.d.sync += di.eq(0)
                     m.next = "IDLE"
