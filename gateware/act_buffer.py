@@ -5,8 +5,9 @@ byte ``n`` lives in bank ``n mod 2C`` at bank address ``n div 2C``. The C column
 ``n0 + j * s`` (stride ``s`` in {1, 2}): all inside the window ``[n0, n0 + 2C)``, so they always hit
 C distinct banks; bank ``b`` reads address ``n0 div 2C + (b < n0 mod 2C)``. Zero padding is not
 stored: a column whose pixel lies outside the input map reads as 0 (``ok`` bit low). The output
-path writes C consecutive bytes (one filter row of a tile) a cycle, again C distinct banks, and the
-loader writes 4 consecutive bytes (one INPUT word).
+path writes C bytes (one filter row of a tile) a cycle, consecutive or 2 apart (a map whose pixels
+two frames interleave), again C distinct banks, and the loader writes 4 consecutive bytes (one
+INPUT word).
 """
 
 from amaranth import Module, Signal, Mux, signed, unsigned
@@ -67,10 +68,10 @@ class ActBuffer(wiring.Component):
     rd2_addr, rd2_ok, rd2_data (and rd3_*, rd4_* with ``ports == 4``)
         Further read ports (same stride): each reads its own copy of the banks, which every
         write updates too (the activations of row groups 1, 2, 3).
-    wr_en, wr_addr, wr_mask, wr_data : In
-        Write ``wr_data[j]`` to ``wr_addr + j`` for each ``j`` with ``wr_mask`` bit ``j`` set,
-        :data:`WRITE_LATENCY` cycles later (a read issued that many cycles after the request
-        sees the new bytes).
+    wr_en, wr_addr, wr_mask, wr_data, wr_stride2 : In
+        Write ``wr_data[j]`` to ``wr_addr + j`` (``wr_stride2``: ``wr_addr + 2 * j``) for each
+        ``j`` with ``wr_mask`` bit ``j`` set, :data:`WRITE_LATENCY` cycles later (a read issued
+        that many cycles after the request sees the new bytes).
     ld_en, ld_addr, ld_data : In
         Loader: write the 4 little-endian bytes of ``ld_data`` to ``4 * ld_addr .. + 3`` (also
         :data:`WRITE_LATENCY` cycles later).
@@ -95,7 +96,7 @@ class ActBuffer(wiring.Component):
         super().__init__({
             "rd_addr": In(signed(self._abits + 2)), "rd_stride2": In(1), "rd_ok": In(cols),
             "rd_data": Out(data.ArrayLayout(signed(8), cols)),
-            "wr_en": In(1), "wr_addr": In(self._abits), "wr_mask": In(cols),
+            "wr_en": In(1), "wr_addr": In(self._abits), "wr_mask": In(cols), "wr_stride2": In(1),
             "wr_data": In(data.ArrayLayout(signed(8), cols)),
             "ld_en": In(1), "ld_addr": In(max(1, self._abits - 2)), "ld_data": In(32),
             **{name: port for p in range(2, ports + 1) for name, port in (
@@ -129,16 +130,20 @@ class ActBuffer(wiring.Component):
         # Write enables and data per bank, shared by every copy.
         wen, waddr, wdata = [], [], []
         for b in range(B):
-            # Output path: bank b takes lane j = (b - n0) mod 2C when j < C.
+            # Output path: bank b is d = (b - n0) mod 2C bytes on, lane d when d < C (stride 2:
+            # lane d / 2 when d is even). Either way the bank address is n0 div 2C, plus one
+            # where the lanes wrap past bank 2C - 1.
+            d = Signal(lb, name=f"wdist{b}")
+            m.d.comb += d.eq(b - wr_lo)
             j = Signal(lb, name=f"wlane{b}")
-            m.d.comb += j.eq(b - wr_lo)
+            m.d.comb += j.eq(Mux(self.wr_stride2, d >> 1, d))
             lane = Signal(8, name=f"wbyte{b}")
             with m.Switch(j):
                 for jj in range(C):
                     with m.Case(jj):
                         m.d.comb += lane.eq(self.wr_data[jj])
             lane_on = Signal(name=f"won{b}")
-            m.d.comb += lane_on.eq((j < C) & self.wr_mask.bit_select(j, 1))
+            m.d.comb += lane_on.eq(Mux(self.wr_stride2, ~d[0], d < C) & self.wr_mask.bit_select(j, 1))
             # Loader: 4 consecutive bytes, at most one of which is bank b.
             k = Signal(lb, name=f"lbyte{b}")
             m.d.comb += k.eq(b - ld_n[:lb])

@@ -25,6 +25,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from hw.memory_map import Space
+from hw.descriptors import SPLIT_COLS
 from hw.quant import ACC_BITS
 from hw.array import ArrayConfig
 from .interfaces import CoreSignature, MODEL_CHECK_LATENCY
@@ -253,12 +254,17 @@ class Core(wiring.Component):
         ck_at, ck_mask = Signal.like(at), Signal(C)
         m.d.sync += [ck_at.eq(at), ck_mask.eq(Mux(arr.out_valid, sd.mask, 0))]
         wr_fault = Signal()
-        m.d.sync += wr_fault.eq(Cat(*[ck_mask[j] & (ck_at >= cfg.act_depth - j) for j in range(C)]).any())
+        ck_s2 = Signal()
+        m.d.sync += ck_s2.eq(seq.out_step2)
+        m.d.sync += wr_fault.eq(Cat(*[ck_mask[j] & (ck_at >= Mux(ck_s2, cfg.act_depth - 2 * j,
+                                                                  cfg.act_depth - j))
+                                      for j in range(C)]).any())
         m.d.comb += [seq.wr_fault.eq(wr_fault), self.fault.eq(seq.fault)]
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
         if GM >= 2:
-            m.d.comb += out.acc[0].eq(self._split_sums(m, arr, seq.ksum, g4))
+            for j, y in enumerate(self._split_sums(m, arr, seq.ksum, g4)):
+                m.d.comb += out.acc[j].eq(y)
 
         # Optional 2x2 max-pool (pooled layers only: two cycles more), then write-back.
         psd = data.View(side, out.out_side)
@@ -271,6 +277,7 @@ class Core(wiring.Component):
         # reintegration assert on the full ULX3S engine.)
         wb_data = delayed(m, pool.out_data.as_value(), WRITEBACK_LATENCY, "wb_data", reset_less=True)
         m.d.comb += [act.wr_en.eq(wb_valid), act.wr_addr.eq(wb_side.addr), act.wr_mask.eq(wb_side.mask),
+                     act.wr_stride2.eq(seq.out_step2),
                      act.wr_data.eq(wb_data), seq.tile_done.eq(wb_valid & wb_side.done)]
 
         wiring.connect(m, wiring.flipped(self.result), seq.result)
@@ -278,8 +285,9 @@ class Core(wiring.Component):
         return m
 
     def _split_sums(self, m, arr, ksum, g4):
-        """Column 0's accumulators as the output path takes them: of a layer with split inputs
-        (an FC on G groups, ``ksum``) the groups' partial sums added.
+        """Columns ``0 .. SPLIT_COLS - 1``'s accumulators as the output path takes them: of a
+        layer with split inputs (an FC on G groups, ``ksum``; its columns are one frame each of
+        a batch) the groups' partial sums added.
 
         The groups' rows of one filter drain ``gs = R / G`` cycles apart, group G-1 first, so
         each row after the first group's adds the sum formed ``gs`` cycles before it: group 0's
@@ -299,9 +307,14 @@ class Core(wiring.Component):
             first_ago.append(t)
         first_group = Signal()
         m.d.comb += first_group.eq(Mux(g4, Cat(*first_ago[:q4]).any(), Cat(*first_ago).any()))
-        hist = [Signal(signed(ACC_BITS), name=f"ksum_hist{k}", reset_less=True) for k in range(half)]
-        y = Signal(signed(ACC_BITS), name="ksum_y")
-        m.d.comb += y.eq(arr.out_data[0] + Mux(on & ~first_group,
-                                               Mux(g4, hist[q4 - 1], hist[half - 1]), 0))
-        m.d.sync += [hist[0].eq(y)] + [hist[k].eq(hist[k - 1]) for k in range(1, half)]
-        return y
+        add = Signal()
+        m.d.comb += add.eq(on & ~first_group)
+        sums = []
+        for j in range(min(SPLIT_COLS, self._cfg.cols)):
+            hist = [Signal(signed(ACC_BITS), name=f"ksum{j}_hist{k}", reset_less=True)
+                    for k in range(half)]
+            y = Signal(signed(ACC_BITS), name=f"ksum{j}_y")
+            m.d.comb += y.eq(arr.out_data[j] + Mux(add, Mux(g4, hist[q4 - 1], hist[half - 1]), 0))
+            m.d.sync += [hist[0].eq(y)] + [hist[k].eq(hist[k - 1]) for k in range(1, half)]
+            sums.append(y)
+        return sums

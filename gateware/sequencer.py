@@ -192,6 +192,10 @@ class Sequencer(wiring.Component):
         address guard checks those ports.
     fold : Out(1)
         The layer's tiles are folded (two output rows in the two column halves).
+    out_step2 : Out(1)
+        The layer writes its output pixels 2 bytes apart (``out_w = 2 * w_out``, not pooled):
+        a batch of two frames interleaved, pixel by pixel, for an FC that takes both frames in
+        its columns (``hw.layout``). The tag's addresses are already the bytes'.
     mix : Out(1)
         The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``
         = 1): from one group's rows to the next the channel moves by one too.
@@ -258,7 +262,7 @@ class Sequencer(wiring.Component):
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
             "merge": Out(max(1, config.groups // 2)),
-            "fold": Out(1), "mix": Out(1), "ksum": Out(1),
+            "fold": Out(1), "out_step2": Out(1), "mix": Out(1), "ksum": Out(1),
             "group_step_addr": Out(act_addr_bits + 1),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -396,6 +400,13 @@ class Sequencer(wiring.Component):
         pool = Signal()                   # 2x2 max-pool: out_w / out_hw are the pooled sizes
         pool1 = Signal()                  # pooled, one output row per tile: rows run in pairs
         m.d.sync += pool.eq(F["pool"] == 1)
+        # Output pixels 2 bytes apart (an interleaved batch of two): out_w and out_hw are already
+        # byte pitches, so only the terms counted in pixels (the tile's column, a flat region's
+        # pixels) double on their way into an address.
+        ostep2 = Signal()
+        m.d.sync += ostep2.eq((F["pool"] != 1) & (F["out_w"] == (F["w_out"] << 1)))
+        flat_n_at = Signal(_FIELD_BITS + 1)   # flat_n as an output address distance
+        m.d.comb += flat_n_at.eq(Mux(ostep2, F["flat_n"] << 1, F["flat_n"]))
         m.d.comb += pool1.eq(pool & ~multi)
         # Extra read ports k = 1 .. G_max-1 (port k feeds row k * R / G_max): the output row
         # offset dy of group k * G / G_max (when whole); with pair, port 1 reads the tile's second
@@ -495,10 +506,10 @@ class Sequencer(wiring.Component):
         # next layer's descriptor loads while this one's last tiles drain through the output side.
         layer_outputs = [self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
                          self.relu.eq(F["relu"]), self.pool.eq(pool),
-                         self.fold.eq(fold), self.mix.eq(mix),
+                         self.fold.eq(fold), self.out_step2.eq(ostep2), self.mix.eq(mix),
                          self.ksum.eq(ksum),
                          self.group_step_addr.eq(Mux(mix, F["out_hw"],
-                                                     Mux(flat, F["flat_n"], F["out_w"])))]
+                                                     Mux(flat, flat_n_at, F["out_w"])))]
         if GM >= 2:
             two_rows = flat & ~one        # flat tiles with two ports a group
             layer_outputs += [self.split.eq(Cat(*split_bits)),
@@ -902,7 +913,7 @@ class Sequencer(wiring.Component):
                              pix_step.eq(Mux(pool, Mux(g4, F["out_w"] << 1, F["out_w"]),
                                              Mux(pg4, F["out_w"] << 2,
                                                  Mux(ptwo, F["out_w"] << 1, F["out_w"])))),
-                             top_row.eq(Mux(flat, Mux(pg2, F["flat_n"], 0), Mux(pool, Mux(g4, F["out_w"], 0),
+                             top_row.eq(Mux(flat, Mux(pg2, flat_n_at, 0), Mux(pool, Mux(g4, F["out_w"], 0),
                                             Mux(pg4, _cmul(F["out_w"], 3), Mux(pg2, F["out_w"], 0)))))]
                 # Pair tiles: the second output row is s input rows down, its column 0 s * w_out
                 # bytes left of where row oy's would be; flat region 1 is flat_h output rows down.
@@ -999,7 +1010,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += [t_valid.eq(1), gap.eq(1), gap_short.eq(1 < span),
                                      t_fields.channel.eq(blk_ch + top_ch),
                                      t_out.eq(blk_out + top_off),
-                                     t_pix.eq(pix_row + Mux(pool, ox0 >> 1, ox0) + top_row),
+                                     t_pix.eq(pix_row + Mux(pool, ox0 >> 1, Mux(ostep2, ox0 << 1, ox0))
+                                              + top_row),
                                      t_fields.rows.eq(rows_act),
                                      t_fields.live.eq(live),
                                      t_fields.odd.eq(dy),

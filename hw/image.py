@@ -3,7 +3,7 @@
 All fields are u32 little-endian words::
 
     word 0   magic 0x41435350 ("PSCA")
-    word 1   version (low 16 bits, = 4) | n_sections << 16
+    word 1   version (low 16 bits, = 5) | n_sections << 16
     word 2   config_id of the engine it was packed for (hw.array.ArrayConfig.config_id)
     word 3   total words of the image, this header and the final CRC word included
     per section:
@@ -38,7 +38,10 @@ MAGIC = 0x41435350
 #: 3: ``frames``, ``frame_in`` and ``frame_out`` (batches of frames; zero for one frame).
 #: 4: ``mix`` = 2, an FC's inputs split over the row groups, whose partial sums an engine of
 #: version 3 would not add (it would write group 0's alone).
-VERSION = 4
+#: 5: ``out_w = 2 * w_out`` on an unpooled layer writes its pixels 2 bytes apart (two frames
+#: interleaved for an FC that takes them in its columns, whose split sums are added on two
+#: columns), which an engine of version 4 would write contiguously.
+VERSION = 5
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.

@@ -78,8 +78,13 @@ Batches
 ``build_layout(..., batch=B)`` runs B frames at once. Every map holds all of them: *tall*
 (channel ``c`` of frame ``b`` at ``c * B * hw + b * hw``, the frames' rows following each other
 like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
-``b * C * hw + c * hw``: an FC reads a frame's values as one vector). The ``hw_in`` and
-``out_hw`` fields are channel pitches. A layer runs its frames one by one (``frames = B`` passes,
+``b * C * hw + c * hw``: an FC reads a frame's values as one vector). With ``B`` =
+:data:`hw.descriptors.SPLIT_COLS` (2), a map an FC reads is instead *interleaved* where the layer
+before writes it unpooled: value ``v`` of frame ``b`` (``v = c * hw + y * w + x``) at
+``v * B + b``, the layer before writing its pixels 2 bytes apart (``out_w = 2 * w_out``), so that
+the FC takes both frames in two columns, each weight read once for the batch; the FC's own
+output, a 1 x 1 map, is then tall (``f * B + b``). The ``hw_in`` and ``out_hw`` fields are
+channel pitches, ``out_w`` the output's row pitch. A layer runs its frames one by one (``frames = B`` passes,
 ``frame_in`` / ``frame_out`` the base steps from one frame to the next; the ``passes`` of
 :func:`hw.cycles.layer_cycles`) or, where the engine can and it is faster, *tall*
 (``frame_in = 0``): one pass of flat tiles over all ``B * h_out`` rows, which cross from one frame
@@ -105,7 +110,7 @@ import numpy as np
 
 from .cycles import DESC_CYCLES, FRAME_OVERHEAD, layer_cycles, prefetch_cycles, tile_span
 from .descriptors import (DESC_HEADER_WORDS, DESC_LAYER_WORDS, GROUP_CHOICES, LAYER_FIELDS,
-                          check_descriptors)
+                          SPLIT_COLS, check_descriptors)
 from .image import ImageError
 from .memory_map import Space
 from .variants import parse_variant
@@ -177,6 +182,9 @@ class LayerPlan:
         ``k^2 H_o W_o C_o C_i`` times the batch's frames.
     tiles : int
         Pixel tiles per filter block (and pass).
+    columns : int
+        Frames of the batch the layer takes in its columns, one a column: an FC reading an
+        interleaved map, else 1.
     cycles : int
         Expected engine cycles of the layer (tiles plus :data:`hw.cycles.LAYER_OVERHEAD`, less
         the descriptor load the engine hides: all of it for the first, loaded while the engine
@@ -195,6 +203,7 @@ class LayerPlan:
     tiles: int
     cycles: int
     frame: int | None = None
+    columns: int = 1
 
     @property
     def passes(self) -> int:
@@ -226,6 +235,8 @@ class LayerPlan:
             words.append("flat" + (f" in {regions} regions" if regions > 1 else ""))
         if self.tall:
             words.append(f"{f['frames']} frames as one map")
+        elif self.columns > 1:
+            words.append(f"{self.columns} frames in its columns")
         elif self.passes > 1:
             words.append("frame by frame")
         if self.frame is not None:
@@ -437,40 +448,71 @@ def batch_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number of frames >= 1, not {text!r}") from None
 
 
-def _tall_maps(plans, batch):
-    """Per activation map (0: the input, ``i + 1``: layer ``i``'s output), whether a batch stores
-    it *tall*: channel ``c`` of frame ``b`` at ``c * B * hw + b * hw`` (the frames stacked into a
-    map of ``B * H`` rows), else frame after frame (``b * C * hw + c * hw``), which an FC needs,
-    reading a frame's values as one vector."""
+TALL, FRAMES, INTERLEAVED = "tall", "frames", "interleaved"
+
+
+def _map_kinds(plans, batch):
+    """Per activation map (0: the input, ``i + 1``: layer ``i``'s output), how a batch stores it:
+    :data:`TALL` (channel ``c`` of frame ``b`` at ``c * B * hw + b * hw``: the frames stacked into
+    a map of ``B * H`` rows), :data:`FRAMES` (frame after frame, ``b * C * hw + c * hw``) or
+    :data:`INTERLEAVED` (value ``v`` of frame ``b`` at ``v * B + b``).
+
+    An FC reads a frame's values as one vector: its input is interleaved (``B`` =
+    :data:`SPLIT_COLS`, written by an unpooled layer, which can write pixels 2 bytes apart), so
+    that it takes the frames in its columns, and its output, a 1 x 1 map, is then tall; else
+    both are frame after frame. Every other map is tall."""
+    n = len(plans)
     fc = [p[0].kind == "fc" for p in plans]
-    return [batch > 1 and not (i < len(plans) and fc[i]) and not (i > 0 and fc[i - 1])
-            for i in range(len(plans) + 1)]
+    kinds = []
+    for j in range(n + 1):
+        if batch == 1:
+            kinds.append(FRAMES)
+        elif j < n and fc[j]:
+            inter = batch == SPLIT_COLS and j > 0 and not plans[j - 1][0].pool
+            kinds.append(INTERLEAVED if inter else FRAMES)
+        elif j > 0 and fc[j - 1]:
+            kinds.append(TALL if kinds[j - 1] == INTERLEAVED else FRAMES)
+        else:
+            kinds.append(TALL)
+    return kinds
 
 
-def _map_strides(shape, tall, batch):
-    """``(channel pitch, frame stride)`` in bytes of a stored ``(C, H, W)`` map."""
-    hw = int(shape[1]) * int(shape[2])
-    return (batch * hw, hw) if tall else (hw, int(shape[0]) * hw)
+def _map_strides(shape, kind, batch):
+    """``(channel pitch, frame stride, row pitch)`` in bytes of a stored ``(C, H, W)`` map."""
+    hw, w = int(shape[1]) * int(shape[2]), int(shape[2])
+    if kind == TALL:
+        return batch * hw, hw, w
+    if kind == INTERLEAVED:
+        return batch * hw, 1, batch * w
+    return hw, int(shape[0]) * hw, w
 
 
-def _choose(plan, tall_in, tall_out, *, rows, cols, groups, batch):
-    """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"``): its
-    frames one by one (``passes = batch``), or stacked into one tall map where the engine can run
-    that (flat tiles of one region; both maps tall; no pooling; ``s * h_out == h_in``, so that
-    the frames' rows line up; at least two output rows a frame), whichever is faster."""
+def _choose(plan, kind_in, kind_out, *, rows, cols, groups, batch):
+    """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"`` and
+    ``"columns"``): its frames one by one (``passes = batch``), or stacked into one tall map
+    where the engine can run that (flat tiles of one region; both maps tall; no pooling;
+    ``s * h_out == h_in``, so that the frames' rows line up; at least two output rows a frame),
+    whichever is faster; an FC whose input is interleaved takes the batch in its columns, the
+    frames as the pixels of a 1 x ``batch`` map."""
     l, image, in_shape, (h_conv, w_conv), _ = plan
+    tall_in, tall_out = kind_in == TALL, kind_out == TALL
     P = image.period
     steps = _class_steps(image.table, in_shape[0])
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
               contiguous=l.stride == 1 and in_shape[2] == w_conv,
               split=l.k == 1 and in_shape[1:] == (1, 1))
-    best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False)
+    if batch > 1 and kind_in == INTERLEAVED:
+        # (Split inputs add their partial sums on SPLIT_COLS columns, the batch's frames.)
+        return steps, per, dict(layer_mapping(steps, per, 1, batch, **kw), tall=False,
+                                columns=batch)
+    best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False,
+                columns=1)
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):
         tall = layer_mapping(steps, per, batch * h_conv, w_conv, tall=True, **kw)
         if tall is not None and tall["cycles"] < best["cycles"]:
-            best = dict(tall, tall=True)
+            best = dict(tall, tall=True, columns=1)
     return steps, per, best
 
 
@@ -479,7 +521,8 @@ class _Run:
     """One layer descriptor of a run: plan ``i`` on frame ``frame`` of the batch (a depth-first
     layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
     ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
-    ``out_base`` (``out_pitch``, ``out_frame``); ``cycles``: its expected cycles, less the
+    ``out_base`` (``out_pitch``, ``out_frame``, rows ``out_w`` apart); ``cycles``: its
+    expected cycles, less the
     descriptor load hidden behind the previous run's drain (:func:`hw.cycles.prefetch_cycles`),
     or, for the first, the whole load (:data:`hw.cycles.DESC_CYCLES`: it runs while the engine
     idles)."""
@@ -491,6 +534,7 @@ class _Run:
     out_base: int
     out_pitch: int
     out_frame: int
+    out_w: int
     steps: tuple
     per: tuple
     mapping: dict
@@ -525,7 +569,7 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
     align = 2 * cols
     up = lambda v: -(-v // align) * align
     k = depth_first
-    tall = _tall_maps(plans, batch)
+    kinds = _map_kinds(plans, batch)
     # Map j is layer j's input (j = n: the result).
     size = [int(np.prod(s)) for s in [plans[0][2]] + [p[4] for p in plans]]
     scratch = (0, 0)
@@ -541,31 +585,36 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
         act = y + up(max(batch * size[j] for j in range(k, n + 1, 2)))
         region = [0] + [None] * (k - 1) + [y if (j - k) % 2 == 0 else 0 for j in range(k, n + 1)]
         scratch = (inp, inp + s0)
-    choices = [_choose(p, i >= k and tall[i], tall[i + 1], rows=rows, cols=cols, groups=groups,
-                       batch=1 if i < k else batch) for i, p in enumerate(plans)]
+    choices = [_choose(p, kinds[i] if i >= k else FRAMES, kinds[i + 1] if i >= k else FRAMES,
+                       rows=rows, cols=cols, groups=groups, batch=1 if i < k else batch)
+               for i, p in enumerate(plans)]
     runs = []
     for b in range(batch if k else 0):
         for i in range(k):
             _, _, in_shape, _, o = plans[i]
             if i == 0:
-                in_pitch, step = _map_strides(in_shape, tall[0], batch)
+                in_pitch, step, _ = _map_strides(in_shape, kinds[0], batch)
                 in_base = region[0] + b * step
             else:
-                in_pitch, in_base = _map_strides(in_shape, False, 1)[0], scratch[(i - 1) % 2]
+                in_pitch, in_base = _map_strides(in_shape, FRAMES, 1)[0], scratch[(i - 1) % 2]
             if i == k - 1:
-                out_pitch, step = _map_strides(o, tall[k], batch)
+                out_pitch, step, out_w = _map_strides(o, kinds[k], batch)
                 out_base = region[k] + b * step
             else:
-                out_pitch, out_base = _map_strides(o, False, 1)[0], scratch[i % 2]
-            runs.append(_Run(i, b, in_base, in_pitch, 0, out_base, out_pitch, 0, *choices[i]))
+                (out_pitch, _, out_w), out_base = _map_strides(o, FRAMES, 1), scratch[i % 2]
+            runs.append(_Run(i, b, in_base, in_pitch, 0, out_base, out_pitch, 0, out_w,
+                             *choices[i]))
     for i in range(k, n):
         _, _, in_shape, _, o = plans[i]
         steps, per, mapping = choices[i]
-        in_pitch, in_frame = _map_strides(in_shape, tall[i], batch)
-        out_pitch, out_frame = _map_strides(o, tall[i + 1], batch)
-        passes = batch > 1 and not mapping["tall"]
+        in_pitch, in_frame, _ = _map_strides(in_shape, kinds[i], batch)
+        out_pitch, out_frame, out_w = _map_strides(o, kinds[i + 1], batch)
+        if mapping["columns"] > 1:
+            # The frames are the pixels of one output row (each filter's B bytes in a row).
+            out_w = mapping["columns"]
+        passes = batch > 1 and not mapping["tall"] and mapping["columns"] == 1
         runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
-                         out_pitch, out_frame if passes else 0, steps, per, mapping))
+                         out_pitch, out_frame if passes else 0, out_w, steps, per, mapping))
     # The first descriptor loads while the engine idles before the start, each later one while
     # the previous layer drains.
     runs = [replace(r, cycles=r.mapping["cycles"] - (DESC_CYCLES if p is None else prefetch_cycles(
@@ -746,7 +795,7 @@ def _weight_entries(l, image, in_shape, per, steps, *, mix, gs, G, rows) -> list
 def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = None) -> Layout:
     """Lay ``qmodel`` out for ``config``; ``ValueError`` (naming the layer) when it cannot run.
 
-    ``batch`` frames run together: each map holds all of them (:func:`_tall_maps`), and each
+    ``batch`` frames run together: each map holds all of them (:func:`_map_kinds`), and each
     layer takes them one by one or, where that is faster, as one tall map (:func:`_choose`).
     ``depth_first = k`` runs the first ``k`` layers one frame at a time instead, frame after
     frame through all ``k`` (:func:`_runs`), so that their maps hold one frame: the big early
@@ -761,7 +810,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         depth_first = config.depth_first_for(qmodel, batch=batch)
     config.check_model(qmodel, batch=batch, depth_first=depth_first)
     runs, _, result_base = _runs(plans, batch, depth_first, rows=R, cols=C, groups=config.groups)
-    tall_maps = _tall_maps(plans, batch)
+    kinds = _map_kinds(plans, batch)
     tables, bias, requant, entries, desc_layers, layer_plans = [], [], [], [], [], []
     layer_at = {}       # plan index -> (table_base, weight_base, param_base) of its weights
     for run in runs:
@@ -770,8 +819,10 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         P = image.period
         steps, per, mapping = run.steps, run.per, run.mapping
         G, fold, gs, mix = mapping["groups"], mapping["fold"], mapping["group_rows"], mapping["mix"]
-        tall = mapping["tall"]
-        frames = 1 if run.frame is not None else batch
+        tall, columns = mapping["tall"], mapping["columns"]
+        frames = 1 if run.frame is not None or columns > 1 else batch
+        if columns > 1:
+            h_conv, w_conv = 1, columns
         # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map (tall:
         # all the frames' rows).
         regions = 1 if mix else G
@@ -783,6 +834,8 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         split = mix == 2
         in_pitch = run.in_pitch
         c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split else in_shape
+        if columns > 1 and not split:
+            w_in = columns                  # the frames: a 1 x B map, B bytes a channel
         full_steps, steps = steps, mapping["steps"]
         if i not in layer_at:
             # A depth-first layer's frames share its weights, table and parameters.
@@ -794,7 +847,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         table_base, weight_base, param_base = layer_at[i]
         fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
-                      out_w=o[2], out_hw=run.out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
+                      out_w=run.out_w, out_hw=run.out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
                       table_base=table_base, weight_base=weight_base, param_base=param_base,
                       in_base=run.in_base, out_base=run.out_base, groups=G, fold=fold,
@@ -807,7 +860,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         dense = frames * l.k * l.k * h_conv * w_conv * l.c_out * in_shape[0]
         desc_layers.append([fields[f] for f in LAYER_FIELDS])
         layer_plans.append(LayerPlan(l.name, fields, steps, per, macs, dense, tiles, cycles,
-                                     frame=run.frame))
+                                     frame=run.frame, columns=columns))
 
     out_shape = plans[-1][4]
     header = [len(runs), batch * int(np.prod(plans[0][2])), batch * int(np.prod(out_shape)),
@@ -834,5 +887,5 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         Space.REQUANT: np.array(requant, dtype=np.uint32),
     }
     return Layout(config, sections, tuple(layer_plans), tuple(int(v) for v in qmodel.input_shape),
-                  tuple(int(v) for v in out_shape), batch=batch, input_tall=tall_maps[0],
-                  output_tall=tall_maps[-1], depth_first=depth_first)
+                  tuple(int(v) for v in out_shape), batch=batch, input_tall=kinds[0] == TALL,
+                  output_tall=kinds[-1] == TALL, depth_first=depth_first)

@@ -609,11 +609,36 @@ def test_batch_chain(batch, GM):
     check(q, cfg, seed=41, batch=batch, ready_p=0.6, valid_p=0.7)
 
 
+#: Batches of two into an FC: the layer before it writes the two frames interleaved (its
+#: pixels 2 bytes apart: the tile's column and a flat region's offset doubled on their way into
+#: the tag's address, the write lanes 2 bytes apart), whatever its mapping; the FC takes both
+#: frames in two columns (split inputs: the partial sums added on columns 0 and 1), and a pooled
+#: layer before an FC keeps the frame-after-frame layout.
+@pytest.mark.parametrize("layer,shape,rows,cols,GM,want", [
+    (dict(c_out=24, variant="PS2_P6"), (4, 8, 7), 8, 4, 4, "2 groups, flat in 2 regions, frame by frame"),
+    (dict(c_out=16, variant="PSD2_P8"), (16, 6, 6), 8, 8, 4, "4 groups, 4 classes a tile, flat, frame by frame"),
+    (dict(c_out=16, variant="pSC9"), (3, 5, 2), 8, 4, 2, "1 group, folded, frame by frame"),
+    (dict(c_out=16, variant="pSC9"), (3, 5, 9), 8, 4, 1, "1 group, frame by frame"),
+    (dict(c_out=12, stride=2, variant="PS2_P6"), (6, 9, 14), 8, 4, 4, "4 groups, frame by frame"),
+    (dict(c_out=8, variant="PS4_P4", pool=True), (4, 6, 6), 8, 4, 4, "4 groups, frame by frame"),
+])
+def test_batch_of_two_fc_in_columns(layer, shape, rows, cols, GM, want):
+    c_in, h, w = shape
+    q = random_chain_model([layer, dict(c_out=5, kind="fc")], c_in=c_in, h=h, w=w, seed=53)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=2)
+    conv, fc = build_layout(q, cfg, batch=2).layers
+    assert conv.mapping == want
+    pooled = bool(layer.get("pool"))
+    assert (conv.fields["out_w"] == 2 * conv.fields["w_out"]) == (not pooled)
+    assert (fc.columns, fc.passes) == ((1, 2) if pooled else (2, 1)), fc.mapping
+    check(q, cfg, seed=53, batch=2, ready_p=0.7, valid_p=0.8)
+
+
 #: FCs whose inputs split over the groups (``mix`` = 2): the groups' partial sums of each filter
 #: are added on column 0 as the array drains (group G-1 first), bit-exact with the exact cycles
 #: and MACs of the model; groups of 2 rows on four ports, of 4 rows on two of four ports and on
-#: the two-port engine, of 1 row (R = 4, G = 4); a chain of two FCs in a batch of 2, frame by
-#: frame.
+#: the two-port engine, of 1 row (R = 4, G = 4); a chain of two FCs in a batch of 2, each
+#: taking both frames in its columns.
 @pytest.mark.parametrize("K,F,rows,cols,GM,G", [
     (64, 10, 8, 8, 4, 4), (96, 12, 8, 4, 4, 2), (48, 5, 4, 4, 2, 2), (40, 3, 4, 2, 4, 4),
 ])
@@ -633,6 +658,8 @@ def test_split_chain(batch):
     cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=4, batch=batch)
     layout = build_layout(q, cfg, batch=batch)
     assert [p.fields["mix"] for p in layout.layers][1] == 2, [p.mapping for p in layout.layers]
+    # In a batch of two both FCs take the frames in their columns.
+    assert [p.columns for p in layout.layers] == [1, batch, batch]
     check(q, cfg, seed=52, batch=batch, ready_p=0.6, valid_p=0.7)
 
 

@@ -97,7 +97,8 @@ def test_run_missing_port_exits_3(model_file, capsys):
 
 def test_run_batch_over_pty_json(model_file, capsys):
     """--batch 2 --frames 5: three INFER requests of 2 frames (the last padded with a zero frame,
-    whose result is dropped), each answered with both frames' hw.reference outputs."""
+    whose result is dropped), each answered with both frames' hw.reference outputs in the
+    engine's order (``Layout.encode_output``)."""
     model, path = model_file
     packed = pack(model, batch=2)
     layout = packed.layout
@@ -109,7 +110,8 @@ def test_run_batch_over_pty_json(model_file, capsys):
         requests.append(raw.copy())
         frames = (raw.reshape(C, 2, H, W).transpose(1, 0, 2, 3) if layout.input_tall
                   else raw.reshape(2, C, H, W))
-        return b"".join(run_model(model, f)[-1].astype(np.int8).tobytes() for f in frames)
+        outs = [run_model(model, f)[-1].reshape(layout.output_shape) for f in frames]
+        return layout.encode_output(np.stack(outs)).tobytes()
 
     board = FakeBoard(config_id=packed.config.config_id, compute=compute, input_len=128,
                       counters=lambda f: {"cycles": 3000, "busy": 2900, "stalls": 0, "macs": 1})

@@ -120,7 +120,8 @@ def packed2(model):
 def batch_board_for(model, layout, *, wrong=(), counters=None):
     """A board that runs a batch request: splits the payload into frames (tall input: channel c
     of frame b at c * B * hw + b * hw), runs hw.reference per frame, answers the frames' outputs
-    one after the other (the FC result is stored frame after frame). ``wrong``: indices of
+    in the engine's order (``Layout.encode_output``: an FC that takes the frames in its columns
+    answers value f of frame b at f * B + b). ``wrong``: indices of
     frames (counted over the whole run, padding included) whose output gets a flipped bit."""
     B = layout.batch
     C, H, W = model.input_shape
@@ -137,8 +138,8 @@ def batch_board_for(model, layout, *, wrong=(), counters=None):
             if seen["frames"] in wrong:
                 out[0] ^= 1
             seen["frames"] += 1
-            outs.append(out)
-        return np.concatenate(outs).tobytes()
+            outs.append(out.reshape(layout.output_shape))
+        return layout.encode_output(np.stack(outs)).tobytes()
 
     board = FakeBoard(config_id=layout.config.config_id, compute=compute,
                       input_len=B * C * H * W, counters=counters or (lambda f: {
@@ -150,7 +151,7 @@ def test_batch_groups_frames_and_drops_the_padding(model, packed2, data):
     """5 frames at batch 2: 3 INFER requests of 2 frames, the last padded with a zero frame whose
     (here deliberately wrong) result is discarded; 5 results checked against hw.reference."""
     layout = packed2.layout
-    assert layout.batch == BATCH and layout.input_len == BATCH * 64 and not layout.output_tall
+    assert layout.batch == BATCH and layout.input_len == BATCH * 64 and layout.output_tall
     x, y = data[0][:5], data[1][:5]
     board, seen = batch_board_for(model, layout, wrong={5})
     result = run_frames(Client(board, timeout=0.05), model, packed2.image,

@@ -358,18 +358,60 @@ def test_batch_input_and_output_order():
 
 
 def test_batch_fc_input_frame_after_frame():
-    """The layer before an FC writes frame after frame (the FC reads a frame's values as one
-    vector, c_in bytes a frame), both run frame by frame from each frame's bases."""
+    """In a batch of 3 the layer before an FC writes frame after frame (the FC reads a frame's
+    values as one vector, c_in bytes a frame), both run frame by frame from each frame's bases."""
     q = random_chain_model([dict(c_out=4), dict(c_out=5, kind="fc")], c_in=2, h=3, w=4, seed=2)
     lay = build_layout(q, ArrayConfig.for_model(q, rows=4, cols=4, batch=3), batch=3)
     conv, fc = (p.fields for p in lay.layers)
     assert (lay.input_tall, lay.output_tall) == (True, False)
     # conv: input tall (pitch 3 * 12, frames 12 apart), output frame after frame (pitch 12).
     assert (conv["hw_in"], conv["frame_in"], conv["out_hw"], conv["frame_out"]) == (36, 12, 12, 48)
+    assert (conv["out_w"], conv["w_out"]) == (4, 4)
     assert (fc["hw_in"], fc["frame_in"], fc["out_hw"], fc["frame_out"]) == (1, 48, 1, 5)
     assert [p.passes for p in lay.layers] == [3, 3] and lay.layers[1].mapping.endswith("frame by frame")
     out = lay.decode_output(np.arange(15, dtype=np.int8).tobytes())
     assert out.shape == (3, 5, 1, 1) and out[2, 1, 0, 0] == 11
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_batch_of_two_fc_in_columns(groups):
+    """In a batch of two the layer before an FC writes the frames interleaved (value v of frame
+    b at v * 2 + b: its pixels 2 bytes apart, ``out_w = 2 * w_out``), and the FC takes the two
+    frames in two columns in one pass: each byte the conv writes (frame b, filter f, pixel y, x
+    at ``out_base + b * frame_out + f * out_hw + y * out_w + 2 x``) is the one the FC reads for
+    value ``f * hw + y * w + x`` in column b (``in_base + g * w_in + c * hw_in + b``, chunk g of
+    the split inputs); its result is tall (``f * 2 + b``). The FC costs what one frame's does."""
+    q = random_chain_model([dict(c_out=4), dict(c_out=5, kind="fc")], c_in=2, h=3, w=4, seed=2)
+    config = ArrayConfig.for_model(q, rows=4, cols=4, groups=groups, batch=2)
+    one = build_layout(q, config)
+    lay = build_layout(q, config, batch=2)
+    conv, fc = (p.fields for p in lay.layers)
+    assert (lay.input_tall, lay.output_tall) == (True, True)
+    h, w, hw = 3, 4, 12
+    assert (conv["out_hw"], conv["out_w"], conv["w_out"], conv["frame_out"]) == (2 * hw, 2 * w, w, 1)
+    assert lay.layers[0].passes == 2
+    G = fc["groups"]
+    assert fc["mix"] == (2 if G > 1 else 0) and (G > 1) == (groups > 1)
+    assert (fc["frames"], fc["frame_in"], fc["h_out"], fc["w_out"], fc["out_w"], fc["out_hw"]) == (1, 0, 1, 2, 2, 2)
+    assert (fc["hw_in"], fc["c_in"], fc["h_in"]) == (2, 4 * hw // G, G)
+    assert lay.layers[1].passes == 1 and lay.layers[1].columns == 2
+    assert lay.layers[1].mapping.endswith("2 frames in its columns")
+    written = {}
+    for b in range(2):
+        for f in range(4):
+            for y in range(h):
+                for x in range(w):
+                    at = conv["out_base"] + b * conv["frame_out"] + f * conv["out_hw"] + y * conv["out_w"] + 2 * x
+                    assert at not in written
+                    written[at] = (b, f * hw + y * w + x)
+    K = fc["c_in"]
+    read = {fc["in_base"] + g * (fc["w_in"] if G > 1 else 0) + c * fc["hw_in"] + b: (b, g * K + c)
+            for b in range(2) for g in range(G) for c in range(K)}
+    assert read == written
+    assert lay.layers[1].cycles == one.layers[1].cycles
+    assert lay.layers[1].macs == 2 * one.layers[1].macs
+    out = lay.decode_output(np.arange(10, dtype=np.int8).tobytes())
+    assert out.shape == (2, 5, 1, 1) and out[1, 3, 0, 0] == 3 * 2 + 1
 
 
 def test_batch_split_inputs_on_a_tall_map():
@@ -379,7 +421,8 @@ def test_batch_split_inputs_on_a_tall_map():
     reading the other frame's values with K / G). Every address the split walk reads
     (``in_base + b * frame_in + g * w_in + c * hw_in`` for frame b, group g, channel c, as the
     descriptor fields are defined) must hold input value g * K / G + c of frame b, in the bytes
-    ``input_words`` stores; an FC's input, stored frame after frame, keeps w_in = K / G."""
+    ``input_words`` stores. The FC after it reads the 1x1 conv's output interleaved (value k of
+    frame b at k * 2 + b), both frames in its columns: its chunks are K / G * 2 bytes apart."""
     q = random_chain_model([dict(c_out=6, k=1), dict(c_out=5, kind="fc")], c_in=16, h=1, w=1, seed=3)
     config = ArrayConfig.for_model(q, rows=4, cols=4, groups=4, batch=2)
     # One frame: 6 filters of 16 inputs on 4 rows take 2 blocks x 16 steps in one group, 3
@@ -399,7 +442,12 @@ def test_batch_split_inputs_on_a_tall_map():
                 at = (conv1x1["in_base"] + b * conv1x1["frame_in"] + g * conv1x1["w_in"]
                       + c * conv1x1["hw_in"])
                 assert stored[at] == x[b, g * 8 + c, 0, 0], (b, g, c)
-    assert fc["mix"] == 2 and (fc["hw_in"], fc["w_in"]) == (1, 3)   # frame after frame: 6 / 2
+    assert fc["mix"] == 2 and (fc["hw_in"], fc["w_in"], fc["w_out"]) == (2, 6, 2)   # 6 / 2 x 2
+    for b in range(2):
+        for g in range(2):
+            for c in range(3):
+                assert (fc["in_base"] + g * fc["w_in"] + c * fc["hw_in"] + b
+                        == conv1x1["out_base"] + b * conv1x1["frame_out"] + (3 * g + c) * conv1x1["out_hw"])
 
 
 def test_batch_tall_fields_and_cycles():
