@@ -559,12 +559,15 @@ def batch_cases(config, n_random, seed0, *, big=True):
                                  pytest.param("verilator", marks=pytest.mark.verilator)])
 def test_batches(sim):
     """Batches of 2 and 3 frames on the four-group engine: layers tall (frame-local padding,
-    flat tiles crossing frames) and frame by frame (each pass from its frame's bases, FC inputs
-    stored frame after frame), random back-pressure; bit-exact vs models.golden and
+    flat tiles crossing frames) and frame by frame (each pass from its frame's bases, an FC's
+    input frame after frame after a pooled layer, else, in batches of two, interleaved by the
+    layer before, pixels 2 bytes apart, for an FC that takes both frames in its columns),
+    random back-pressure; bit-exact vs models.golden and
     hw.reference per frame, cycles and MACs vs hw.layout. Icarus runs the small fixed cases and
     4 random ones, Verilator all of them and 40."""
     from hw.layout import build_layout
     cases = batch_cases(SIM_CONFIG4, 4 if sim == "icarus" else 40, 1700, big=sim != "icarus")
     plans = [p for c in cases for p in build_layout(c.qmodel, SIM_CONFIG4, batch=c.batch).layers]
     assert sum(p.tall for p in plans) >= 2 and sum(p.passes > 1 for p in plans) >= 2
+    assert sum(p.columns > 1 for p in plans) >= 2
     _check(run_rtl(SIM_CONFIG4, cases, sim=sim, seed=19, valid_p=0.8, ready_p=0.6))

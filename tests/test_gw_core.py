@@ -663,10 +663,12 @@ def test_split_chain(batch):
     check(q, cfg, seed=52, batch=batch, ready_p=0.6, valid_p=0.7)
 
 
-def _guard_case():
-    q = random_layer_model(seed=3, c_in=3, c_out=9, h=8, w=9, k=3, stride=1, relu=True,
+def _guard_case(act_depth=None, w=9):
+    q = random_layer_model(seed=3, c_in=3, c_out=9, h=8, w=w, k=3, stride=1, relu=True,
                            variant="PSD2_P8")
     config = ArrayConfig.for_model(q, rows=4, cols=4)
+    if act_depth is not None:
+        config = config.replace(act_depth=act_depth)
     return q, config, build_layout(q, config)
 
 
@@ -689,6 +691,11 @@ def _guard_changes(case, layout, config):
         "output a byte past the end": dict(out_base=A - out_map + 1),
         "weights past the end": dict(weight_base=W - entries + 1),
         "rows past the memory": dict(h_out=A),
+        # Pixels 2 bytes apart (out_w = 2 w_out): the last byte at out_base + 2 out_map - 2.
+        "output at stride 2 fits": dict(out_w=2 * f["w_out"], out_hw=2 * f["out_hw"],
+                                        out_base=A - 2 * out_map + 1),
+        "output at stride 2 a byte past the end": dict(out_w=2 * f["w_out"], out_hw=2 * f["out_hw"],
+                                                       out_base=A - 2 * out_map + 2),
     }[case]
     assert all(0 <= v for v in changes.values())
     return {DESC_HEADER_WORDS + LAYER_FIELDS.index(n): v for n, v in changes.items()}
@@ -697,13 +704,16 @@ def _guard_changes(case, layout, config):
 @pytest.mark.parametrize("case", ["input fits", "output fits", "weights fit",
                                   "input past the end", "input a byte past the end",
                                   "output past the end", "output a byte past the end",
-                                  "weights past the end", "rows past the memory"])
+                                  "weights past the end", "rows past the memory",
+                                  "output at stride 2 fits", "output at stride 2 a byte past the end"])
 def test_address_guard(case):
     """A layer whose input, output or weights pass the end of their memory (each field in its
     range, so the image loads) is stopped by the address guard: ``fault``, no result byte, the
     core idle; the same maps and weights moved to end exactly at the memory's end run. After a
     fault the engine is usable: the good image gives the exact result and cycle count."""
-    q, config, layout = _guard_case()
+    # At stride 2: room for the output's pixels 2 bytes apart, and rows of 8 on 4 columns, so
+    # that the last byte is a lane's past the first (lane 3 of the last tile, at 2 x 3).
+    q, config, layout = _guard_case(*((2048, 8) if "stride 2" in case else ()))
     faulty = _guard_changes(case, layout, config)
     frame = np.random.default_rng(4).integers(-128, 128, q.input_shape).astype(np.int8)
     got, counters, layout, lens = run_core(q, config, frame, faulty=faulty, max_cycles=20_000)
