@@ -37,7 +37,9 @@ frame_out``, its tiles streaming on without a drain) or, with flat tiles of one 
 pitches of all of them), the flat walk runs over all their rows, and ``row_y0`` is frame-local
 (``fr_left`` counts the frame's rows from the tile's first; it restarts at the next frame), so
 padding falls at every frame's edges; a tile whose first row is its frame's last reads its second
-row (ports 1 and 3) ``h_in`` rows up, at the next frame's first row (``port_dyc``).
+row (ports 1 and 3) ``h_in`` rows up, at the next frame's first row (``port_dyc``). A layer
+whose output row pitch ``out_w`` is ``2 * w_out`` (not pooled) writes its pixels 2 bytes apart
+(``out_step2``): a batch of two interleaved for an FC that takes both frames in its columns.
 
 One step a cycle: the weight entry address (counting from the block's base, so each tile replays
 the block's CSR_P data vectors), the flat activation address ``n0`` of column 0 and each column's
