@@ -207,8 +207,8 @@ class Sequencer(wiring.Component):
         adds the groups' partial sums (column 0) into group 0's rows.
     group_step_addr : Out
         One output row (``out_w``): the address distance between consecutive groups' rows
-        (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``;
-        mixed layers: one channel plane, ``out_hw``).
+        (pooled layers: between consecutive pooling pairs; flat layers: one region, ``flat_n``
+        pixels, twice that with ``out_step2``; mixed layers: one channel plane, ``out_hw``).
     rd_data0 : In(signed(8))
         Column 0 of the activation read (result readout).
     step_valid, step_first, step_last : Out(1)
