@@ -22,7 +22,7 @@ VARIANTS = ("pSC9", "PSD4_P2", "PS4_P4", "PS2_P6", "PSD2_P8", "PS1_P9", "PSD1_P1
 
 def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cycles=200_000,
              pack_pairs=None, reset_after=None, reload=True, batch=1, abort_after=None,
-             faulty=None, descriptors_last=False):
+             faulty=None, descriptors_last=False, depth_first=None):
     """Load ``qmodel`` and ``frame`` (a batch: ``[B, C, H, W]``) into a :class:`Core`, run it,
     return (result bytes, counters, layout, header lengths).
 
@@ -44,8 +44,10 @@ def run_core(qmodel, config, frame, *, seed=0, ready_p=1.0, valid_p=1.0, max_cyc
     ``descriptors_last``: load the DESCRIPTORS words after all others, so the start comes a
     cycle after the last of them, while the first layer's descriptor still loads.
 
+    ``depth_first``: :func:`hw.layout.build_layout`'s (None: the config's choice).
+
     ``lens["first_byte"]``: cycles from the last run's start to its first result byte."""
-    layout = build_layout(qmodel, config, batch=batch)
+    layout = build_layout(qmodel, config, batch=batch, depth_first=depth_first)
     dut = Core(config=config, pack_pairs=pack_pairs)
     rst = Signal()
     top = Module()
@@ -632,6 +634,17 @@ def test_batch_of_two_fc_in_columns(layer, shape, rows, cols, GM, want):
     assert (conv.fields["out_w"] == 2 * conv.fields["w_out"]) == (not pooled)
     assert (fc.columns, fc.passes) == ((1, 2) if pooled else (2, 1)), fc.mapping
     check(q, cfg, seed=53, batch=2, ready_p=0.7, valid_p=0.8)
+
+
+def test_batch_of_two_fc_in_columns_after_a_depth_first_prefix():
+    """The layer before the FC is the last of a depth-first prefix: each of its frames' runs
+    writes that frame interleaved (from the map's base + b), and the FC takes both."""
+    q = random_chain_model([dict(c_out=8, stride=2), dict(c_out=6), dict(c_out=5, kind="fc")],
+                           c_in=2, h=6, w=12, seed=7)
+    cfg = ArrayConfig.for_model(q, rows=4, cols=4, groups=2, batch=2).replace(max_layers=8)
+    layers = build_layout(q, cfg, batch=2, depth_first=2).layers
+    assert [p.frame for p in layers] == [0, 0, 1, 1, None] and layers[-1].columns == 2
+    check(q, cfg, seed=54, batch=2, depth_first=2, ready_p=0.7, valid_p=0.8)
 
 
 #: FCs whose inputs split over the groups (``mix`` = 2): the groups' partial sums of each filter

@@ -414,6 +414,34 @@ def test_batch_of_two_fc_in_columns(groups):
     assert out.shape == (2, 5, 1, 1) and out[1, 3, 0, 0] == 3 * 2 + 1
 
 
+def test_batch_of_two_fc_in_columns_after_a_depth_first_prefix():
+    """With the layer before the FC the last of a depth-first prefix, each of its per-frame runs
+    writes its frame interleaved (from the map's base + b, pixels 2 bytes apart): each byte is
+    the one the FC reads for that value in that frame's column."""
+    q = random_chain_model([dict(c_out=8, stride=2), dict(c_out=6), dict(c_out=5, kind="fc")],
+                           c_in=2, h=6, w=12, seed=7)
+    config = ArrayConfig.for_model(q, rows=4, cols=4, groups=2, batch=2).replace(max_layers=8)
+    lay = build_layout(q, config, batch=2, depth_first=2)
+    *prefix, fc = lay.layers
+    assert [p.frame for p in prefix] == [0, 0, 1, 1] and fc.columns == 2 and fc.passes == 1
+    h, w = 3, 6
+    written = {}
+    for run in prefix[1::2]:
+        f = run.fields
+        assert (f["out_w"], f["w_out"], f["out_hw"], f["frame_out"]) == (2 * w, w, 2 * h * w, 0)
+        for c in range(6):
+            for y in range(h):
+                for x in range(w):
+                    at = f["out_base"] + c * f["out_hw"] + y * f["out_w"] + 2 * x
+                    assert at not in written
+                    written[at] = (run.frame, c * h * w + y * w + x)
+    f = fc.fields
+    G, K = f["groups"], f["c_in"]
+    read = {f["in_base"] + g * (f["w_in"] if G > 1 else 0) + c * f["hw_in"] + b: (b, g * K + c)
+            for b in range(2) for g in range(G) for c in range(K)}
+    assert read == written
+
+
 def test_batch_split_inputs_on_a_tall_map():
     """A 1x1 conv on a 1 x 1 map splits its inputs over the row groups in a batch too, where its
     input map is tall (value k of frame b at k * B + b): the descriptor's row pitch ``w_in`` is
