@@ -25,7 +25,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from hw.memory_map import Space
-from hw.descriptors import SPLIT_COLS
+from hw.descriptors import INTERLEAVE_FRAMES
 from hw.quant import ACC_BITS
 from hw.array import ArrayConfig
 from .interfaces import CoreSignature, MODEL_CHECK_LATENCY
@@ -35,6 +35,10 @@ from .systolic_array import SystolicArray, ARRAY_LATENCY
 from .output_path import OutputPath, PoolStage, POOL_STORE, POOL_COMBINE, POOL_FOLD
 from .sequencer import Sequencer, MODEL_CHECK_LATENCY as _SEQ_MODEL_CHECK_LATENCY
 from .pipeline import delayed
+
+# The layer before an FC in columns writes its pixels INTERLEAVE_FRAMES bytes apart through the
+# activation buffer's ``wr_stride2``: the one stride besides 1 that its 2C banks take.
+assert INTERLEAVE_FRAMES == 2, "ActBuffer writes at stride 1 or 2 only"
 
 __all__ = ["Core", "WRITEBACK_LATENCY"]
 
@@ -285,7 +289,7 @@ class Core(wiring.Component):
         return m
 
     def _split_sums(self, m, arr, ksum, g4):
-        """Columns ``0 .. SPLIT_COLS - 1``'s accumulators as the output path takes them: of a
+        """The first ``INTERLEAVE_FRAMES`` columns' accumulators as the output path takes them: of a
         layer with split inputs (an FC on G groups, ``ksum``; its columns are one frame each of
         a batch) the groups' partial sums added.
 
@@ -310,7 +314,7 @@ class Core(wiring.Component):
         add = Signal()
         m.d.comb += add.eq(on & ~first_group)
         sums = []
-        for j in range(min(SPLIT_COLS, self._cfg.cols)):
+        for j in range(min(INTERLEAVE_FRAMES, self._cfg.cols)):
             hist = [Signal(signed(ACC_BITS), name=f"ksum{j}_hist{k}", reset_less=True)
                     for k in range(half)]
             y = Signal(signed(ACC_BITS), name=f"ksum{j}_y")

@@ -66,7 +66,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.descriptors import (LAYER_FIELDS, HEADER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS,
-                            header_limits)
+                            INTERLEAVE_FRAMES, header_limits)
 from hw.memory_map import COUNTERS, LEN_BITS
 from .act_buffer import READ_LATENCY
 from .address_guard import AddressGuard, GUARD_LATENCY, TERM_MARGIN_BITS
@@ -406,7 +406,7 @@ class Sequencer(wiring.Component):
         # byte pitches, so only the terms counted in pixels (the tile's column, a flat region's
         # pixels) double on their way into an address.
         ostep2 = Signal()
-        m.d.sync += ostep2.eq((F["pool"] != 1) & (F["out_w"] == (F["w_out"] << 1)))
+        m.d.sync += ostep2.eq((F["pool"] != 1) & (F["out_w"] == F["w_out"] * INTERLEAVE_FRAMES))
         flat_n_at = Signal(_FIELD_BITS + 1)   # flat_n as an output address distance
         m.d.comb += flat_n_at.eq(Mux(ostep2, F["flat_n"] << 1, F["flat_n"]))
         m.d.comb += pool1.eq(pool & ~multi)

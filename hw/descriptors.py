@@ -22,7 +22,7 @@ from .link import ErrorCode
 from .memory_map import LEN_BITS, Space
 
 __all__ = ["HEADER_FIELDS", "LAYER_FIELDS", "DESC_HEADER_WORDS", "DESC_LAYER_WORDS", "GROUP_CHOICES",
-           "SPLIT_COLS",
+           "INTERLEAVE_FRAMES",
            "MAX_LEN", "header_limits", "check_header", "FieldLimit", "ENUM_LIMIT", "LAYER_FIELD_PAIRS",
            "split_matches", "layer_limits", "check_descriptors"]
 
@@ -35,10 +35,12 @@ DESC_HEADER_WORDS = 32
 DESC_LAYER_WORDS = 32
 #: Row groups a layer may run (each a power of two, at most the config's ``groups``).
 GROUP_CHOICES = (1, 2, 4)
-#: Columns on which the engine adds the row groups' partial sums of a layer with split inputs
-#: (``mix`` = 2): an FC takes a batch of this many frames in its columns (``hw.layout``; the
-#: layer before it writes the two frames interleaved, ``out_w = 2 * w_out``).
-SPLIT_COLS = 2
+#: Frames of a batch an FC takes in its columns (``hw.layout``), one a column. Two things in the
+#: engine are sized by it: the layer before the FC writes the frames interleaved, its pixels this
+#: many bytes apart (its descriptor's ``out_w = INTERLEAVE_FRAMES * w_out``; the activation
+#: buffer writes at stride 1 or 2, so 2 is the most), and the core adds the row groups' partial
+#: sums of split inputs (``mix`` = 2) on this many columns.
+INTERLEAVE_FRAMES = 2
 
 
 #: Largest input or output length in bytes the engine's length ports carry

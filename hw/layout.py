@@ -79,8 +79,8 @@ Batches
 (channel ``c`` of frame ``b`` at ``c * B * hw + b * hw``, the frames' rows following each other
 like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
 ``b * C * hw + c * hw``: an FC reads a frame's values as one vector). With ``B`` =
-:data:`hw.descriptors.SPLIT_COLS` (2), a map an FC reads is instead *interleaved* where the layer
-before writes it unpooled: value ``v`` of frame ``b`` (``v = c * hw + y * w + x``) at
+:data:`hw.descriptors.INTERLEAVE_FRAMES` (2), a map an FC reads is instead *interleaved* where
+the layer before writes it unpooled: value ``v`` of frame ``b`` (``v = c * hw + y * w + x``) at
 ``v * B + b``, the layer before writing its pixels 2 bytes apart (``out_w = 2 * w_out``), so that
 the FC takes both frames in two columns, each weight read once for the batch; the FC's own
 output, a 1 x 1 map, is then tall (``f * B + b``). The ``hw_in`` and ``out_hw`` fields are
@@ -110,7 +110,7 @@ import numpy as np
 
 from .cycles import DESC_CYCLES, FRAME_OVERHEAD, layer_cycles, prefetch_cycles, tile_span
 from .descriptors import (DESC_HEADER_WORDS, DESC_LAYER_WORDS, GROUP_CHOICES, LAYER_FIELDS,
-                          SPLIT_COLS, check_descriptors)
+                          INTERLEAVE_FRAMES, check_descriptors)
 from .image import ImageError
 from .memory_map import Space
 from .variants import parse_variant
@@ -458,9 +458,9 @@ def _map_kinds(plans, batch):
     :data:`INTERLEAVED` (value ``v`` of frame ``b`` at ``v * B + b``).
 
     An FC reads a frame's values as one vector: its input is interleaved (``B`` =
-    :data:`SPLIT_COLS`, written by an unpooled layer, which can write pixels 2 bytes apart), so
-    that it takes the frames in its columns, and its output, a 1 x 1 map, is then tall; else
-    both are frame after frame. Every other map is tall."""
+    :data:`INTERLEAVE_FRAMES`, written by an unpooled layer, which can write its pixels ``B``
+    bytes apart), so that it takes the frames in its columns, and its output, a 1 x 1 map, is
+    then tall; else both are frame after frame. Every other map is tall."""
     n = len(plans)
     fc = [p[0].kind == "fc" for p in plans]
     kinds = []
@@ -468,7 +468,7 @@ def _map_kinds(plans, batch):
         if batch == 1:
             kinds.append(FRAMES)
         elif j < n and fc[j]:
-            inter = batch == SPLIT_COLS and j > 0 and not plans[j - 1][0].pool
+            inter = batch == INTERLEAVE_FRAMES and j > 0 and not plans[j - 1][0].pool
             kinds.append(INTERLEAVED if inter else FRAMES)
         elif j > 0 and fc[j - 1]:
             kinds.append(TALL if kinds[j - 1] == INTERLEAVED else FRAMES)
@@ -488,12 +488,13 @@ def _map_strides(shape, kind, batch):
 
 
 def _choose(plan, kind_in, kind_out, *, rows, cols, groups, batch):
-    """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"`` and
-    ``"columns"``): its frames one by one (``passes = batch``), or stacked into one tall map
-    where the engine can run that (flat tiles of one region; both maps tall; no pooling;
-    ``s * h_out == h_in``, so that the frames' rows line up; at least two output rows a frame),
-    whichever is faster; an FC whose input is interleaved takes the batch in its columns, the
-    frames as the pixels of a 1 x ``batch`` map."""
+    """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"``,
+    ``"columns"`` and ``"conv"``, the conv map a pass computes, ``(h_out, w_out)``): its frames
+    one by one (``passes = batch``), or stacked into one tall map where the engine can run that
+    (flat tiles of one region; both maps tall; no pooling; ``s * h_out == h_in``, so that the
+    frames' rows line up; at least two output rows a frame), whichever is faster; an FC whose
+    input is interleaved takes the batch in its columns, the frames as the pixels of a
+    ``1 x batch`` map."""
     l, image, in_shape, (h_conv, w_conv), _ = plan
     tall_in, tall_out = kind_in == TALL, kind_out == TALL
     P = image.period
@@ -502,17 +503,17 @@ def _choose(plan, kind_in, kind_out, *, rows, cols, groups, batch):
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
               contiguous=l.stride == 1 and in_shape[2] == w_conv,
               split=l.k == 1 and in_shape[1:] == (1, 1))
-    if batch > 1 and kind_in == INTERLEAVED:
-        # (Split inputs add their partial sums on SPLIT_COLS columns, the batch's frames.)
+    if kind_in == INTERLEAVED:
+        # (Split inputs add their partial sums on INTERLEAVE_FRAMES columns, the batch's frames.)
         return steps, per, dict(layer_mapping(steps, per, 1, batch, **kw), tall=False,
-                                columns=batch)
+                                columns=batch, conv=(1, batch))
     best = dict(layer_mapping(steps, per, h_conv, w_conv, passes=batch, **kw), tall=False,
-                columns=1)
+                columns=1, conv=(h_conv, w_conv))
     if (batch > 1 and tall_in and tall_out and l.kind != "fc" and not l.pool
             and l.stride * h_conv == in_shape[1] and h_conv >= 2):
         tall = layer_mapping(steps, per, batch * h_conv, w_conv, tall=True, **kw)
         if tall is not None and tall["cycles"] < best["cycles"]:
-            best = dict(tall, tall=True, columns=1)
+            best = dict(tall, tall=True, columns=1, conv=(h_conv, w_conv))
     return steps, per, best
 
 
@@ -611,7 +612,7 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
         out_pitch, out_frame, out_w = _map_strides(o, kinds[i + 1], batch)
         if mapping["columns"] > 1:
             # The frames are the pixels of one output row (each filter's B bytes in a row).
-            out_w = mapping["columns"]
+            out_w = mapping["conv"][1]
         passes = batch > 1 and not mapping["tall"] and mapping["columns"] == 1
         runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
                          out_pitch, out_frame if passes else 0, out_w, steps, per, mapping))
@@ -815,14 +816,13 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
     layer_at = {}       # plan index -> (table_base, weight_base, param_base) of its weights
     for run in runs:
         i = run.i
-        l, image, in_shape, (h_conv, w_conv), o = plans[i]
+        l, image, in_shape, _, o = plans[i]
         P = image.period
         steps, per, mapping = run.steps, run.per, run.mapping
         G, fold, gs, mix = mapping["groups"], mapping["fold"], mapping["group_rows"], mapping["mix"]
         tall, columns = mapping["tall"], mapping["columns"]
         frames = 1 if run.frame is not None or columns > 1 else batch
-        if columns > 1:
-            h_conv, w_conv = 1, columns
+        h_conv, w_conv = mapping["conv"]
         # Flat regions: G of h_out / G rows; mixed groups share one region, the whole map (tall:
         # all the frames' rows).
         regions = 1 if mix else G
@@ -835,7 +835,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         in_pitch = run.in_pitch
         c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split else in_shape
         if columns > 1 and not split:
-            w_in = columns                  # the frames: a 1 x B map, B bytes a channel
+            w_in = w_conv                   # the frames: a 1 x B map, B bytes a channel
         full_steps, steps = steps, mapping["steps"]
         if i not in layer_at:
             # A depth-first layer's frames share its weights, table and parameters.

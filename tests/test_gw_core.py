@@ -629,7 +629,7 @@ def test_batch_of_two_fc_in_columns(layer, shape, rows, cols, GM, want):
     q = random_chain_model([layer, dict(c_out=5, kind="fc")], c_in=c_in, h=h, w=w, seed=53)
     cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=2)
     conv, fc = build_layout(q, cfg, batch=2).layers
-    assert conv.mapping == want
+    assert conv.mapping == want        # (the mapping the case is chosen to cover)
     pooled = bool(layer.get("pool"))
     assert (conv.fields["out_w"] == 2 * conv.fields["w_out"]) == (not pooled)
     assert (fc.columns, fc.passes) == ((1, 2) if pooled else (2, 1)), fc.mapping
