@@ -8,6 +8,13 @@ stored: a column whose pixel lies outside the input map reads as 0 (``ok`` bit l
 path writes C bytes (one filter row of a tile) a cycle, consecutive or 2 apart (a map whose pixels
 two frames interleave), again C distinct banks, and the loader writes 4 consecutive bytes (one
 INPUT word).
+
+A tile of C pixels that runs from the end of one output row into the next (a *flat* tile) reads
+and writes two runs. Reads: columns ``j >= split`` read ``jump`` bank rows (``2C * jump`` bytes)
+further on, so they still hit the banks the unsplit read would, at another bank address (the
+layout pads a map's rows so that the second output row's input starts a whole number of bank
+rows on). Writes: lanes ``j >= split`` land ``gap < C`` bytes further on (the padding at the end
+of a row): C lanes within ``2C - 1`` bytes, again C distinct banks.
 """
 
 from amaranth import Module, Signal, Mux, signed, unsigned
@@ -65,13 +72,17 @@ class ActBuffer(wiring.Component):
         Per column: the pixel exists (else the column reads 0).
     rd_data : Out(data.ArrayLayout(signed(8), cols))
         The request's bytes, :data:`READ_LATENCY` cycles later.
+    rd_split, rd_jump : In
+        Columns ``j >= rd_split`` of every port read ``rd_jump * 2 * cols`` bytes further on
+        (``rd_jump = 0``: no split).
     rd2_addr, rd2_ok, rd2_data (and rd3_*, rd4_* with ``ports == 4``)
         Further read ports (same stride): each reads its own copy of the banks, which every
         write updates too (the activations of row groups 1, 2, 3).
-    wr_en, wr_addr, wr_mask, wr_data, wr_stride2 : In
-        Write ``wr_data[j]`` to ``wr_addr + j`` (``wr_stride2``: ``wr_addr + 2 * j``) for each
-        ``j`` with ``wr_mask`` bit ``j`` set, :data:`WRITE_LATENCY` cycles later (a read issued
-        that many cycles after the request sees the new bytes).
+    wr_en, wr_addr, wr_mask, wr_data, wr_stride2, wr_split, wr_gap : In
+        Write ``wr_data[j]`` to ``wr_addr + j`` (``wr_stride2``: ``wr_addr + 2 * j``; lanes ``j
+        >= wr_split``: ``wr_addr + j + wr_gap``, ``wr_gap < cols``, not with ``wr_stride2``) for
+        each ``j`` with ``wr_mask`` bit ``j`` set, :data:`WRITE_LATENCY` cycles later (a read
+        issued that many cycles after the request sees the new bytes).
     ld_en, ld_addr, ld_data : In
         Loader: write the 4 little-endian bytes of ``ld_data`` to ``4 * ld_addr .. + 3`` (also
         :data:`WRITE_LATENCY` cycles later).
@@ -96,7 +107,9 @@ class ActBuffer(wiring.Component):
         super().__init__({
             "rd_addr": In(signed(self._abits + 2)), "rd_stride2": In(1), "rd_ok": In(cols),
             "rd_data": Out(data.ArrayLayout(signed(8), cols)),
+            "rd_split": In(range(cols + 1)), "rd_jump": In(self._abits - self._lb),
             "wr_en": In(1), "wr_addr": In(self._abits), "wr_mask": In(cols), "wr_stride2": In(1),
+            "wr_split": In(range(cols + 1)), "wr_gap": In(range(cols)),
             "wr_data": In(data.ArrayLayout(signed(8), cols)),
             "ld_en": In(1), "ld_addr": In(max(1, self._abits - 2)), "ld_data": In(32),
             **{name: port for p in range(2, ports + 1) for name, port in (
@@ -131,19 +144,24 @@ class ActBuffer(wiring.Component):
         wen, waddr, wdata = [], [], []
         for b in range(B):
             # Output path: bank b is d = (b - n0) mod 2C bytes on, lane d when d < C (stride 2:
-            # lane d / 2 when d is even). Either way the bank address is n0 div 2C, plus one
-            # where the lanes wrap past bank 2C - 1.
+            # lane d / 2 when d is even; split: lane d - gap from d >= split + gap on). Either
+            # way the bank address is n0 div 2C, plus one where the lanes wrap past bank 2C - 1.
             d = Signal(lb, name=f"wdist{b}")
             m.d.comb += d.eq(b - wr_lo)
-            j = Signal(lb, name=f"wlane{b}")
-            m.d.comb += j.eq(Mux(self.wr_stride2, d >> 1, d))
+            first = Signal(name=f"wfirst{b}")
+            m.d.comb += first.eq(d < self.wr_split)
+            e = Signal(lb + 1, name=f"wgap{b}")     # d - gap (wraps past C when negative)
+            m.d.comb += e.eq(d - self.wr_gap)
+            j = Signal(lb + 1, name=f"wlane{b}")
+            m.d.comb += j.eq(Mux(self.wr_stride2, d >> 1, Mux(first, d, e)))
             lane = Signal(8, name=f"wbyte{b}")
             with m.Switch(j):
                 for jj in range(C):
                     with m.Case(jj):
                         m.d.comb += lane.eq(self.wr_data[jj])
             lane_on = Signal(name=f"won{b}")
-            m.d.comb += lane_on.eq(Mux(self.wr_stride2, ~d[0], d < C) & self.wr_mask.bit_select(j, 1))
+            m.d.comb += lane_on.eq(Mux(self.wr_stride2, ~d[0], first | (e >= self.wr_split))
+                                   & (j < C) & self.wr_mask.bit_select(j[:lb], 1))
             # Loader: 4 consecutive bytes, at most one of which is bank b.
             k = Signal(lb, name=f"lbyte{b}")
             m.d.comb += k.eq(b - ld_n[:lb])
@@ -180,7 +198,13 @@ class ActBuffer(wiring.Component):
                     self.banks.append(mem)
                 rp, rdata = registered_read(m, mem, f"bank{p}_{b}")
                 raddr = Signal.like(rp.addr, name=f"raddr{p}_{b}", reset_less=True)
-                m.d.sync += raddr.eq(rd_hi + (b < rd_lo))
+                # Bank b serves column (b - n0) mod 2C (stride 2: half that); columns from
+                # rd_split on read rd_jump bank rows further.
+                dist = Signal(lb, name=f"rdist{p}_{b}")
+                m.d.comb += dist.eq(b - rd_lo)
+                second = Signal(name=f"rsecond{p}_{b}")
+                m.d.comb += second.eq(Mux(self.rd_stride2, dist >> 1, dist) >= self.rd_split)
+                m.d.sync += raddr.eq(rd_hi + (b < rd_lo) + Mux(second, self.rd_jump, 0))
                 m.d.comb += rp.addr.eq(raddr)
                 bank_data.append(rdata)
                 wp = mem.write_port()

@@ -7,7 +7,8 @@ and stops the frame when :attr:`AddressGuard.bad` rises (the core checks the wri
 
 - **Reads.** On each read port that feeds the array this layer (``feeds``:
   :func:`gateware.sequencer.port_feeds`), the lowest and highest ok column's byte (column ``j``
-  at ``addr + j``, or ``addr + 2j`` at stride 2) must lie in ``0 .. act_depth - 1``. Columns that
+  at ``addr + j``, or ``addr + 2j`` at stride 2; columns ``j >= split`` of a flat tile's second
+  output row ``2C * jump`` bytes further on) must lie in ``0 .. act_depth - 1``. Columns that
   are not ok read zero, so their addresses do not matter.
 - **Weights.** The step's weight entry must be below ``weight_depth``. It counts up by one from a
   block's base, so ``weight_depth`` itself is the first bad entry, seen before any wrap.
@@ -71,6 +72,10 @@ class AddressGuard(wiring.Component):
         Each read port's column-0 address of the step, at full width.
     ok : In(data.ArrayLayout(cols, ports))
         Each read port's ok columns.
+    split, jump : In
+        Columns ``j >= split`` of every port read ``2 * cols * jump`` bytes further on
+        (``ActBuffer.rd_split``, ``rd_jump``: ``jump`` as wide as a bank address, so that the
+        distance stays below ``2**act_addr_bits``).
     feeds : In(ports)
         The ports whose bytes reach the array this layer (the others are not checked).
     entry : In(entry_bits)
@@ -114,6 +119,8 @@ class AddressGuard(wiring.Component):
             "step": In(1), "stride2": In(1),
             "addr": In(data.ArrayLayout(signed(term_bits), ports)),
             "ok": In(data.ArrayLayout(config.cols, ports)),
+            "split": In(range(config.cols + 1)),
+            "jump": In(max(1, act_addr_bits - (2 * config.cols).bit_length() + 1)),
             "feeds": In(ports), "entry": In(entry_bits),
             "walking": In(1),
             "in_terms": In(data.ArrayLayout(signed(term_bits), 4)),
@@ -146,7 +153,9 @@ class AddressGuard(wiring.Component):
         # Reads: per port, the lowest and highest ok column's byte (stage 1: the step's address
         # and the ok bits of a port that feeds; 2: the two bytes' addresses; 3: the compare).
         g_valid, g_s2 = Signal(), Signal()
-        m.d.sync += [g_valid.eq(self.step), g_s2.eq(self.stride2)]
+        g_split, g_jump = Signal.like(self.split), Signal(len(self.jump) + (2 * C).bit_length())
+        m.d.sync += [g_valid.eq(self.step), g_s2.eq(self.stride2), g_split.eq(self.split),
+                     g_jump.eq(self.jump * (2 * C))]
         read_bad = []
         for k in range(ports):
             g_addr = Signal.like(self.addr[k], name=f"g_addr{k}")
@@ -162,8 +171,8 @@ class AddressGuard(wiring.Component):
             lo = Signal.like(self.addr[k], name=f"g_lo_addr{k}")
             hi = Signal.like(self.addr[k], name=f"g_hi_addr{k}")
             any_ok = Signal(name=f"g_any{k}")
-            m.d.sync += [lo.eq(g_addr + Mux(g_s2, lo_j << 1, lo_j)),
-                         hi.eq(g_addr + Mux(g_s2, hi_j << 1, hi_j)),
+            m.d.sync += [lo.eq(g_addr + Mux(g_s2, lo_j << 1, lo_j) + Mux(lo_j >= g_split, g_jump, 0)),
+                         hi.eq(g_addr + Mux(g_s2, hi_j << 1, hi_j) + Mux(hi_j >= g_split, g_jump, 0)),
                          any_ok.eq(g_valid & (g_ok != 0))]
             bad = Signal(name=f"read_bad{k}")
             m.d.sync += bad.eq(any_ok & ((lo < 0) | (hi >= cfg.act_depth)))

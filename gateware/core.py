@@ -100,7 +100,8 @@ class Core(wiring.Component):
         m.submodules.array = arr = SystolicArray(rows=R, cols=C, groups=GM,
                                                  pack_pairs=self._pack_pairs)
         side = data.StructLayout({"addr": act.addr_bits, "mask": C, "done": 1,
-                                  "pool_op": 2, "pool_addr": range(max(2, R))})
+                                  "pool_op": 2, "pool_addr": range(max(2, R)),
+                                  "split": range(C + 1)})
         m.submodules.out = out = OutputPath(cols=C, param_depth=cfg.param_depth,
                                             side_bits=side.size)
         m.submodules.pool = pool = PoolStage(cols=C, rows=R, side_bits=side.size)
@@ -139,6 +140,7 @@ class Core(wiring.Component):
         # rest) -> array inputs.
         m.d.comb += [ws.addr.eq(seq.w_addr), act.rd_addr.eq(seq.rd_addr),
                      act.rd_stride2.eq(seq.rd_stride2), act.rd_ok.eq(seq.rd_ok),
+                     act.rd_split.eq(seq.rd_split), act.rd_jump.eq(seq.rd_jump),
                      seq.rd_data0.eq(act.rd_data[0])]
 
         ctl = [(seq.step_valid, arr.valid), (seq.step_first, arr.first), (seq.step_last, arr.last)]
@@ -182,10 +184,11 @@ class Core(wiring.Component):
         cur_idx, cur_ch, cur_at = Signal.like(idx), Signal.like(ch), Signal.like(at)
         gat, cur_gat = Signal.like(at), Signal.like(at)      # address of the group's top row
         gch, cur_gch = Signal.like(ch), Signal.like(ch)      # channel of the group's top row
-        t_rows, t_cols, t_live, t_odd = (Signal.like(tag.rows), Signal.like(tag.cols),
-                                         Signal.like(tag.live), Signal())
-        rows, cols, live, odd = (Signal.like(tag.rows), Signal.like(tag.cols),
-                                 Signal.like(tag.live), Signal())
+        t_rows, t_cols, t_live, t_odd, t_split = (Signal.like(tag.rows), Signal.like(tag.cols),
+                                                  Signal.like(tag.live), Signal(),
+                                                  Signal.like(tag.split))
+        rows, cols, live, odd, wsplit = (Signal.like(tag.rows), Signal.like(tag.cols),
+                                         Signal.like(tag.live), Signal(), Signal.like(tag.split))
         g2 = Signal()
         g4 = Signal()
         split = Signal()
@@ -208,12 +211,13 @@ class Core(wiring.Component):
         with m.If(arr.out_first):
             m.d.comb += [idx.eq(R - 1), ch.eq(tag.channel), at.eq(tag.addr), gat.eq(tag.addr),
                          gch.eq(tag.channel),
-                         rows.eq(tag.rows), cols.eq(tag.cols), live.eq(tag.live), odd.eq(tag.odd)]
-            m.d.sync += [t_rows.eq(tag.rows),
+                         rows.eq(tag.rows), cols.eq(tag.cols), live.eq(tag.live), odd.eq(tag.odd),
+                         wsplit.eq(tag.split)]
+            m.d.sync += [t_rows.eq(tag.rows), t_split.eq(tag.split),
                          t_cols.eq(tag.cols), t_live.eq(tag.live), t_odd.eq(tag.odd)]
         with m.Else():
             m.d.comb += [idx.eq(cur_idx - 1), rows.eq(t_rows), cols.eq(t_cols), live.eq(t_live),
-                         odd.eq(t_odd)]
+                         odd.eq(t_odd), wsplit.eq(t_split)]
             with m.If(crossing):
                 # The group below holds the same filters (the same top channel) or, mixed, the
                 # filters of class r + g - 1 (one channel lower): seq.mix is that step.
@@ -228,7 +232,8 @@ class Core(wiring.Component):
         row_on = Signal()
         m.d.comb += row_on.eq((q < rows) & (gidx < live))
         sd = Signal(side)
-        m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0), sd.pool_addr.eq(q)]
+        m.d.comb += [sd.addr.eq(at), sd.mask.eq(cols), sd.done.eq(idx == 0), sd.pool_addr.eq(q),
+                     sd.split.eq(wsplit)]
         # 2x2 max-pool: the upper row of each vertical pair is kept (and writes nothing), the
         # lower one writes the pooled row. Row groups: odd groups (rows oy + 1, oy + 3, drained
         # before their partners) keep, even groups combine (a pair whose odd row does not
@@ -250,19 +255,21 @@ class Core(wiring.Component):
                      out.relu.eq(seq.relu), out.side.eq(sd), sd.pool_op.eq(pool_op)]
         with m.If(~row_on | (seq.pool & ((pool_op == POOL_STORE) | drop))):
             m.d.comb += sd.mask.eq(0)
-        # The address guard's write half: the row's lanes ``at + j`` (``mask`` bit ``j``) must lie
-        # in the activation memory. ``at`` is exact (its tag's sums are, while the sequencer's
+        # The address guard's write half: the row's lanes ``at + j`` (``mask`` bit ``j``; ``at +
+        # 2j`` with ``out_step2``, ``at + j + out_gap`` from the tag's split on) must lie in the
+        # activation memory. ``at`` is exact (its tag's sums are, while the sequencer's
         # half of the guard holds, and a row's address is reached by subtracting what its tag
         # added, in as many bits), so a lane past the end is caught here, before the output
         # path; the sequencer stops the frame long before its last write-back.
-        ck_at, ck_mask = Signal.like(at), Signal(C)
-        m.d.sync += [ck_at.eq(at), ck_mask.eq(Mux(arr.out_valid, sd.mask, 0))]
+        ck_at, ck_mask, ck_split = Signal.like(at), Signal(C), Signal.like(wsplit)
+        m.d.sync += [ck_at.eq(at), ck_mask.eq(Mux(arr.out_valid, sd.mask, 0)), ck_split.eq(wsplit)]
         wr_fault = Signal()
         ck_s2 = Signal()
-        m.d.sync += ck_s2.eq(seq.out_step2)
-        m.d.sync += wr_fault.eq(Cat(*[ck_mask[j] & (ck_at >= Mux(ck_s2, cfg.act_depth - 2 * j,
-                                                                  cfg.act_depth - j))
-                                      for j in range(C)]).any())
+        ck_gap = Signal.like(seq.out_gap)
+        m.d.sync += [ck_s2.eq(seq.out_step2), ck_gap.eq(seq.out_gap)]
+        m.d.sync += wr_fault.eq(Cat(*[
+            ck_mask[j] & (ck_at + Mux(ck_s2, 2 * j, j + Mux(ck_split <= j, ck_gap, 0)) >= cfg.act_depth)
+            for j in range(C)]).any())
         m.d.comb += [seq.wr_fault.eq(wr_fault), self.fault.eq(seq.fault)]
         for j in range(C):
             m.d.comb += out.acc[j].eq(arr.out_data[j])
@@ -282,6 +289,7 @@ class Core(wiring.Component):
         wb_data = delayed(m, pool.out_data.as_value(), WRITEBACK_LATENCY, "wb_data", reset_less=True)
         m.d.comb += [act.wr_en.eq(wb_valid), act.wr_addr.eq(wb_side.addr), act.wr_mask.eq(wb_side.mask),
                      act.wr_stride2.eq(seq.out_step2),
+                     act.wr_split.eq(wb_side.split), act.wr_gap.eq(seq.out_gap),
                      act.wr_data.eq(wb_data), seq.tile_done.eq(wb_valid & wb_side.done)]
 
         wiring.connect(m, wiring.flipped(self.result), seq.result)

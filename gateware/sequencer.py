@@ -115,9 +115,11 @@ def TileTag(*, cols: int, addr_bits: int, param_bits: int, rows: int) -> data.St
     ``R-1`` (of the last row group), active rows per group and columns (of a pooled layer: the
     pooled lanes that exist), how many of the tile's output rows exist (``live``: 1 .. G, or 1 .. 2
     when folded), and for a pooled one-group layer whether the tile is the second output row of
-    its pooling pair (``odd``)."""
+    its pooling pair (``odd``), and the tile's columns in its first output row (``split``: the
+    others, of a flat or folded tile, are in the next row, ``out_gap`` bytes further on)."""
     return data.StructLayout({"channel": param_bits, "addr": addr_bits, "rows": range(rows + 1),
-                              "cols": cols, "live": range(5), "odd": 1})
+                              "cols": cols, "live": range(5), "odd": 1,
+                              "split": range(cols + 1)})
 
 
 def _exceeds(x, y, bits: int, *, equal: bool = False):
@@ -183,6 +185,11 @@ class Sequencer(wiring.Component):
         Weight entry of the issued step (to the weight streamer).
     rd_addr, rd_stride2, rd_ok : Out
         Activation read of the issued step (or of a result byte).
+    rd_split, rd_jump : Out
+        Mixed flat tiles with a port a group: columns ``j >= rd_split`` (the tile's second output
+        row) read ``rd_jump`` bank rows further on, ``s * (w_in - w_out)`` bytes (0 at stride 1,
+        where ``w_in = w_out``; at stride 2 the layout pads the input map's rows to make it a
+        whole number of bank rows); ``rd_jump`` is 0 in every other layer.
     rd2_addr, rd2_ok (.. rd4_addr, rd4_ok with ``config.groups == 4``), split, merge : Out
         Further read ports (port ``k`` feeds row ``k * R / G_max``: group ``k * G / G_max`` of a
         layer with ``G`` groups, when that is a whole number); ``split`` bit ``k-1``: port ``k``
@@ -198,6 +205,10 @@ class Sequencer(wiring.Component):
         The layer writes its output pixels 2 bytes apart (``out_w = 2 * w_out``, not pooled):
         a batch of two frames interleaved, pixel by pixel, for an FC that takes both frames in
         its columns (``hw.layout``). The tag's addresses are already the bytes'.
+    out_gap : Out
+        Bytes between a row's last output pixel and the next row's first, ``out_w - w_out``, for
+        a flat or folded layer that writes into padded rows (the columns past the tag's
+        ``split``); else 0.
     mix : Out(1)
         The layer's groups take consecutive classes of the same pixels (``hw.layout``'s ``mix``
         = 1): from one group's rows to the next the channel moves by one too.
@@ -261,10 +272,13 @@ class Sequencer(wiring.Component):
             "input_len": Out(LEN_BITS), "output_len": Out(LEN_BITS), "model_ok": Out(1),
             "w_addr": Out(self._wb),
             "rd_addr": Out(signed(act_addr_bits + 2)), "rd_stride2": Out(1), "rd_ok": Out(config.cols),
+            "rd_split": Out(range(config.cols + 1)),
+            "rd_jump": Out(max(1, act_addr_bits - (2 * config.cols).bit_length() + 1)),
             "rd_data0": In(signed(8)),
             **extra, "split": Out(max(1, config.groups - 1)),
             "merge": Out(max(1, config.groups // 2)),
-            "fold": Out(1), "out_step2": Out(1), "mix": Out(1), "ksum": Out(1),
+            "fold": Out(1), "out_step2": Out(1), "out_gap": Out(range(config.cols)),
+            "mix": Out(1), "ksum": Out(1),
             "group_step_addr": Out(act_addr_bits + 1),
             "step_valid": Out(1), "step_first": Out(1), "step_last": Out(1),
             "tag": Out(stream.Signature(self._tag)),
@@ -506,7 +520,12 @@ class Sequencer(wiring.Component):
         m.d.comb += [ib.base.eq(F["table_base"]), ib.period.eq(F["period"])]
         # What the rest of the core needs of the layer, registered in SETUP2 of each layer: the
         # next layer's descriptor loads while this one's last tiles drain through the output side.
+        # Padded rows (``hw.layout``): the gap a flat or folded tile's second row skips on the
+        # way out (the descriptor fields are exact; the output side uses the low bits).
+        out_gap = Signal(_FIELD_BITS)
+        m.d.comb += out_gap.eq(Mux(pair & ~pool & ~ostep2, F["out_w"] - F["w_out"], 0))
         layer_outputs = [self.row_step.eq(F["period"]), self.row_step_addr.eq(row_dec),
+                         self.out_gap.eq(out_gap),
                          self.relu.eq(F["relu"]), self.pool.eq(pool),
                          self.fold.eq(fold), self.out_step2.eq(ostep2), self.mix.eq(mix),
                          self.ksum.eq(ksum),
@@ -651,6 +670,9 @@ class Sequencer(wiring.Component):
         flat_cols = Signal(C)
         m.d.comb += flat_cols.eq(Cat(*[_exceeds(flat_left, j, cb) for j in range(C)]))
         issue_snapshot.append(a_lo.eq(low_cols))
+        # The tile's columns in its first output row (a flat tile's others read the next row).
+        a_split = Signal(range(C + 1))
+        issue_snapshot.append(a_split.eq(cols_act))
         m.d.comb += [rows_act.eq(Mux(_exceeds(rows_left, gs, gb, equal=True), gs, rows_left)),
                      cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
 
@@ -730,7 +752,12 @@ class Sequencer(wiring.Component):
             m.d.comb += [getattr(self, f"rd{k + 1}_addr").eq(a), getattr(self, f"rd{k + 1}_ok").eq(o)]
         rd_s2 = Signal()
         w_addr = Signal(self._wb)
+        rd_split = Signal(range(C + 1))
+        # Mixed flat tiles with a port a group: the second output row's input is s * (w_in -
+        # w_out) bytes on, a whole number of bank rows (set in SETUP2).
+        jump = Signal.like(self.rd_jump)
         m.d.comb += [self.rd_addr.eq(rd_addr), self.rd_ok.eq(Mux(ro_ok, 1, ok)), self.rd_stride2.eq(rd_s2),
+                     self.rd_split.eq(rd_split), self.rd_jump.eq(jump),
                      self.w_addr.eq(w_addr)]
         # The issued step's addresses at full width, for the guard (the ports take their low bits).
         rd_full = Signal(S)
@@ -738,7 +765,7 @@ class Sequencer(wiring.Component):
         w_full = Signal.like(a_waddr)
         with m.If(a_valid):
             m.d.sync += [rd_addr.eq(n0), ro_ok.eq(0), rd_s2.eq(stride2), w_addr.eq(a_waddr),
-                         rd_full.eq(n0), w_full.eq(a_waddr)]
+                         rd_split.eq(a_split), rd_full.eq(n0), w_full.eq(a_waddr)]
             m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_addr, a_kk_ports)]
             m.d.sync += [a.eq(a_cw + kk) for a, kk in zip(rdk_full, a_kk_ports)]
             m.d.sync += [q.eq(v) for q, v in bounds]
@@ -898,6 +925,7 @@ class Sequencer(wiring.Component):
             with m.State("SETUP2"):
                 P_ = F["period"]
                 m.d.sync += layer_outputs
+                m.d.sync += jump.eq(Mux(one, (w_step - sw_out) >> (2 * C).bit_length() - 1, 0))
                 m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
                                             Mux(g2, _cmul(row_dec, R // 2), _cmul(row_dec, R)))),
                              # (Mixed: the top row is group G-1's, of class r + G - 1.)
@@ -1017,6 +1045,7 @@ class Sequencer(wiring.Component):
                                      t_fields.rows.eq(rows_act),
                                      t_fields.live.eq(live),
                                      t_fields.odd.eq(dy),
+                                     t_fields.split.eq(cols_act),
                                      # Pooled with row groups: the core drops a pair whose
                                      # second row does not exist; folded: the tag does.
                                      t_fields.cols.eq(Mux(
@@ -1091,6 +1120,7 @@ class Sequencer(wiring.Component):
                     m.next = "IDLE"
             with m.State("READ"):
                 m.d.sync += [rd_addr.eq(hdr["result_base"] + ro_i), ro_ok.eq(1), rd_s2.eq(0),
+                             rd_split.eq(C),
                              ro_wait.eq(0)]
                 m.next = "READ_WAIT"
                 abort_readout()
@@ -1131,6 +1161,7 @@ class Sequencer(wiring.Component):
         m.submodules.guard = guard = AddressGuard(config=cfg, act_addr_bits=AB, term_bits=S.width,
                                                   out_bits=OB, entry_bits=len(w_full))
         m.d.comb += [guard.step.eq(s_valid), guard.stride2.eq(rd_s2), guard.entry.eq(w_full),
+                     guard.split.eq(rd_split), guard.jump.eq(jump),
                      guard.feeds.eq(Cat(*[port_feeds(k, split=self.split, merge=self.merge)
                                           for k in range(max(1, GM))])),
                      # (In RUN the accumulators hold the current step's terms: PREP sets them,

@@ -187,3 +187,167 @@ def test_write_latency():
     sim.add_testbench(tb)
     sim.run()
     assert got[-1] == new
+
+
+def _split_addrs(n0, s, split, jump, cols):
+    """The bytes a split read's columns address: ``n0 + s * j``, plus ``jump * 2 * cols`` from
+    column ``split`` on."""
+    return [n0 + s * j + (jump * 2 * cols if j >= split else 0) for j in range(cols)]
+
+
+def _split_lanes(n0, split, gap, cols):
+    """The bytes a split write's lanes land on: ``n0 + j``, plus ``gap`` from lane ``split`` on."""
+    return [n0 + j + (gap if j >= split else 0) for j in range(cols)]
+
+
+async def _load(ctx, dut, flat):
+    """Loader: the flat byte array, 4 bytes a word, then WRITE_LATENCY cycles for the last."""
+    for a, w in enumerate(np.asarray(flat, dtype=np.int8).view(np.uint8).view("<u4")):
+        ctx.set(dut.ld_en, 1)
+        ctx.set(dut.ld_addr, a)
+        ctx.set(dut.ld_data, int(w))
+        await ctx.tick()
+    ctx.set(dut.ld_en, 0)
+    for _ in range(WRITE_LATENCY):
+        await ctx.tick()
+
+
+@pytest.mark.parametrize("cols,ports,seed", [
+    (2, 1, 10), (2, 2, 11), (2, 4, 12), (4, 1, 13), (4, 2, 14), (4, 4, 15),
+    (8, 1, 16), (8, 2, 17), (8, 4, 18)])
+def test_split_reads_writes_against_flat_memory(cols, ports, seed):
+    """Flat tiles: random split reads (``rd_split`` 0..C, ``rd_jump`` 0..3, stride 1 and 2, one
+    split and stride for every port, each port its own address and ok bits) and random split
+    writes (``wr_split`` 0..C, ``wr_gap`` 0..C-1, random masks, stride 1), against a flat byte
+    array."""
+    rng = np.random.default_rng(seed)
+    depth = 16
+    size = 2 * cols * depth
+    flat = rng.integers(-128, 128, size=size).astype(np.int8)
+    dut = ActBuffer(cols=cols, bank_depth=depth, ports=ports)
+    names = [""] + [str(p) for p in range(2, ports + 1)]
+    reads = []     # (stride, split, jump, [(n0, ok bits) per port])
+    for _ in range(40):
+        s, split, jump = int(rng.integers(1, 3)), int(rng.integers(0, cols + 1)), int(rng.integers(0, 4))
+        req = []
+        for _ in names:
+            hi = size - s * (cols - 1) - (jump * 2 * cols if split < cols else 0)
+            n0 = int(rng.integers(-3, max(hi, 1)))
+            addrs = _split_addrs(n0, s, split, jump, cols)
+            req.append((n0, sum(1 << j for j in range(cols)
+                                if rng.random() < 0.85 and 0 <= addrs[j] < size)))
+        reads.append((s, split, jump, req))
+    writes = []    # (n0, split, gap, data, mask)
+    for _ in range(30):
+        split, gap = int(rng.integers(0, cols + 1)), int(rng.integers(0, cols))
+        n0 = int(rng.integers(0, size - (cols - 1) - gap))
+        writes.append((n0, split, gap, rng.integers(-128, 128, size=cols), rng.integers(0, 2, size=cols)))
+    got_before, got_after = [], []
+
+    async def read_all(ctx, out):
+        idle = (1, cols, 0, [(0, 0)] * len(names))
+        for s, split, jump, req in reads + [idle] * READ_LATENCY:
+            ctx.set(dut.rd_stride2, s == 2)
+            ctx.set(dut.rd_split, split)
+            ctx.set(dut.rd_jump, jump)
+            for n, (n0, ok) in zip(names, req):
+                ctx.set(getattr(dut, f"rd{n}_addr"), n0)
+                ctx.set(getattr(dut, f"rd{n}_ok"), ok)
+            await ctx.tick()
+            out.append([[ctx.get(getattr(dut, f"rd{n}_data")[j]) for j in range(cols)] for n in names])
+
+    async def tb(ctx):
+        await _load(ctx, dut, flat)
+        await read_all(ctx, got_before)
+        for n0, split, gap, d, mask in writes:
+            ctx.set(dut.wr_en, 1)
+            ctx.set(dut.wr_addr, n0)
+            ctx.set(dut.wr_stride2, 0)
+            ctx.set(dut.wr_split, split)
+            ctx.set(dut.wr_gap, gap)
+            ctx.set(dut.wr_mask, sum(int(b) << j for j, b in enumerate(mask)))
+            for j in range(cols):
+                ctx.set(dut.wr_data[j], int(d[j]))
+            await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for _ in range(WRITE_LATENCY):
+            await ctx.tick()
+        await read_all(ctx, got_after)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+    def expect(mem):
+        return [[[int(mem[a]) if ok >> j & 1 else 0
+                  for j, a in enumerate(_split_addrs(n0, s, split, jump, cols))]
+                 for n0, ok in req] for s, split, jump, req in reads]
+
+    assert got_before[READ_LATENCY - 1:READ_LATENCY - 1 + len(reads)] == expect(flat), f"seed {seed}"
+    after = flat.copy()
+    for n0, split, gap, d, mask in writes:
+        for j, a in enumerate(_split_lanes(n0, split, gap, cols)):
+            if mask[j]:
+                after[a] = d[j]
+    assert not np.array_equal(after, flat), f"seed {seed}: the writes changed nothing"
+    assert got_after[READ_LATENCY - 1:READ_LATENCY - 1 + len(reads)] == expect(after), f"seed {seed}"
+
+
+def test_split_by_hand():
+    """cols = 4 (8 banks), byte n = n. A read at 3, stride 2, split 2, jump 1 reads 3, 5 and then
+    3 + 2 * 2 + 8 = 15, 17 (banks 3, 5 at bank address 0, banks 7, 1 at 1, 2); at 5, stride 1,
+    split 1, jump 2 it reads 5, then 6 + 16 = 22, 23, 24. A write at 5, split 3, gap 2 lands on
+    5, 6, 7 and 10 (bytes 8, 9 untouched: the row padding); one at 16, split 1, gap 3, mask 0b1010
+    lands lane 1 on 20 and lane 3 on 22 only."""
+    cols, depth = 4, 8
+    dut = ActBuffer(cols=cols, bank_depth=depth)
+    got = {}
+    reads = {   # name: (addr, stride, split, jump)
+        "s2": (3, 2, 2, 1), "s1": (5, 1, 1, 2),
+        "at4": (4, 1, cols, 0), "at8": (8, 1, cols, 0), "at16": (16, 1, cols, 0), "at20": (20, 1, 0, 0),
+    }
+
+    async def read(ctx, name):
+        addr, s, split, jump = reads[name]
+        ctx.set(dut.rd_addr, addr)
+        ctx.set(dut.rd_stride2, s == 2)
+        ctx.set(dut.rd_split, split)
+        ctx.set(dut.rd_jump, jump)
+        ctx.set(dut.rd_ok, (1 << cols) - 1)
+        for _ in range(READ_LATENCY):
+            await ctx.tick()
+        got[name] = [ctx.get(dut.rd_data[j]) for j in range(cols)]
+
+    async def write(ctx, addr, split, gap, mask, d):
+        ctx.set(dut.wr_en, 1)
+        ctx.set(dut.wr_addr, addr)
+        ctx.set(dut.wr_split, split)
+        ctx.set(dut.wr_gap, gap)
+        ctx.set(dut.wr_mask, mask)
+        for j in range(cols):
+            ctx.set(dut.wr_data[j], d[j])
+        await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for _ in range(WRITE_LATENCY):
+            await ctx.tick()
+
+    async def tb(ctx):
+        await _load(ctx, dut, np.arange(2 * cols * depth))
+        await read(ctx, "s2")
+        await read(ctx, "s1")
+        await write(ctx, 5, 3, 2, 0b1111, [-1, -2, -3, -4])
+        await write(ctx, 16, 1, 3, 0b1010, [-5, -6, -7, -8])
+        for name in ("at4", "at8", "at16", "at20"):
+            await read(ctx, name)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got["s2"] == [3, 5, 15, 17]
+    assert got["s1"] == [5, 22, 23, 24]
+    assert got["at4"] == [4, -1, -2, -3]
+    assert got["at8"] == [8, 9, -4, 11]
+    assert got["at16"] == [16, 17, 18, 19]
+    assert got["at20"] == [-6, 21, -8, 23]

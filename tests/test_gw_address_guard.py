@@ -17,9 +17,10 @@ PORTS, C = 4, 4
 
 
 def quiet(**kw):
-    """One cycle's inputs: no step, nothing walking, every port feeding, all in range."""
-    v = dict(step=0, stride2=0, addr=[0] * PORTS, ok=[0] * PORTS, feeds=(1 << PORTS) - 1,
-             entry=0, walking=0, in_terms=[0] * 4, out_terms=[0] * 2)
+    """One cycle's inputs: no step, nothing walking, every port feeding, all in range, no split
+    (``jump`` 0)."""
+    v = dict(step=0, stride2=0, addr=[0] * PORTS, ok=[0] * PORTS, split=C, jump=0,
+             feeds=(1 << PORTS) - 1, entry=0, walking=0, in_terms=[0] * 4, out_terms=[0] * 2)
     v.update(kw)
     return v
 
@@ -32,7 +33,7 @@ def run(cycles):
 
     async def tb(ctx):
         for v in seq:
-            for name in ("step", "stride2", "feeds", "entry", "walking"):
+            for name in ("step", "stride2", "split", "jump", "feeds", "entry", "walking"):
                 ctx.set(getattr(dut, name), v[name])
             for k in range(PORTS):
                 ctx.set(dut.addr[k], v["addr"][k])
@@ -53,14 +54,15 @@ def run(cycles):
 
 def model(cycles):
     """``bad`` per cycle from the rules: a step whose feeding port reads an ok column's byte
-    (``addr + j * s``) outside ``0 .. A - 1`` or whose entry is ``>= W``, ``GUARD_LATENCY - 1``
-    cycles later; an accumulator outside ``+-2**AB`` (unsigned: ``>= 2**AB``) while walking, one
-    cycle later."""
+    (``addr + j * s``, plus ``2 * C * jump`` for ``j >= split``) outside ``0 .. A - 1`` or whose
+    entry is ``>= W``, ``GUARD_LATENCY - 1`` cycles later; an accumulator outside ``+-2**AB``
+    (unsigned: ``>= 2**AB``) while walking, one cycle later."""
     seq = list(cycles) + [quiet()] * (GUARD_LATENCY + 1)
     step_bad, window_bad = [], []
     for v in seq:
         s = 2 if v["stride2"] else 1
-        reads = [v["addr"][k] + j * s for k in range(PORTS) if v["feeds"] >> k & 1
+        reads = [v["addr"][k] + j * s + (2 * C * v["jump"] if j >= v["split"] else 0)
+                 for k in range(PORTS) if v["feeds"] >> k & 1
                  for j in range(C) if v["ok"][k] >> j & 1]
         step_bad.append(bool(v["step"]) and (any(not 0 <= a < A for a in reads) or v["entry"] >= W))
         window_bad.append(bool(v["walking"]) and (any(not -(1 << AB) <= t < (1 << AB) for t in v["in_terms"])
@@ -129,6 +131,80 @@ def test_random_steps(seed):
                             entry=int(rng.integers(W - 3, W + 3)), walking=int(rng.random() < 0.2),
                             in_terms=[term() if rng.random() < 0.1 else 0 for _ in range(4)],
                             out_terms=[abs(term()) if rng.random() < 0.1 else 0 for _ in range(2)]))
+    want = model(cycles)
+    assert 20 < sum(want) < len(want) - 20, f"seed {seed}: too few or too many faults to mean much"
+    assert run(cycles) == want, f"seed {seed}"
+
+
+@pytest.mark.parametrize("case,v,at", [
+    ("split: highest ok column past the split at A - 1",
+     dict(addr=[A - 12, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=2, jump=1), []),
+    ("split: highest ok column past the split at A",
+     dict(addr=[A - 11, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=2, jump=1), [3]),
+    ("split, stride 2: column 3 at A - 1",
+     dict(addr=[A - 15, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=2, jump=1, stride2=1), []),
+    ("split, stride 2: column 3 at A",
+     dict(addr=[A - 14, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=2, jump=1, stride2=1), [3]),
+    ("the column at the split jumps: at A",
+     dict(addr=[A - 10, 0, 0, 0], ok=[0b0100, 0, 0, 0], split=2, jump=1), [3]),
+    ("the column before the split does not jump: at A - 9",
+     dict(addr=[A - 10, 0, 0, 0], ok=[0b0010, 0, 0, 0], split=2, jump=5), []),
+    ("a column past the end after the split that is not ok",
+     dict(addr=[A - 11, 0, 0, 0], ok=[0b0111, 0, 0, 0], split=3, jump=1), []),
+    ("lowest ok column past the split: jumped to 0",
+     dict(addr=[-10, 0, 0, 0], ok=[0b1100, 0, 0, 0], split=2, jump=1), []),
+    ("lowest ok column past the split: jumped to -1",
+     dict(addr=[-11, 0, 0, 0], ok=[0b1100, 0, 0, 0], split=2, jump=1), [3]),
+    ("lowest ok column before the split at -1, highest past it",
+     dict(addr=[-1, 0, 0, 0], ok=[0b1001, 0, 0, 0], split=2, jump=1), [3]),
+    ("lowest before the split, highest past it at A - 5",
+     dict(addr=[0, 0, 0, 0], ok=[0b1001, 0, 0, 0], split=2, jump=24), []),
+    ("lowest before the split, highest past it at A + 3",
+     dict(addr=[0, 0, 0, 0], ok=[0b1001, 0, 0, 0], split=2, jump=25), [3]),
+    ("split 0: every column jumps, column 0 to 0",
+     dict(addr=[-8, 0, 0, 0], ok=[0b0001, 0, 0, 0], split=0, jump=1), []),
+    ("split 0: every column jumps, column 0 to -1",
+     dict(addr=[-9, 0, 0, 0], ok=[0b0001, 0, 0, 0], split=0, jump=1), [3]),
+    ("split C: no column jumps",
+     dict(addr=[A - 4, 0, 0, 0], ok=[0b1111, 0, 0, 0], split=C, jump=31), []),
+    ("the widest jump: 8 * 31 = 248, to 0",
+     dict(addr=[-248, 0, 0, 0], ok=[0b0001, 0, 0, 0], split=0, jump=31), []),
+    ("the widest jump: to A - 1",
+     dict(addr=[A - 1 - 3 - 248, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=0, jump=31), []),
+    ("the widest jump: to A + 51",
+     dict(addr=[0, 0, 0, 0], ok=[0b1000, 0, 0, 0], split=0, jump=31), [3]),
+    ("port 2 past the end after the split",
+     dict(addr=[0, 0, A - 11, 0], ok=[1, 0, 0b1000, 0], split=2, jump=1), [3]),
+    ("port 2 past the end after the split, not feeding",
+     dict(addr=[0, 0, A - 11, 0], ok=[1, 0, 0b1000, 0], split=2, jump=1, feeds=0b1011), []),
+])
+def test_split_checks(case, v, at):
+    """Flat tiles: columns ``j >= split`` read ``2 * C * jump`` bytes further on, for the lowest
+    ok column as for the highest, at stride 1 and 2, on every port that feeds; columns before the
+    split and ones that are not ok do not jump or do not count."""
+    assert fires(quiet(step=1, **v)) == at, case
+    assert fires(quiet(step=0, **v)) == [], case
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_split_steps(seed):
+    """200 random steps with random splits (0..C) and jumps (small, or up to the widest), their
+    addresses near both ends of the memory with and without the jump taken off, against
+    :func:`model`."""
+    rng = np.random.default_rng(100 + seed)
+    jump_max = (1 << (AB - (2 * C).bit_length() + 1)) - 1
+    cycles = []
+    for _ in range(200):
+        split = int(rng.integers(0, C + 1))
+        jump = int(rng.integers(0, 4)) if rng.random() < 0.7 else int(rng.integers(0, jump_max + 1))
+        def near():
+            base = int(rng.choice([rng.integers(-8, 8), rng.integers(A - 10, A + 4)]))
+            return base - (2 * C * jump if rng.random() < 0.5 else 0)
+        cycles.append(quiet(step=int(rng.random() < 0.8), stride2=int(rng.random() < 0.3),
+                            addr=[near() for _ in range(PORTS)],
+                            ok=[int(rng.integers(0, 1 << C)) for _ in range(PORTS)],
+                            split=split, jump=jump,
+                            feeds=int(rng.integers(1, 1 << PORTS)) | 1, entry=0))
     want = model(cycles)
     assert 20 < sum(want) < len(want) - 20, f"seed {seed}: too few or too many faults to mean much"
     assert run(cycles) == want, f"seed {seed}"
