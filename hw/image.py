@@ -41,7 +41,10 @@ MAGIC = 0x41435350
 #: 5: ``out_w = 2 * w_out`` on an unpooled layer writes its pixels 2 bytes apart (two frames
 #: interleaved for an FC that takes them in its columns, whose split sums are added on two
 #: columns), which an engine of version 4 would write contiguously.
-VERSION = 5
+#: 6: padded rows (``hw.layout``): a stride-2 layer's mixed flat tiles with a port a group read
+#: the second output row ``s * (w_in - w_out)`` bytes on, and a flat or folded layer writes the
+#: next row's lanes ``out_w - w_out`` bytes on, which an engine of version 5 would not.
+VERSION = 6
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.

@@ -62,9 +62,24 @@ INPUT
 Activations
 -----------
 Every activation map lives in one flat byte space (``act_depth`` bytes, C, H, W order from a base
-address, no padding); byte ``n`` sits in bank ``n mod 2C`` at bank address ``n div 2C``. Layer
+address); byte ``n`` sits in bank ``n mod 2C`` at bank address ``n div 2C``. Layer
 ``l`` reads region ``l mod 2`` and writes region ``(l + 1) mod 2`` (ping-pong); the input frame is
 region 0 at address 0.
+
+Padded rows
+-----------
+A map's rows are ``w`` bytes apart, except where the layer that reads it runs faster with
+*padded* rows (:func:`_row_pitches`): a stride-2 layer's mixed flat tiles with a port a group
+(one port reads both output rows of a tile) need the second row's input to start a whole number
+of bank rows after where the first row's would run on, ``2 * (pitch - w_out)`` a multiple of
+``2C``, so the map is stored with rows ``pitch = w + ((w_out - w) mod C)`` bytes apart (the
+padding bytes are never read: the layer's taps stop inside the row). The descriptor's ``w_in``
+(the reader's) and ``out_w`` (the writer's) are that pitch; the engine reads the second row's
+columns ``2 * (pitch - w_out) / 2C`` bank rows further (``gateware.act_buffer``, ``rd_jump``) and
+a flat or folded writer's second-row lanes ``pitch - w_out`` bytes further (``wr_gap``). A
+writer of padded rows runs no flat tiles in several regions (their region distance is counted in
+pixels) and is not pooled. A padded input map is sent padded (:meth:`Layout.input_words`,
+``input_len``).
 
 Cycles
 ------
@@ -263,8 +278,11 @@ class Layout:
     input_tall, output_tall : bool
         The batch's input and result maps are stored tall (channel ``c`` of frame ``b`` at
         ``c * B * hw + b * hw``), else frame after frame.
+    input_pitch : int
+        Bytes from one input row to the next: the frame's width, or more where the first layer
+        reads padded rows (the padding bytes are sent as zeros).
     input_len, output_len : int
-        Bytes of a run's input (``batch`` frames) and of its result.
+        Bytes of a run's input (``batch`` frames, padded rows included) and of its result.
     expected_cycles : int
         Sum of the layers' cycles plus :data:`hw.cycles.FRAME_OVERHEAD`: the ``cycles``
         counter's value.
@@ -282,10 +300,16 @@ class Layout:
     input_tall: bool = False
     output_tall: bool = False
     depth_first: int = 0
+    input_pitch: int | None = None
+
+    def __post_init__(self):
+        if self.input_pitch is None:
+            object.__setattr__(self, "input_pitch", int(self.input_shape[2]))
 
     @property
     def input_len(self) -> int:
-        return self.batch * int(np.prod(self.input_shape))
+        c, h, _ = self.input_shape
+        return self.batch * int(c) * int(h) * self.input_pitch
 
     @property
     def output_len(self) -> int:
@@ -331,7 +355,12 @@ class Layout:
             raise ValueError(f"{what} must have shape {list(want)}, not {list(x.shape)}")
         if x.size and (x.min() < -128 or x.max() > 127):
             raise ValueError(f"{what} values must be in -128..127, not {int(x.min() if x.min() < -128 else x.max())}")
-        b = self._arrange(x.astype(np.int8), self.input_shape, self.input_tall).view(np.uint8)
+        x = x.astype(np.int8).reshape((self.batch,) + tuple(self.input_shape))
+        w = self.input_shape[2]
+        if self.input_pitch != w:
+            x = np.pad(x, ((0, 0), (0, 0), (0, 0), (0, self.input_pitch - w)))
+        c, h = self.input_shape[:2]
+        b = self._arrange(x, (c, h, self.input_pitch), self.input_tall).view(np.uint8)
         b = np.concatenate([b, np.zeros(-len(b) % 4, np.uint8)])
         return b.view("<u4").astype(np.uint32)
 
@@ -421,13 +450,14 @@ def _class_steps(table, c_in):
     return tuple(sum(sizes[(r + c) % P] for c in range(c_in)) for r in range(P))
 
 
-def _regions(plans, cols, batch=1):
+def _regions(sizes, cols, batch=1):
+    """Ping-pong regions for maps of ``sizes`` bytes a frame (map ``j`` in region ``j mod 2``):
+    ``((base 0, base 1), bytes)``."""
     align = 2 * cols
     up = lambda v: -(-v // align) * align
-    size = [batch * int(np.prod(plans[0][2])), 0]
-    for i, p in enumerate(plans):
-        r = (i + 1) % 2
-        size[r] = max(size[r], batch * int(np.prod(p[4])))
+    size = [0, 0]
+    for j, v in enumerate(sizes):
+        size[j % 2] = max(size[j % 2], batch * v)
     return (0, up(size[0])), up(size[0]) + up(size[1])
 
 
@@ -477,9 +507,70 @@ def _map_kinds(plans, batch):
     return kinds
 
 
-def _map_strides(shape, kind, batch):
-    """``(channel pitch, frame stride, row pitch)`` in bytes of a stored ``(C, H, W)`` map."""
-    hw, w = int(shape[1]) * int(shape[2]), int(shape[2])
+def _padded_pitch(plan, cols):
+    """The row pitch of layer ``plan``'s input map with which it can run mixed flat tiles with a
+    port a group at stride 2 (``2 * (pitch - w_out)`` a multiple of ``2 * cols``: the tile's
+    second row starts whole bank rows on), or None: not a stride-2 conv, or one whose taps reach
+    past the row's last pixel (the padding bytes hold no zeros). The smallest such pitch, which
+    may be the width itself."""
+    l, _, in_shape, (_, w_conv), _ = plan
+    w = int(in_shape[2])
+    if l.kind == "fc" or l.stride != 2 or (w_conv - 1) * l.stride + l.k - 1 - l.k // 2 >= w:
+        return None
+    return w + (w_conv - w) % cols
+
+
+def _one_port(plan, pitch, cols) -> bool:
+    """A tile of layer ``plan``'s flat pixels reads one run of its input map (rows ``pitch``
+    bytes apart) per port, its second output row whole bank rows on: stride 1 with ``w_in =
+    w_out``, or stride 2 with a :func:`_padded_pitch`."""
+    l, _, in_shape, (_, w_conv), _ = plan
+    if l.stride == 1:
+        return l.kind != "fc" and in_shape[2] == w_conv and pitch == w_conv
+    return _padded_pitch(plan, cols) is not None and (pitch - w_conv) % cols == 0
+
+
+#: Padded rows cost activation memory and, on the input, link bytes: a layout takes them only
+#: where they save at least this fraction of the run's cycles.
+PAD_MIN_GAIN = 0.01
+
+
+def _row_pitches(plans, kinds, cost, cols):
+    """Per activation map (as :func:`_map_kinds`), its row pitch: None (its width), or the
+    :func:`_padded_pitch` of the layer that reads it: the pitches with the fewest cycles
+    (``cost(i, pitch_in, padded_out)``: layer ``i``'s cycles; ties: fewer padded maps), if they
+    save at least :data:`PAD_MIN_GAIN` of the unpadded run's, else none. Not for the input of an
+    FC or an interleaved map, nor the output of a pooled layer; a pitch of exactly
+    ``INTERLEAVE_FRAMES`` widths would read as an interleaved map."""
+    n = len(plans)
+    widths = [int(plans[0][2][2])] + [int(p[4][2]) for p in plans]
+    options = []
+    for j, w in enumerate(widths):
+        opts = [None]
+        if j < n and kinds[j] != INTERLEAVED and (j == 0 or not plans[j - 1][0].pool):
+            p = _padded_pitch(plans[j], cols)
+            if p is not None and p != w and p != INTERLEAVE_FRAMES * w:
+                opts.append(p)
+        options.append(opts)
+    # Map by map, for each pitch of map j the best (cycles, padded maps, pitches) up to it.
+    key = lambda p: 0 if p is None else p
+    best = {key(p): (0, int(p is not None), [p]) for p in options[0]}
+    for i in range(n):
+        nxt = {}
+        for po in options[i + 1]:
+            nxt[key(po)] = min((c + cost(i, path[-1], po is not None), k + (po is not None), path + [po])
+                               for c, k, path in best.values())
+        best = nxt
+    cycles, _, path = min(best.values(), key=lambda v: v[:2])
+    plain = sum(cost(i, None, False) for i in range(n))
+    return path if cycles <= (1 - PAD_MIN_GAIN) * plain else [None] * (n + 1)
+
+
+def _map_strides(shape, kind, batch, pitch=None):
+    """``(channel pitch, frame stride, row pitch)`` in bytes of a stored ``(C, H, W)`` map whose
+    rows are ``pitch`` bytes apart (None: ``W``)."""
+    w = int(shape[2]) if pitch is None else int(pitch)
+    hw = int(shape[1]) * w
     if kind == TALL:
         return batch * hw, hw, w
     if kind == INTERLEAVED:
@@ -487,21 +578,24 @@ def _map_strides(shape, kind, batch):
     return hw, int(shape[0]) * hw, w
 
 
-def _choose(plan, kind_in, kind_out, *, rows, cols, groups, batch):
+def _choose(plan, kind_in, kind_out, *, rows, cols, groups, batch, pitch_in=None,
+            padded_out=False):
     """The mapping of one planned layer for a batch (:func:`layer_mapping` plus ``"tall"``,
     ``"columns"`` and ``"conv"``, the conv map a pass computes, ``(h_out, w_out)``): its frames
     one by one (``passes = batch``), or stacked into one tall map where the engine can run that
     (flat tiles of one region; both maps tall; no pooling; ``s * h_out == h_in``, so that the
     frames' rows line up; at least two output rows a frame), whichever is faster; an FC whose
     input is interleaved takes the batch in its columns, the frames as the pixels of a
-    ``1 x batch`` map."""
+    ``1 x batch`` map. ``pitch_in``: the input's row pitch (None: its width); ``padded_out``:
+    the output map has padded rows (:func:`_row_pitches`)."""
     l, image, in_shape, (h_conv, w_conv), _ = plan
     tall_in, tall_out = kind_in == TALL, kind_out == TALL
     P = image.period
     steps = _class_steps(image.table, in_shape[0])
     per = tuple(l.c_out // P + (r < l.c_out % P) for r in range(P))
+    pitch_in = int(in_shape[2]) if pitch_in is None else pitch_in
     kw = dict(rows=rows, cols=cols, groups=groups, pool=bool(l.pool), c_in=in_shape[0],
-              contiguous=l.stride == 1 and in_shape[2] == w_conv,
+              contiguous=_one_port(plan, pitch_in, cols), padded_out=padded_out,
               split=l.k == 1 and in_shape[1:] == (1, 1))
     if kind_in == INTERLEAVED:
         # (Split inputs add their partial sums on INTERLEAVE_FRAMES columns, the batch's frames.)
@@ -522,7 +616,8 @@ class _Run:
     """One layer descriptor of a run: plan ``i`` on frame ``frame`` of the batch (a depth-first
     layer) or on all its frames (``frame`` None), reading its input at ``in_base`` (channel pitch
     ``in_pitch``, ``in_frame`` from one frame to the next) and writing its output at
-    ``out_base`` (``out_pitch``, ``out_frame``, rows ``out_w`` apart); ``cycles``: its
+    ``out_base`` (``out_pitch``, ``out_frame``, rows ``out_w`` apart; its input's ``in_w``
+    apart); ``cycles``: its
     expected cycles, less the
     descriptor load hidden behind the previous run's drain (:func:`hw.cycles.prefetch_cycles`),
     or, for the first, the whole load (:data:`hw.cycles.DESC_CYCLES`: it runs while the engine
@@ -536,6 +631,7 @@ class _Run:
     out_pitch: int
     out_frame: int
     out_w: int
+    in_w: int
     steps: tuple
     per: tuple
     mapping: dict
@@ -571,11 +667,29 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
     up = lambda v: -(-v // align) * align
     k = depth_first
     kinds = _map_kinds(plans, batch)
-    # Map j is layer j's input (j = n: the result).
-    size = [int(np.prod(s)) for s in [plans[0][2]] + [p[4] for p in plans]]
+
+    def choose(i, pitch_in, padded_out):
+        # A depth-first layer runs its frames one by one, between maps of one frame.
+        first = i < k
+        return _choose(plans[i], FRAMES if first else kinds[i], FRAMES if first else kinds[i + 1],
+                       rows=rows, cols=cols, groups=groups, batch=1 if first else batch,
+                       pitch_in=pitch_in, padded_out=padded_out)
+    cache = {}
+
+    def cost(i, pitch_in, padded_out):
+        key = (i, pitch_in, padded_out)
+        if key not in cache:
+            cache[key] = choose(i, pitch_in, padded_out)
+        return cache[key][2]["cycles"] * (batch if i < k else 1)
+    pitch = _row_pitches(plans, kinds, cost, cols)
+    choices = [cache[(i, pitch[i], pitch[i + 1] is not None)] for i in range(len(plans))]
+    # Map j is layer j's input (j = n: the result), its rows pitch[j] bytes apart (None: its width).
+    shapes = [plans[0][2]] + [p[4] for p in plans]
+    size = [int(np.prod(s_)) if p is None else int(s_[0]) * int(s_[1]) * p
+            for s_, p in zip(shapes, pitch)]
     scratch = (0, 0)
     if k == 0:
-        bases, act = _regions(plans, cols, batch)
+        bases, act = _regions(size, cols, batch)
         region = [bases[j % 2] for j in range(n + 1)]
     else:
         # Region Y (at 0, where INPUT writes): the input, then the two scratch maps; region X
@@ -586,36 +700,35 @@ def _runs(plans, batch, depth_first, *, rows, cols, groups):
         act = y + up(max(batch * size[j] for j in range(k, n + 1, 2)))
         region = [0] + [None] * (k - 1) + [y if (j - k) % 2 == 0 else 0 for j in range(k, n + 1)]
         scratch = (inp, inp + s0)
-    choices = [_choose(p, kinds[i] if i >= k else FRAMES, kinds[i + 1] if i >= k else FRAMES,
-                       rows=rows, cols=cols, groups=groups, batch=1 if i < k else batch)
-               for i, p in enumerate(plans)]
     runs = []
     for b in range(batch if k else 0):
         for i in range(k):
             _, _, in_shape, _, o = plans[i]
             if i == 0:
-                in_pitch, step, _ = _map_strides(in_shape, kinds[0], batch)
+                in_pitch, step, in_w = _map_strides(in_shape, kinds[0], batch, pitch[0])
                 in_base = region[0] + b * step
             else:
-                in_pitch, in_base = _map_strides(in_shape, FRAMES, 1)[0], scratch[(i - 1) % 2]
+                (in_pitch, _, in_w), in_base = (_map_strides(in_shape, FRAMES, 1, pitch[i]),
+                                                scratch[(i - 1) % 2])
             if i == k - 1:
-                out_pitch, step, out_w = _map_strides(o, kinds[k], batch)
+                out_pitch, step, out_w = _map_strides(o, kinds[k], batch, pitch[k])
                 out_base = region[k] + b * step
             else:
-                (out_pitch, _, out_w), out_base = _map_strides(o, FRAMES, 1), scratch[i % 2]
-            runs.append(_Run(i, b, in_base, in_pitch, 0, out_base, out_pitch, 0, out_w,
+                (out_pitch, _, out_w), out_base = (_map_strides(o, FRAMES, 1, pitch[i + 1]),
+                                                   scratch[i % 2])
+            runs.append(_Run(i, b, in_base, in_pitch, 0, out_base, out_pitch, 0, out_w, in_w,
                              *choices[i]))
     for i in range(k, n):
         _, _, in_shape, _, o = plans[i]
         steps, per, mapping = choices[i]
-        in_pitch, in_frame, _ = _map_strides(in_shape, kinds[i], batch)
-        out_pitch, out_frame, out_w = _map_strides(o, kinds[i + 1], batch)
+        in_pitch, in_frame, in_w = _map_strides(in_shape, kinds[i], batch, pitch[i])
+        out_pitch, out_frame, out_w = _map_strides(o, kinds[i + 1], batch, pitch[i + 1])
         if mapping["columns"] > 1:
             # The frames are the pixels of one output row (each filter's B bytes in a row).
             out_w = mapping["conv"][1]
         passes = batch > 1 and not mapping["tall"] and mapping["columns"] == 1
         runs.append(_Run(i, None, region[i], in_pitch, in_frame if passes else 0, region[i + 1],
-                         out_pitch, out_frame if passes else 0, out_w, steps, per, mapping))
+                         out_pitch, out_frame if passes else 0, out_w, in_w, steps, per, mapping))
     # The first descriptor loads while the engine idles before the start, each later one while
     # the previous layer drains.
     runs = [replace(r, cycles=r.mapping["cycles"] - (DESC_CYCLES if p is None else prefetch_cycles(
@@ -640,7 +753,7 @@ def flat_tiles(h_conv: int, w_conv: int, *, cols: int, groups: int) -> int | Non
 
 def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, cols: int,
                   groups: int, pool: bool = False, c_in: int | None = None, passes: int = 1,
-                  tall: bool = False, contiguous: bool = False,
+                  tall: bool = False, contiguous: bool = False, padded_out: bool = False,
                   split: bool = False) -> dict | None:
     """How the engine maps one layer: ``{"groups", "fold", "flat", "mix", "group_rows", "tiles",
     "steps", "cycles", "entries", "trailing"}`` (``steps``: each class's steps a tile, ``steps``
@@ -653,10 +766,13 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
     not for a pooled layer) and, given ``c_in``, mixed classes (:func:`mix_allowed`: the groups
     take ``G`` classes of the same pixels, one output row a tile or flat tiles of the whole map
     with ``2 G`` ports, or with ``G`` = ``groups`` ports where the layer is ``contiguous``: stride
-    1 and ``w_in = w_out``, so that a tile's pixels are consecutive input bytes across a row end
-    and one port a group reads them), the mapping with the fewest cycles
+    1 and ``w_in = w_out``, or stride 2 on padded rows (:func:`_padded_pitch`), so that one port
+    a group reads a tile's two rows), the mapping with the fewest cycles
     (:func:`hw.cycles.layer_cycles`), then the fewest weight entries (blocks of ``rows / G`` filters
     times the class's steps), then the fewest groups, then not flat, then not mixed.
+
+    ``padded_out``: the layer writes padded rows, so its flat tiles take one region (their
+    output crosses a row end only by a tile's ``split``, not by a region's pixel count).
 
     ``split``: the layer is a 1x1 conv on a 1 x 1 map (an FC) with ``c_in`` inputs, so ``G``
     groups may each take a chunk of ``c_in / G`` of them (``mix`` = 2: :func:`split_allowed`),
@@ -677,7 +793,8 @@ def layer_mapping(steps, class_filters, h_conv: int, w_conv: int, *, rows: int, 
         # Folding only ever saves tiles, so a one-group layer that can fold does.
         fold = int(G == 1 and groups >= 2 and w_conv == cols // 2)
         options = [(0, 0, -(-h_conv // 2) if fold else -(-h_conv // G) * -(-w_conv // cols))]
-        flat = flat_tiles(h_conv, w_conv, cols=cols, groups=G) if 2 * G <= groups and not pool else None
+        flat = (flat_tiles(h_conv, w_conv, cols=cols, groups=G)
+                if 2 * G <= groups and not pool and not (padded_out and G > 1) else None)
         if flat is not None:
             options.append((1, 0, flat))
         if c_in is not None and mix_allowed(period, c_in, sum(class_filters), groups=G, pool=pool):
@@ -833,7 +950,9 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
         # each frame's values every B bytes, not consecutively.
         split = mix == 2
         in_pitch = run.in_pitch
-        c_in, h_in, w_in = (in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split else in_shape
+        # (w_in: the input's row pitch, which padded rows make more than its width.)
+        c_in, h_in, w_in = ((in_shape[0] // G, G, in_shape[0] // G * in_pitch) if split
+                            else (in_shape[0], in_shape[1], run.in_w))
         if columns > 1 and not split:
             w_in = w_conv                   # the frames: a 1 x B map, B bytes a channel
         full_steps, steps = steps, mapping["steps"]
@@ -852,7 +971,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
                       table_base=table_base, weight_base=weight_base, param_base=param_base,
                       in_base=run.in_base, out_base=run.out_base, groups=G, fold=fold,
                       flat=mapping["flat"], flat_n=flat_h * w_conv, flat_h=flat_h,
-                      flat_in=0 if mix else l.stride * flat_h * in_shape[2], mix=mix,
+                      flat_in=0 if mix else l.stride * flat_h * run.in_w, mix=mix,
                       mix_wrap=in_shape[0] * in_pitch if mix == 1 else 0, frames=frames,
                       frame_in=run.in_frame, frame_out=run.out_frame)
         tiles, cycles = mapping["tiles"], run.cycles
@@ -863,7 +982,11 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
                                      frame=run.frame, columns=columns))
 
     out_shape = plans[-1][4]
-    header = [len(runs), batch * int(np.prod(plans[0][2])), batch * int(np.prod(out_shape)),
+    # (Only a conv's input rows are ever padded: the input map is then the frame's shape.)
+    in_c, in_h, in_w = (int(v) for v in plans[0][2])
+    padded_in = runs[0].in_w != in_w
+    input_pitch = runs[0].in_w if padded_in else int(qmodel.input_shape[2])
+    header = [len(runs), batch * in_c * in_h * runs[0].in_w, batch * int(np.prod(out_shape)),
               result_base]
     desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(runs), dtype=np.uint32)
     desc[:len(header)] = header
@@ -888,4 +1011,4 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
     }
     return Layout(config, sections, tuple(layer_plans), tuple(int(v) for v in qmodel.input_shape),
                   tuple(int(v) for v in out_shape), batch=batch, input_tall=kinds[0] == TALL,
-                  output_tall=kinds[-1] == TALL, depth_first=depth_first)
+                  output_tall=kinds[-1] == TALL, depth_first=depth_first, input_pitch=input_pitch)

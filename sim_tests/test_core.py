@@ -311,13 +311,15 @@ def test_flat_layers(sim, groups):
 def mixed_cases(config, n_random, seed0, *, big=True):
     """Layers whose fastest mapping on ``config`` mixes classes across its row groups: FashionNet's
     conv3 shape (classes of 4 filters on 7 x 7 maps), with ``big`` its conv2 shape (flat tiles of
-    the whole map where four ports allow) and its conv2 PSD2_P16 shape (stride 1: flat with a
-    port a group, classes of 2), a 5 x 9 map (flat with a port a group), then ``n_random``
-    random ones with periods dividing the channels."""
+    the whole map where four ports allow) and its conv2 PSD2_P16 shape (at stride 1, and at
+    stride 2 on rows padded 28 -> 30: flat with a port a group, classes of 2), a 5 x 9 map (flat
+    with a port a group), then ``n_random`` random ones with periods dividing the channels
+    (those at stride 2 on even widths often on padded rows)."""
     fixed = [dict(c_in=8, c_out=32, h=28, w=28, stride=2, variant="PSD2_P8"),
              dict(c_in=16, c_out=32, h=14, w=14, stride=1, variant="PSD2_P16"),
+             dict(c_in=16, c_out=32, h=28, w=28, stride=2, variant="PSD2_P16"),
              dict(c_in=16, c_out=32, h=14, w=14, stride=2, variant="PSD2_P8", relu=False),
-             dict(c_in=8, c_out=16, h=5, w=9, stride=1, variant="PSD2_P8")][0 if big else 2:]
+             dict(c_in=8, c_out=16, h=5, w=9, stride=1, variant="PSD2_P8")][0 if big else 3:]
 
     def draw(rng):
         s = int(rng.integers(1, 3))

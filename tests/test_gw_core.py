@@ -605,9 +605,11 @@ def test_batch_chain(batch, GM):
     cfg = ArrayConfig.for_model(q, rows=8, cols=4, groups=GM, batch=batch)
     layout = build_layout(q, cfg, batch=batch)
     # (The first layer runs tall, mixed on flat tiles: stride 1, so one port a group suffices on
-    # the two-port engine too; the rest go frame by frame.)
-    assert [p.tall for p in layout.layers] == [True, False, False, False, False], \
+    # the two-port engine too; since session 18 so does the second, at stride 2 on rows the
+    # first writes padded, 6 -> 7 bytes; the rest go frame by frame.)
+    assert [p.tall for p in layout.layers] == [True, True, False, False, False], \
         [p.mapping for p in layout.layers]
+    assert layout.layers[0].fields["out_w"] == layout.layers[1].fields["w_in"] == 7
     check(q, cfg, seed=41, batch=batch, ready_p=0.6, valid_p=0.7)
 
 
@@ -645,6 +647,44 @@ def test_batch_of_two_fc_in_columns_after_a_depth_first_prefix():
     layers = build_layout(q, cfg, batch=2, depth_first=2).layers
     assert [p.frame for p in layers] == [0, 0, 1, 1, None] and layers[-1].columns == 2
     check(q, cfg, seed=54, batch=2, depth_first=2, ready_p=0.7, valid_p=0.8)
+
+
+#: Padded rows (session 18): a stride-2 layer's mixed flat tiles with a port a group read a
+#: tile's second output row ``2 * (w_in - w_out)`` bytes on, which the layout makes a whole
+#: number of bank rows by padding the input map's rows (``w_in`` is then the pitch: 12 -> 14 on
+#: 8 columns, 10 -> 13 on 4), so the port's columns past the row end read ``rd_jump`` bank rows
+#: further. Single layers (input sent padded), one frame and two as one tall map (a tile's
+#: second row in the next frame), and on a four-column engine.
+@pytest.mark.parametrize("kw,rows,cols,GM,batch,pitch", [
+    (dict(c_in=16, c_out=32, h=12, w=12, stride=2, variant="PSD2_P16"), 8, 8, 4, 1, 14),
+    (dict(c_in=16, c_out=32, h=12, w=12, stride=2, variant="PSD2_P16"), 8, 8, 4, 2, 14),
+    (dict(c_in=16, c_out=32, h=12, w=12, stride=2, variant="PSD2_P8", relu=False), 8, 8, 2, 1, 14),
+    (dict(c_in=16, c_out=16, h=6, w=10, stride=2, variant="PSD2_P16"), 4, 4, 4, 1, 13),
+], ids=["4 groups", "4 groups, tall batch", "2 groups", "4 columns, groups of 1 row"])
+def test_padded_rows(kw, rows, cols, GM, batch, pitch):
+    q = random_layer_model(seed=61, **kw)
+    cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=batch)
+    layout = build_layout(q, cfg, batch=batch)
+    f = layout.layers[0].fields
+    # (The mapping the case is chosen to cover: mixed flat tiles, a port a group, padded input.)
+    assert (f["mix"], f["flat"], f["groups"], f["w_in"], layout.input_pitch) == (1, 1, GM, pitch, pitch)
+    assert layout.layers[0].tall == (batch > 1)
+    check(q, cfg, seed=61, batch=batch, ready_p=0.7, valid_p=0.8)
+
+
+@pytest.mark.parametrize("batch,GM,depth_first", [(1, 4, 0), (1, 2, 0), (2, 4, 0), (2, 4, 2)])
+def test_padded_rows_chain(batch, GM, depth_first):
+    """A flat layer writes the padded rows a stride-2 layer reads: its tiles' lanes past a row
+    end land ``out_w - w_out`` bytes further on (``wr_gap``). Depth-first, the first two layers
+    run frame by frame between one-frame maps, the second writing the batch's map."""
+    q = random_chain_model([dict(c_out=32, variant="PSD2_P16"), dict(c_out=32, stride=2, variant="PSD2_P16"),
+                            dict(c_out=4, kind="fc")], c_in=16, h=12, w=12, seed=5)
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=GM, batch=batch).replace(max_layers=8)
+    layout = build_layout(q, cfg, batch=batch, depth_first=depth_first)
+    first, second = layout.layers[0].fields, layout.layers[1].fields    # (depth-first: frame 0)
+    assert (first["flat"], first["w_out"], first["out_w"]) == (1, 12, 14), layout.layers[0].mapping
+    assert (second["mix"], second["flat"], second["w_in"]) == (1, 1, 14), layout.layers[1].mapping
+    check(q, cfg, seed=62, batch=batch, depth_first=depth_first, ready_p=0.6, valid_p=0.7)
 
 
 #: FCs whose inputs split over the groups (``mix`` = 2): the groups' partial sums of each filter

@@ -83,6 +83,7 @@ def expected_steps(layout):
                     taps = [t for t in range(9) if masks[(r + c) % P] >> t & 1]
                     for t in taps:
                         ky, kx = divmod(t, k)
+                        rd = (None, 0)          # (rd_split, rd_jump): no split read
                         y = oy * s + ky - pad
                         x = [(ox0 + j) * s + kx - pad for j in range(C)]
                         dys = [0] * NG if mix else [g * s for g in range(T)]
@@ -107,16 +108,23 @@ def expected_steps(layout):
                                                    and 0 <= yy < f["h_in"] and 0 <= xx[j] < f["w_in"]))
                                     n0s.append(chan(c, g) + ya * f["w_in"] + xx[0])
                             if one_port:
-                                assert s == 1 and f["w_in"] == f["w_out"]
+                                # (One port reads both rows: the second row's columns jump
+                                # whole bank rows on, s * (w_in - w_out) bytes: 0 at stride 1
+                                # with w_in = w_out, a padded pitch at stride 2.)
+                                jumps = {n0s[2 * g + 1] - n0s[2 * g] for g in range(G)}
+                                assert jumps == {s * (f["w_in"] - f["w_out"])}
+                                (jump,) = jumps
+                                assert jump % (2 * C) == 0 and (s == 2 or jump == 0)
+                                rd = (kc, jump // (2 * C)) if jump else (None, 0)
                                 oks = [oks[2 * g] | oks[2 * g + 1] for g in range(G)]
                                 n0s = n0s[::2]
                         elif fold:   # lower column half: row oy; upper half: row oy + 1
                             h = C // 2
                             oks = [oks[0] & ((1 << h) - 1), (oks[1] & ((1 << h) - 1)) << h]
                             n0s[1] -= h * s
-                        steps.append((entry + kk, n0s, oks, kk == 0, False))
+                        steps.append((entry + kk, n0s, oks, kk == 0, False, rd))
                         kk += 1
-                steps[-1] = steps[-1][:4] + (True,)
+                steps[-1] = steps[-1][:4] + (True,) + steps[-1][5:]
                 top = r + (G - 1 if mix else 0) + P * (b * gs + gs - 1)
                 n_cols = min(C, f["w_out"] - ox0)
                 live = G if mix else min(T, f["h_out"] - oy)
@@ -133,7 +141,10 @@ def expected_steps(layout):
                 else:
                     addr = base["out"] + top * f["out_hw"] + (oy + (0 if mix else G - 1)) * f["out_w"] + ox0
                     mask = ((1 << n_cols) - 1) * (1 + (1 << C // 2) * (fold and oy + 1 < f["h_out"]))
-                tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask, live, odd))
+                # (split: the tile's columns in its first output row; a flat or folded tile's
+                # others are the next row's, which a writer of padded rows puts out_gap on.)
+                tags.append((f["param_base"] + top, addr, min(gs, n_r - b * gs), mask, live, odd,
+                             min(C, f["w_out"] - ox0)))
             entry += kk
     return steps, tags
 
@@ -202,7 +213,7 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
     want_steps, want_tags = expected_steps(layout)
     ports = _ports(cfg, layout.layers[0].fields)
     dut = Sequencer(config=cfg, act_addr_bits=max(1, (cfg.act_depth - 1).bit_length()))
-    steps, tags, split_seen, ksum_seen = [], [], set(), set()
+    steps, tags, split_seen, ksum_seen, gap_seen = [], [], set(), set(), set()
 
     async def tb(ctx):
         await _load_and_start(ctx, dut, layout)
@@ -217,14 +228,17 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
             if ctx.get(dut.step_valid):
                 split_seen.add(ctx.get(dut.split) if cfg.groups >= 2 else 0)
                 ksum_seen.add(ctx.get(dut.ksum))
+                gap_seen.add(ctx.get(dut.out_gap))
+                jump = ctx.get(dut.rd_jump)
                 steps.append((ctx.get(dut.w_addr),
                               [ctx.get(dut.rd_addr)] + [ctx.get(getattr(dut, f"rd{k + 1}_addr")) for k in ports],
                               [ctx.get(dut.rd_ok)] + [ctx.get(getattr(dut, f"rd{k + 1}_ok")) for k in ports],
-                              bool(ctx.get(dut.step_first)), bool(ctx.get(dut.step_last))))
+                              bool(ctx.get(dut.step_first)), bool(ctx.get(dut.step_last)),
+                              (ctx.get(dut.rd_split) if jump else None, jump)))
             if ctx.get(dut.tag.valid):
                 p = dut.tag.payload
                 tags.append((ctx.get(p.channel), ctx.get(p.addr), ctx.get(p.rows), ctx.get(p.cols),
-                             ctx.get(p.live), ctx.get(p.odd)))
+                             ctx.get(p.live), ctx.get(p.odd), ctx.get(p.split)))
                 pending.append(cyc + 25)
             valid, last = ctx.get(dut.result.valid), ctx.get(dut.result.payload.last)
             await ctx.tick()
@@ -243,12 +257,14 @@ def run_step_stream(q, rows, cols, seed, groups=None, batch=1):
         split |= 1 << (g * cfg.groups // f["groups"] - 1)
     assert split_seen == {split}, f"seed {seed}: split {split_seen} vs {split}"
     assert ksum_seen == {int(f["mix"] == 2)}, f"seed {seed}: ksum {ksum_seen}"
+    # A single layer's output is the result, never padded.
+    assert gap_seen == {0}, f"seed {seed}: out_gap {gap_seen}"
     assert steps == want_steps, f"seed {seed}"
     # The top row may lie past the last filter; its channel is then only defined modulo the
     # field's width (rows below it count down from it with the same wrap-around). Its address is
     # exact, even past the activation memory: the core's write guard checks each row's.
     cb = 1 << max(1, (cfg.param_depth - 1).bit_length())
-    assert tags == [(c % cb, a, r, m, g, o) for c, a, r, m, g, o in want_tags], f"seed {seed}"
+    assert tags == [(c % cb, *rest) for c, *rest in want_tags], f"seed {seed}"
 
 
 @pytest.mark.parametrize("kw,rows,cols", [

@@ -7,6 +7,7 @@ import pytest
 from bench.layers import random_layer_model, random_chain_model
 from hw.array import ArrayConfig
 from hw.cycles import LAYER_OVERHEAD, drain_cycles, layer_cycles
+from hw import layout as hw_layout
 from hw.layout import build_layout
 from hw.descriptors import LAYER_FIELDS, DESC_HEADER_WORDS, DESC_LAYER_WORDS
 from hw.memory_map import Space
@@ -442,6 +443,87 @@ def test_batch_of_two_fc_in_columns_after_a_depth_first_prefix():
     assert read == written
 
 
+def test_padded_rows():
+    """A stride-2 layer on padded rows, worked by hand. Its 6-pixel output rows (12 -> 6) wrap
+    in the middle of 8-column flat tiles: the tile's second output row's input starts
+    ``2 * (w_in - 6)`` bytes after where the first row's would run on, which with ``w_in = 12``
+    is 12 bytes, no whole number of the 16 bytes a bank row holds (2C banks). Padded to a pitch
+    of 12 + ((6 - 12) mod 8) = 14 it is 16: one bank row, ``rd_jump`` = 1. The flat layer
+    before it writes those rows, each tile's lanes past a row end ``14 - 12 = 2`` bytes further
+    on (``wr_gap``, from the tile's ``split = w_out - x0``). Every byte each rule addresses is
+    checked against the map's definition, and no padding byte is ever read."""
+    from hw.layout import _padded_pitch
+    q = random_chain_model([dict(c_out=32, variant="PSD2_P16"), dict(c_out=32, stride=2, variant="PSD2_P16"),
+                            dict(c_out=4, kind="fc")], c_in=16, h=12, w=12, seed=5)
+    config = ArrayConfig.for_model(q, rows=8, cols=8, groups=4)
+    C = config.cols
+    lay = build_layout(q, config)
+    l0, l1, _ = (p.fields for p in lay.layers)
+    assert lay.input_pitch == 12 and lay.input_len == 16 * 12 * 12     # the input is not padded
+    assert (l0["w_out"], l0["out_w"], l0["out_hw"]) == (12, 14, 12 * 14)
+    assert (l1["w_in"], l1["hw_in"], l1["w_out"], l1["stride"]) == (14, 12 * 14, 6, 2)
+    assert (l0["flat"], l1["flat"], l1["mix"], l1["groups"]) == (1, 1, 1, 4)
+    jump = 2 * (l1["w_in"] - l1["w_out"]) // (2 * C)
+    assert 2 * (l1["w_in"] - l1["w_out"]) == 2 * C * jump == 16
+    # The writer: its flat tiles of C pixels, lanes past the row end (j >= split) gap bytes on.
+    gap = l0["out_w"] - l0["w_out"]
+    written = set()
+    for f in range(32):
+        for n0 in range(0, 12 * 12, C):
+            y0, x0 = divmod(n0, 12)
+            first = l0["out_base"] + f * l0["out_hw"] + y0 * l0["out_w"] + x0
+            split = 12 - x0
+            for j in range(min(C, 144 - n0)):
+                y, x = divmod(n0 + j, 12)
+                want = l0["out_base"] + f * l0["out_hw"] + y * l0["out_w"] + x
+                assert first + j + (gap if j >= split else 0) == want
+                written.add(want)
+    # The reader: a tile of output pixels n0 .., tap (ky, kx), channel c; column j at n0_addr +
+    # 2j, or from the split on (the next output row) jump bank rows further.
+    read = set()
+    for c in range(32):
+        for n0 in range(0, 36, C):
+            oy0, ox0 = divmod(n0, 6)
+            split = 6 - ox0
+            for ky in range(3):
+                for kx in range(3):
+                    base = l1["in_base"] + c * l1["hw_in"] + (2 * oy0 + ky - 1) * l1["w_in"] + 2 * ox0 + kx - 1
+                    for j in range(min(C, 36 - n0)):
+                        oy, ox = divmod(n0 + j, 6)
+                        y, x = 2 * oy + ky - 1, 2 * ox + kx - 1
+                        if not (0 <= y < 12 and 0 <= x < 12):
+                            continue                    # zero padding, not read
+                        want = l1["in_base"] + c * l1["hw_in"] + y * l1["w_in"] + x
+                        assert base + 2 * j + (2 * C * jump if j >= split else 0) == want
+                        read.add(want)
+    assert read == written          # every byte written is read, and no padding byte is
+    # The rule: the smallest pitch >= w with pitch = w_out (mod C); none where the taps reach
+    # past the row (27 -> 14: the last output's taps read x = 27, the right zero padding).
+    plans = hw_layout._plan_shapes(q, 8, 8)
+    assert _padded_pitch(plans[1], 8) == 14 and _padded_pitch(plans[1], 4) == 14
+    assert _padded_pitch(plans[0], 8) is None                     # stride 1
+    odd = random_layer_model(seed=4, c_in=2, c_out=2, h=27, w=27, stride=2, variant="PSD2_P8")
+    assert _padded_pitch(hw_layout._plan_shapes(odd, 8, 8)[0], 8) is None
+
+
+def test_padded_input():
+    """A padded input map is sent padded: row y of channel c at ``c * h * pitch + y * pitch``,
+    zeros in the padding, ``input_len`` counting them (FashionNet's conv2 PSD2_P16: 28 -> 30)."""
+    q = random_layer_model(seed=4, c_in=16, c_out=32, h=28, w=28, stride=2, variant="PSD2_P16")
+    lay = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4))
+    assert lay.input_pitch == 30 and lay.input_len == 16 * 28 * 30
+    assert lay.sections[Space.DESCRIPTORS][1] == lay.input_len
+    x = np.random.default_rng(0).integers(-128, 128, (16, 28, 28)).astype(np.int8)
+    stored = lay.input_words(x).view(np.uint8).view(np.int8)[:lay.input_len].reshape(16, 28, 30)
+    assert np.array_equal(stored[:, :, :28], x) and not stored[:, :, 28:].any()
+    # In a batch (tall: channel c of frame b at c * 2 * h * pitch + b * h * pitch).
+    lay2 = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4, batch=2), batch=2)
+    assert lay2.input_pitch == 30 and lay2.input_tall
+    xb = np.stack([x, -x - 1])
+    stored = lay2.input_words(xb).view(np.uint8).view(np.int8)[:lay2.input_len].reshape(16, 2, 28, 30)
+    assert np.array_equal(stored[:, :, :, :28], xb.transpose(1, 0, 2, 3)) and not stored[:, :, :, 28:].any()
+
+
 def test_batch_split_inputs_on_a_tall_map():
     """A 1x1 conv on a 1 x 1 map splits its inputs over the row groups in a batch too, where its
     input map is tall (value k of frame b at k * B + b): the descriptor's row pitch ``w_in`` is
@@ -534,11 +616,21 @@ def test_layer_mapping_port_a_group():
     assert (m["groups"], m["flat"], m["mix"], m["tiles"]) == (4, 1, 1, 25)
     m = layer_mapping(steps, per, 14, 14, **kw)
     assert (m["groups"], m["flat"], m["mix"], m["tiles"]) == (4, 0, 1, 28)
-    # Built from a layer: the stride decides, and the bound follows the tiles.
-    for stride, h, flat, bound in ((1, 14, 1, 32 * 196 / (64 * 4 * 25)), (2, 28, 0, 32 * 196 / (64 * 4 * 28))):
+    # Built from a layer: the bound follows the tiles. At stride 2 (28 -> 14) the tile's second
+    # row's input starts 2 * (w_in - w_out) = 28 bytes on, which is no whole number of bank rows
+    # (16 bytes): the input map's rows are padded to 30 bytes (2 * (30 - 14) = 32, two bank
+    # rows), so one port a group reads a flat tile there too. A 27-pixel input row (also 14
+    # outputs) cannot be padded: its last output's taps reach x = 27, the right padding, which
+    # a padded row would not read as zeros.
+    for stride, h, flat, pitch, bound in ((1, 14, 1, 14, 32 * 196 / (64 * 4 * 25)),
+                                          (2, 28, 1, 30, 32 * 196 / (64 * 4 * 25)),
+                                          (2, 27, 0, 27, 32 * 196 / (64 * 4 * 28))):
         q = random_layer_model(seed=4, c_in=16, c_out=32, h=h, w=h, stride=stride, variant="PSD2_P16")
-        (p,) = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4)).layers
+        lay = build_layout(q, ArrayConfig.for_model(q, rows=8, cols=8, groups=4))
+        (p,) = lay.layers
         assert (p.fields["groups"], p.fields["mix"], p.fields["flat"]) == (4, 1, flat), p.mapping
+        assert (p.fields["w_in"], p.fields["hw_in"], lay.input_pitch) == (pitch, h * pitch, pitch)
+        assert lay.input_len == 16 * h * pitch
         assert tile_bound(p, rows=8, cols=8) == pytest.approx(bound)
 
 
