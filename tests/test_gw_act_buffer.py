@@ -8,6 +8,20 @@ from amaranth.sim import Simulator
 from gateware.act_buffer import ActBuffer, READ_LATENCY, WRITE_LATENCY
 
 
+async def _write_row(ctx, dut, n0, data, mask, *, stride2=False, split=None, gap=0):
+    """One output-path write request (``wr_en`` left high), one cycle: lane ``j`` of ``data``
+    where ``mask[j]``; lanes from ``split`` on (None: no split) ``gap`` bytes further."""
+    ctx.set(dut.wr_en, 1)
+    ctx.set(dut.wr_addr, n0)
+    ctx.set(dut.wr_stride2, stride2)
+    ctx.set(dut.wr_split, dut.cols if split is None else split)
+    ctx.set(dut.wr_gap, gap)
+    ctx.set(dut.wr_mask, sum(int(m) << j for j, m in enumerate(mask)))
+    for j in range(dut.cols):
+        ctx.set(dut.wr_data[j], int(data[j]))
+    await ctx.tick()
+
+
 @pytest.mark.parametrize("cols,seed", [(2, 0), (4, 1), (8, 2)])
 def test_reads_writes_against_flat_memory(cols, seed):
     rng = np.random.default_rng(seed)
@@ -52,13 +66,7 @@ def test_reads_writes_against_flat_memory(cols, seed):
             await ctx.tick()
         await read_all(got_reads)
         for n0, s, d, mask in writes:                     # output path: C bytes, s apart
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_addr, n0)
-            ctx.set(dut.wr_stride2, s == 2)
-            ctx.set(dut.wr_mask, sum(int(m) << j for j, m in enumerate(mask)))
-            for j in range(cols):
-                ctx.set(dut.wr_data[j], int(d[j]))
-            await ctx.tick()
+            await _write_row(ctx, dut, n0, d, mask, stride2=s == 2)
         ctx.set(dut.wr_en, 0)
         for _ in range(WRITE_LATENCY):
             await ctx.tick()
@@ -260,15 +268,7 @@ def test_split_reads_writes_against_flat_memory(cols, ports, seed):
         await _load(ctx, dut, flat)
         await read_all(ctx, got_before)
         for n0, split, gap, d, mask in writes:
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_addr, n0)
-            ctx.set(dut.wr_stride2, 0)
-            ctx.set(dut.wr_split, split)
-            ctx.set(dut.wr_gap, gap)
-            ctx.set(dut.wr_mask, sum(int(b) << j for j, b in enumerate(mask)))
-            for j in range(cols):
-                ctx.set(dut.wr_data[j], int(d[j]))
-            await ctx.tick()
+            await _write_row(ctx, dut, n0, d, mask, split=split, gap=gap)
         ctx.set(dut.wr_en, 0)
         for _ in range(WRITE_LATENCY):
             await ctx.tick()
@@ -320,14 +320,7 @@ def test_split_by_hand():
         got[name] = [ctx.get(dut.rd_data[j]) for j in range(cols)]
 
     async def write(ctx, addr, split, gap, mask, d):
-        ctx.set(dut.wr_en, 1)
-        ctx.set(dut.wr_addr, addr)
-        ctx.set(dut.wr_split, split)
-        ctx.set(dut.wr_gap, gap)
-        ctx.set(dut.wr_mask, mask)
-        for j in range(cols):
-            ctx.set(dut.wr_data[j], d[j])
-        await ctx.tick()
+        await _write_row(ctx, dut, addr, d, [mask >> j & 1 for j in range(cols)], split=split, gap=gap)
         ctx.set(dut.wr_en, 0)
         for _ in range(WRITE_LATENCY):
             await ctx.tick()
