@@ -37,12 +37,15 @@ __all__ = ["ActBuffer", "READ_LATENCY", "WRITE_LATENCY", "flat_addr_bits"]
 READ_LATENCY = 5
 
 #: Cycles from a write request (:attr:`ActBuffer.wr_en`, :attr:`ActBuffer.ld_en`) to its bytes
-#: being in the banks: each bank's enable, address and byte are registered first, so the lane
-#: rotation and the write/load choice do not share a cycle with the long routes to the
-#: ``2 * cols * ports`` block RAMs. It adds no cycles to a layer: the sequencer waits for the
-#: last write-back request and then loads the next descriptor (or the result's read) before
-#: it reads the activations again, far more than one cycle.
-WRITE_LATENCY = 1
+#: being in the banks: the lanes spread over a 2C-byte window by the lane rule (stride, split)
+#: and registered, then rotated into the banks by the address and registered again (each
+#: bank's enable, address and byte), so neither the lane choice nor the rotation shares a cycle
+#: with the other or with the long routes to the ``2 * cols * ports`` block RAMs (the lane
+#: rule and the rotation in one cycle were the ULX3S critical path, 87 MHz). It adds no cycles
+#: to a layer: the sequencer waits for the last write-back request and then loads the next
+#: descriptor (or the result's read) before it reads the activations again, far more than two
+#: cycles.
+WRITE_LATENCY = 2
 
 
 def flat_addr_bits(*, cols: int, bank_depth: int) -> int:
@@ -133,48 +136,69 @@ class ActBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C, B, lb = self._cols, 2 * self._cols, self._lb
-        mask = B - 1
-        wr_lo = Signal(lb)
-        wr_hi = Signal(self._abits)
-        m.d.comb += [wr_lo.eq(self.wr_addr[:lb]), wr_hi.eq(self.wr_addr >> lb)]
-        ld_n = Signal(self._abits + 1)
-        m.d.comb += ld_n.eq(self.ld_addr << 2)
 
-        # Write enables and data per bank, shared by every copy.
-        wen, waddr, wdata = [], [], []
-        for b in range(B):
-            # Output path: bank b is d = (b - n0) mod 2C bytes on, lane d when d < C (stride 2:
-            # lane d / 2 when d is even; split: lane d - gap from d >= split + gap on). Either
-            # way the bank address is n0 div 2C, plus one where the lanes wrap past bank 2C - 1.
-            d = Signal(lb, name=f"wdist{b}")
-            m.d.comb += d.eq(b - wr_lo)
-            first = Signal(name=f"wfirst{b}")
-            m.d.comb += first.eq(d < self.wr_split)
-            e = Signal(lb + 1, name=f"wgap{b}")     # d - gap (wraps past C when negative)
-            m.d.comb += e.eq(d - self.wr_gap)
-            j = Signal(lb + 1, name=f"wlane{b}")
-            m.d.comb += j.eq(Mux(self.wr_stride2, d >> 1, Mux(first, d, e)))
-            lane = Signal(8, name=f"wbyte{b}")
+        # Write stage 1 (registered): the request's C lanes spread over the 2C-byte window
+        # [n0, n0 + 2C): position p takes lane p (stride 2: lane p / 2 at even p; split: lane
+        # p - gap from p >= split + gap on). It depends on the lane rule alone, not on n0, so
+        # the lane choice and the address rotation (stage 2) do not share a cycle.
+        win_en = Signal()
+        win_addr = Signal.like(self.wr_addr)
+        win_on = Signal(B)
+        win_data = [Signal(8, name=f"wwin{p}", reset_less=True) for p in range(B)]
+        m.d.sync += [win_en.eq(self.wr_en), win_addr.eq(self.wr_addr)]
+        for p in range(B):
+            first = Signal(name=f"wfirst{p}")
+            m.d.comb += first.eq(p < self.wr_split)
+            e = Signal(range(-C, B), name=f"wgap{p}")     # p - gap
+            m.d.comb += e.eq(p - self.wr_gap)
+            j = Signal(range(B), name=f"wlane{p}")
+            on = Signal(name=f"won{p}")
+            if p % 2 == 0:
+                m.d.comb += j.eq(Mux(self.wr_stride2, p // 2, Mux(first, p, e)))
+            else:
+                m.d.comb += j.eq(Mux(first, p, e))
+            m.d.comb += on.eq(Mux(self.wr_stride2, p % 2 == 0,
+                                  first | ((e >= self.wr_split) & (e < C) & (e >= 0)))
+                              & self.wr_mask.bit_select(j[:lb - 1], 1) & (j < C))
+            lane = Signal(8, name=f"wbyte{p}")
             with m.Switch(j):
                 for jj in range(C):
                     with m.Case(jj):
                         m.d.comb += lane.eq(self.wr_data[jj])
-            lane_on = Signal(name=f"won{b}")
-            m.d.comb += lane_on.eq(Mux(self.wr_stride2, ~d[0], first | (e >= self.wr_split))
-                                   & (j < C) & self.wr_mask.bit_select(j[:lb], 1))
+            m.d.sync += [win_on[p].eq(on), win_data[p].eq(lane)]
+        # The loader's word, registered too (WRITE_LATENCY for both).
+        ld_en = Signal()
+        ld_n = Signal(self._abits + 1)
+        ld_data = Signal.like(self.ld_data, reset_less=True)
+        m.d.sync += [ld_en.eq(self.ld_en), ld_n.eq(self.ld_addr << 2), ld_data.eq(self.ld_data)]
+        wr_lo = Signal(lb)
+        wr_hi = Signal(self._abits)
+        m.d.comb += [wr_lo.eq(win_addr[:lb]), wr_hi.eq(win_addr >> lb)]
+
+        # Write stage 2 (registered): enables and data per bank, shared by every copy. Bank b is
+        # d = (b - n0) mod 2C bytes into the window, at bank address n0 div 2C, plus one where
+        # the window wraps past bank 2C - 1.
+        wen, waddr, wdata = [], [], []
+        for b in range(B):
+            d = Signal(lb, name=f"wdist{b}")
+            m.d.comb += d.eq(b - wr_lo)
             # Loader: 4 consecutive bytes, at most one of which is bank b.
             k = Signal(lb, name=f"lbyte{b}")
             m.d.comb += k.eq(b - ld_n[:lb])
-            # Registered (WRITE_LATENCY): the banks' write ports see only these registers.
-            en, a, d = Signal(name=f"wen{b}"), Signal(self._abits, name=f"wad{b}"), Signal(8, name=f"wd{b}")
+            en, a, v = Signal(name=f"wen{b}"), Signal(self._abits, name=f"wad{b}"), Signal(8, name=f"wd{b}")
+            byte = Signal(8, name=f"wsel{b}")
+            with m.Switch(d):
+                for dd in range(B):
+                    with m.Case(dd):
+                        m.d.comb += byte.eq(win_data[dd])
             m.d.sync += en.eq(0)
-            with m.If(self.wr_en & lane_on):
-                m.d.sync += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), d.eq(lane)]
-            with m.Elif(self.ld_en & (k < 4)):
-                m.d.sync += [en.eq(1), a.eq(ld_n >> lb), d.eq(self.ld_data.word_select(k[:2], 8))]
+            with m.If(win_en & win_on.bit_select(d, 1)):
+                m.d.sync += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), v.eq(byte)]
+            with m.Elif(ld_en & (k < 4)):
+                m.d.sync += [en.eq(1), a.eq(ld_n >> lb), v.eq(ld_data.word_select(k[:2], 8))]
             wen.append(en)
             waddr.append(a)
-            wdata.append(d)
+            wdata.append(v)
 
         self.banks = []   # port 0's banks, for simulation probes
         ports = [(self.rd_addr, self.rd_ok, self.rd_data)]
