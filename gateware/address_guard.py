@@ -153,9 +153,8 @@ class AddressGuard(wiring.Component):
         # Reads: per port, the lowest and highest ok column's byte (stage 1: the step's address
         # and the ok bits of a port that feeds; 2: the two bytes' addresses; 3: the compare).
         g_valid, g_s2 = Signal(), Signal()
-        g_split, g_jump = Signal.like(self.split), Signal(len(self.jump) + (2 * C).bit_length())
-        m.d.sync += [g_valid.eq(self.step), g_s2.eq(self.stride2), g_split.eq(self.split),
-                     g_jump.eq(self.jump * (2 * C))]
+        g_split = Signal.like(self.split)
+        m.d.sync += [g_valid.eq(self.step), g_s2.eq(self.stride2), g_split.eq(self.split)]
         read_bad = []
         for k in range(ports):
             g_addr = Signal.like(self.addr[k], name=f"g_addr{k}")
@@ -171,8 +170,17 @@ class AddressGuard(wiring.Component):
             lo = Signal.like(self.addr[k], name=f"g_lo_addr{k}")
             hi = Signal.like(self.addr[k], name=f"g_hi_addr{k}")
             any_ok = Signal(name=f"g_any{k}")
-            m.d.sync += [lo.eq(g_addr + Mux(g_s2, lo_j << 1, lo_j) + Mux(lo_j >= g_split, g_jump, 0)),
-                         hi.eq(g_addr + Mux(g_s2, hi_j << 1, hi_j) + Mux(hi_j >= g_split, g_jump, 0)),
+            # Whether the lowest / highest ok column lies past the split, from the ok bits
+            # beside the priority encoders (not after them), and the jumped base ready in a
+            # register: the split adds a choice of operand, not a third one.
+            g_jaddr = Signal.like(self.addr[k], name=f"g_jaddr{k}")
+            m.d.sync += g_jaddr.eq(self.addr[k] + self.jump * (2 * C))
+            below = Signal(C, name=f"g_below{k}")
+            m.d.comb += below.eq(Cat(*[j < g_split for j in range(C)]))
+            lo_past, hi_past = Signal(name=f"g_lo_past{k}"), Signal(name=f"g_hi_past{k}")
+            m.d.comb += [lo_past.eq((g_ok & below) == 0), hi_past.eq((g_ok & ~below) != 0)]
+            m.d.sync += [lo.eq(Mux(lo_past, g_jaddr, g_addr) + Mux(g_s2, lo_j << 1, lo_j)),
+                         hi.eq(Mux(hi_past, g_jaddr, g_addr) + Mux(g_s2, hi_j << 1, hi_j)),
                          any_ok.eq(g_valid & (g_ok != 0))]
             bad = Signal(name=f"read_bad{k}")
             m.d.sync += bad.eq(any_ok & ((lo < 0) | (hi >= cfg.act_depth)))
