@@ -345,7 +345,8 @@ class Layout:
 
     def input_words(self, frame) -> np.ndarray:
         """INPUT words of one int8 frame ``[C, H, W]`` (a batch: ``[B, C, H, W]``, stored as
-        :attr:`input_tall` says), 4 bytes a word, LE."""
+        :attr:`input_tall` says), rows :attr:`input_pitch` bytes apart (zeros in the padding),
+        4 bytes a word, LE."""
         x = np.asarray(frame)
         want = tuple(self.input_shape) if self.batch == 1 else (self.batch,) + tuple(self.input_shape)
         what = "Input frame" if self.batch == 1 else f"Input batch of {self.batch} frames"
@@ -984,8 +985,7 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
     out_shape = plans[-1][4]
     # (Only a conv's input rows are ever padded: the input map is then the frame's shape.)
     in_c, in_h, in_w = (int(v) for v in plans[0][2])
-    padded_in = runs[0].in_w != in_w
-    input_pitch = runs[0].in_w if padded_in else int(qmodel.input_shape[2])
+    input_pitch = runs[0].in_w if runs[0].in_w != in_w else None
     header = [len(runs), batch * in_c * in_h * runs[0].in_w, batch * int(np.prod(out_shape)),
               result_base]
     desc = np.zeros(DESC_HEADER_WORDS + DESC_LAYER_WORDS * len(runs), dtype=np.uint32)
