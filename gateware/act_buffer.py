@@ -17,7 +17,7 @@ rows on). Writes: lanes ``j >= split`` land ``gap < C`` bytes further on (the pa
 of a row): C lanes within ``2C - 1`` bytes, again C distinct banks.
 """
 
-from amaranth import Module, Signal, Mux, signed, unsigned
+from amaranth import Array, Cat, Module, Signal, Mux, signed, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -177,23 +177,20 @@ class ActBuffer(wiring.Component):
 
         # Write stage 2 (registered): enables and data per bank, shared by every copy. Bank b is
         # d = (b - n0) mod 2C bytes into the window, at bank address n0 div 2C, plus one where
-        # the window wraps past bank 2C - 1.
+        # the window wraps past bank 2C - 1. The window (byte and enable per position) is
+        # rotated by n0 mod 2C in 4-way steps (a 2C-way choice per bank took twice the LUTs).
+        wr_hi1 = Signal(self._abits, name="wr_hi1")
+        m.d.comb += wr_hi1.eq(wr_hi + 1)
+        rotated = _rotate(m, [Cat(win_data[p], win_on[p]) for p in range(B)], wr_lo, "wrot")
         wen, waddr, wdata = [], [], []
         for b in range(B):
-            d = Signal(lb, name=f"wdist{b}")
-            m.d.comb += d.eq(b - wr_lo)
             # Loader: 4 consecutive bytes, at most one of which is bank b.
             k = Signal(lb, name=f"lbyte{b}")
             m.d.comb += k.eq(b - ld_n[:lb])
             en, a, v = Signal(name=f"wen{b}"), Signal(self._abits, name=f"wad{b}"), Signal(8, name=f"wd{b}")
-            byte = Signal(8, name=f"wsel{b}")
-            with m.Switch(d):
-                for dd in range(B):
-                    with m.Case(dd):
-                        m.d.comb += byte.eq(win_data[dd])
             m.d.sync += en.eq(0)
-            with m.If(win_en & win_on.bit_select(d, 1)):
-                m.d.sync += [en.eq(1), a.eq(wr_hi + (b < wr_lo)), v.eq(byte)]
+            with m.If(win_en & rotated[b][8]):
+                m.d.sync += [en.eq(1), a.eq(Mux(b < wr_lo, wr_hi1, wr_hi)), v.eq(rotated[b][:8])]
             with m.Elif(ld_en & (k < 4)):
                 m.d.sync += [en.eq(1), a.eq(ld_n >> lb), v.eq(ld_data.word_select(k[:2], 8))]
             wen.append(en)
@@ -209,6 +206,12 @@ class ActBuffer(wiring.Component):
             rd_lo = Signal(lb, name=f"rd_lo{p}")
             rd_hi = Signal(signed(self._abits + 2), name=f"rd_hi{p}")
             m.d.comb += [rd_lo.eq(rd_addr[:lb]), rd_hi.eq(rd_addr >> lb)]
+            # The four bank addresses a read can use, added once for all banks: the window's
+            # row or the next, each with or without the jump.
+            bank_bits = max(1, (self._depth - 1).bit_length())
+            rows = [Signal(bank_bits, name=f"rrow{p}_{k}") for k in range(4)]
+            m.d.comb += [rows[0].eq(rd_hi), rows[1].eq(rd_hi + 1),
+                         rows[2].eq(rd_hi + self.rd_jump), rows[3].eq(rd_hi + self.rd_jump + 1)]
             bank_data = []
             for b in range(B):
                 # ``no_rw_check``: a read and a write of the same address in one cycle return
@@ -228,7 +231,7 @@ class ActBuffer(wiring.Component):
                 m.d.comb += dist.eq(b - rd_lo)
                 second = Signal(name=f"rsecond{p}_{b}")
                 m.d.comb += second.eq(Mux(self.rd_stride2, dist >> 1, dist) >= self.rd_split)
-                m.d.sync += raddr.eq(rd_hi + (b < rd_lo) + Mux(second, self.rd_jump, 0))
+                m.d.sync += raddr.eq(Array(rows)[Cat(b < rd_lo, second)])
                 m.d.comb += rp.addr.eq(raddr)
                 bank_data.append(rdata)
                 wp = mem.write_port()
@@ -267,3 +270,23 @@ class ActBuffer(wiring.Component):
                     with m.Case(b):
                         m.d.comb += byte.eq(data2[b])
             m.d.sync += rd_data[jj].eq(Mux(ok2[jj], byte, 0))
+
+
+def _rotate(m, values, amount, name: str) -> list:
+    """``out[i] = values[(i - amount) mod n]`` (``n = len(values)``, a power of two) through
+    4-way choices on two bits of ``amount`` at a time (``n``-way choices cost about twice the
+    LUTs)."""
+    n = len(values)
+    for lo in range(0, (n - 1).bit_length(), 2):
+        bits = amount[lo:lo + 2]
+        step = 1 << lo
+        nxt = []
+        for i in range(n):
+            out = Signal(len(values[i]), name=f"{name}{lo // 2}_{i}")
+            with m.Switch(bits):
+                for k in range(1 << len(bits)):
+                    with m.Case(k):
+                        m.d.comb += out.eq(values[(i - k * step) % n])
+            nxt.append(out)
+        values = nxt
+    return values
