@@ -6,10 +6,12 @@ engine's own ``cycles`` and ``macs`` counters, utilization ``macs / (R * C * cyc
 the dense (pSC9) version of the same layer on the same array, the speedup over dense, the ideal
 speedup (dense MACs / sparse MACs) and whether the RTL output matched hw.reference bit for bit.
 Each row also carries ``nnz_per_filter`` (non-zeros per filter row; for a network the smallest
-of its layers), ``in_target`` (the utilization target >= 0.90 applies: at least 64 of them) and
+of its layers), ``in_target`` (the utilization target >= 0.90 applies: at least 64 of them),
 ``tile_bound``: the best utilization the layer's mapping allows (``hw.layout.tile_bound``: the
 tiles' cycles alone, no per-layer overhead), which separates shape quantization from engine
-overhead. ``--speed`` also measures simulated cycles per second on Verilator and Icarus.
+overhead, and ``row_bound``: the best any mapping on the engine allows, its row groups being
+filled by whole rotation classes (``hw.layout.row_bound``). ``--speed`` also measures simulated
+cycles per second on Verilator and Icarus.
 ``--batch B`` runs every case (and its dense baseline) as one run of B frames
 (``hw.layout.build_layout(batch=B)``: small maps fill the columns with several frames' pixels);
 counters, utilization and speedup are then the batch's, ``cycles_per_frame`` its cycles / B.
@@ -150,17 +152,22 @@ def _bounds(plans, config) -> dict:
     """``nnz_per_filter`` (non-zeros per filter row, averaged over a layer's filters; for several
     layers the smallest), ``in_target`` (whether the utilization target applies),
     ``tile_bound``: the utilization the mapping allows at best (:func:`hw.layout.tile_bound`, over
-    several layers their MACs over the sum of their tile slots) and ``mapping``: how a single
+    several layers their MACs over the sum of their tile slots), ``row_bound``: the utilization
+    any mapping on this engine allows at best, its rows being filled by rotation classes
+    (:func:`hw.layout.row_bound`, combined over layers the same way) and ``mapping``: how a single
     layer runs (``hw.layout.LayerPlan.mapping``; a network: "per layer", which
     ``python -m host pack`` lists)."""
-    from hw.layout import tile_bound
+    from hw.layout import row_bound, tile_bound
     R, C = config.rows, config.cols
     # (A batch's plan counts all its frames' MACs and output pixels alike.)
     nnz = [p.macs / (p.fields["c_out"] * p.fields["h_out"] * p.fields["w_out"] * p.fields["frames"])
            for p in plans]
     slots = sum(p.macs / tile_bound(p, rows=R, cols=C) for p in plans)
+    row_slots = sum(p.macs / row_bound(p.class_filters, rows=R, groups=config.groups)
+                    for p in plans)
     return {"nnz_per_filter": round(min(nnz), 1), "in_target": min(nnz) >= TARGET_NNZ_PER_FILTER,
             "tile_bound": round(sum(p.macs for p in plans) / slots, 4),
+            "row_bound": round(sum(p.macs for p in plans) / row_slots, 4),
             "mapping": plans[0].mapping if len(plans) == 1 else "per layer"}
 
 
@@ -213,13 +220,13 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
 
 def _table(rows) -> str:
     head = f"{'case':20s} {'variant':9s} {'nnz/f':>6s} {'cycles':>8s} {'macs':>9s} {'util':>6s} " \
-           f"{'bound':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact  mapping"
+           f"{'bound':>6s} {'rows':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact  mapping"
     lines = [head]
     for r in rows:
         # '*': the utilization target (>= 0.90 with >= 64 non-zeros per filter) applies.
         nnz = f"{r['nnz_per_filter']:5.0f}{'*' if r['in_target'] else ' '}"
         lines.append(f"{r['case']:20s} {r['variant']:9s} {nnz:>6s} {r['cycles']:8d} {r['macs']:9d} "
-                     f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['dense_cycles']:8d} "
+                     f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['row_bound']:6.3f} {r['dense_cycles']:8d} "
                      f"{r['speedup']:7.2f} {r['ideal_speedup']:6.2f} "
                      f"{r['speedup'] / r['ideal_speedup']:8.3f} {str(r['bit_exact']):5s}  {r['mapping']}"
                      + (f"  [auto {r['auto_shape']}: util {r['auto_utilization']:.3f}, "

@@ -131,7 +131,7 @@ from .memory_map import Space
 from .variants import parse_variant
 
 __all__ = ["Layout", "LayerPlan", "build_layout", "requirements",
-           "layer_mapping", "model_cycles", "tile_bound", "flat_tiles",
+           "layer_mapping", "model_cycles", "tile_bound", "row_bound", "flat_tiles",
            "mix_allowed", "split_allowed", "mixed_classes", "check_batch", "batch_arg",
            "depth_first_choices"]
 
@@ -148,6 +148,26 @@ def tile_bound(plan, *, rows: int, cols: int) -> float:
     tile_cycles = plan.passes * sum(-(-n // gs) * plan.tiles * max(L, span)
                                     for L, n in zip(plan.steps, per) if n)
     return plan.macs / (rows * cols * tile_cycles)
+
+
+def row_bound(class_filters, *, rows: int, groups: int) -> float:
+    """The share of the array's rows that any mapping of a layer with ``class_filters`` (filters
+    per rotation class) can keep busy on an engine with ``rows`` rows and up to ``groups`` row
+    groups: the best, over ``g`` in {1, 2, 4} (at most ``groups`` and ``rows``), of its filters
+    over ``sum(ceil(n / (rows / g)) * rows / g)``. Every mapping gives each group of ``rows / g``
+    rows filters of one class (they share one tap walk), so a class of ``n`` filters takes at
+    least ``ceil(n / (rows / g))`` group tiles, whatever the pixels, the mixing or the batch.
+    Utilization never exceeds it; a layer whose bound is below a target cannot meet it on this
+    engine (FashionNet's conv3 at PS2_P6: classes of 5 and 6 filters, 32 / 36 on 8 rows)."""
+    best = 0.0
+    for g in (1, 2, 4):
+        if g > groups or g > rows:
+            break
+        gs = rows // g
+        slots = sum(-(-n // gs) * gs for n in class_filters)
+        if slots:
+            best = max(best, sum(class_filters) / slots)
+    return best
 
 
 def mix_allowed(period: int, c_in: int, c_out: int, *, groups: int, pool: bool = False) -> bool:

@@ -34,6 +34,16 @@ def test_bound_of_a_7x7_map():
     assert (b["mapping"], b["tile_bound"]) == ("4 groups, 4 classes a tile", pytest.approx(7 / 8))
 
 
+def test_row_bound_column():
+    """The row bound over a layer: PS2_P6 on 32 filters (classes of 6, 6, 5, 5, 5, 5) fills at
+    most 32 / 36 of the 8 x 8 engine's rows (four groups of 2 rows, 3 a class), below the 0.90
+    target whatever the pixels; classes of 8 filters (PS4_P4) can fill them all."""
+    b = _bounds(_plans("PS2_P6"), BENCH_CONFIG)
+    assert b["in_target"] and b["row_bound"] == pytest.approx(32 / 36, abs=1e-4)
+    assert b["tile_bound"] <= b["row_bound"]
+    assert _bounds(_plans("PS4_P4"), BENCH_CONFIG)["row_bound"] == 1.0
+
+
 def test_table_marks_target_rows():
     row = dict(case="c", variant="PS4_P4", cycles=100, macs=5000, utilization=0.78,
                dense_cycles=200, speedup=2.0, ideal_speedup=2.25, bit_exact=True,

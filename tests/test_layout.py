@@ -196,6 +196,30 @@ def test_four_groups_cycle_model_and_pool():
     assert (pp.fields["out_w"], pp.fields["out_hw"]) == (4, 12)
 
 
+def test_row_bound_hand_worked():
+    """Worked by hand: rotation classes ``f mod P`` of 32 filters at P = 6 hold 6, 6, 5, 5, 5, 5
+    filters. On 8 rows: one group (8 rows) or two (4 rows) take 2 x 8 or 2 x 4 rows a class, 48
+    slots; four groups of 2 rows take 3 x 2 a class, 36 slots: 32 / 36. 64 filters at P = 6
+    (11 x 4, 10 x 2): 6 x 2 x 4 + 5 x 2 x 2 = 68 slots on four groups, 72 on two. 64 at P = 9 (8, then
+    7 x 8): 72 slots on any grouping. Classes of 4 (P = 8, 32 filters) fill groups of 4 or 2."""
+    from hw.layout import row_bound, tile_bound
+    assert row_bound((6, 6, 5, 5, 5, 5), rows=8, groups=4) == pytest.approx(32 / 36)
+    assert row_bound((6, 6, 5, 5, 5, 5), rows=8, groups=2) == pytest.approx(32 / 48)
+    assert row_bound((11,) * 4 + (10,) * 2, rows=8, groups=4) == pytest.approx(64 / 68)
+    assert row_bound((11,) * 4 + (10,) * 2, rows=8, groups=2) == pytest.approx(64 / 72)
+    assert row_bound((8,) + (7,) * 8, rows=8, groups=4) == pytest.approx(64 / 72)
+    assert row_bound((8,) + (7,) * 8, rows=4, groups=4) == pytest.approx(64 / 64)
+    assert row_bound((4,) * 8, rows=8, groups=1) == pytest.approx(0.5)
+    assert row_bound((4,) * 8, rows=8, groups=2) == 1.0
+    # A real layer (FashionNet's conv3 shape at PS2_P6): its classes, and utilization under it.
+    q = random_layer_model(seed=1, c_in=32, c_out=32, h=14, w=14, stride=2, variant="PS2_P6")
+    cfg = ArrayConfig(rows=8, cols=8, groups=4, p_max=8, act_depth=16384)
+    (p,) = build_layout(q, cfg).layers
+    assert sorted(p.class_filters) == [5, 5, 5, 5, 6, 6]
+    bound = row_bound(p.class_filters, rows=8, groups=4)
+    assert tile_bound(p, rows=8, cols=8) <= bound < 0.9
+
+
 def test_tile_bound_hand_worked():
     """FashionNet's conv3 shape (32 -> 32, 14x14 -> 7x7, stride 2) at PSD2_P8 on an 8x8 array with
     two groups: classes of 4 filters fill the 4 rows of a group. With the same class in both
