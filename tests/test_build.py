@@ -352,11 +352,22 @@ def test_yosys_error_after_abc_is_reported(tmp_path):
     with pytest.raises(gb.BuildError, match=r"ERROR: Assertion failed: selection is not empty"):
         gb._run_logged([gb.find_tool("YOSYS"), "-q", "-l", "y.full.log", "-p",
                         "read_verilog t.v; synth -top t; select -assert-none t/*"],
-                       cwd=tmp_path, log=tmp_path / "y.log", tool_log="y.full.log")
+                       cwd=tmp_path, log=tmp_path / "y.log", tool_logs=["y.full.log"])
 
 
 def test_run_logged_falls_back_to_the_output(tmp_path):
     """Without a tool log (or an empty one) the failure quotes the captured output."""
     with pytest.raises(gb.BuildError, match=r"exit 3\); last lines of .*out\.log:\nsaid this"):
         gb._run_logged(["sh", "-c", "echo said this; : > empty.log; exit 3"], cwd=tmp_path,
-                       log=tmp_path / "out.log", tool_log="empty.log")
+                       log=tmp_path / "out.log", tool_logs=["empty.log"])
+
+
+def test_run_logged_quotes_the_log_with_the_error(tmp_path):
+    """Of several tool logs (the ECP5 flow: Yosys' top.rpt, then nextpnr's top.tim), the one with
+    an ERROR line is quoted, though an earlier tool's log is not empty."""
+    script = ("echo 'synthesis went fine' > a.log; echo 'Info: placing' > b.log; "
+              "echo 'ERROR: no placement for cell x' >> b.log; echo 'Info: after' >> b.log; exit 1")
+    with pytest.raises(gb.BuildError,
+                       match=r"b\.log:\nInfo: placing\nERROR: no placement for cell x\nInfo: after$"):
+        gb._run_logged(["sh", "-c", script], cwd=tmp_path, log=tmp_path / "out.log",
+                       tool_logs=["a.log", "b.log"])
