@@ -220,13 +220,15 @@ def run_networks(names=NETWORKS, *, config=BENCH_CONFIG, sim="verilator", seed=0
 
 def _table(rows) -> str:
     head = f"{'case':20s} {'variant':9s} {'nnz/f':>6s} {'cycles':>8s} {'macs':>9s} {'util':>6s} " \
-           f"{'bound':>6s} {'rows':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} {'sp/ideal':>8s} exact  mapping"
+           f"{'bound':>6s} {'rows':>6s} {'dense':>8s} {'speedup':>7s} {'ideal':>6s} " \
+           f"{'sp/ideal':>8s} exact  mapping"
     lines = [head]
     for r in rows:
         # '*': the utilization target (>= 0.90 with >= 64 non-zeros per filter) applies.
         nnz = f"{r['nnz_per_filter']:5.0f}{'*' if r['in_target'] else ' '}"
         lines.append(f"{r['case']:20s} {r['variant']:9s} {nnz:>6s} {r['cycles']:8d} {r['macs']:9d} "
-                     f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['row_bound']:6.3f} {r['dense_cycles']:8d} "
+                     f"{r['utilization']:6.3f} {r['tile_bound']:6.3f} {r['row_bound']:6.3f} "
+                     f"{r['dense_cycles']:8d} "
                      f"{r['speedup']:7.2f} {r['ideal_speedup']:6.2f} "
                      f"{r['speedup'] / r['ideal_speedup']:8.3f} {str(r['bit_exact']):5s}  {r['mapping']}"
                      + (f"  [auto {r['auto_shape']}: util {r['auto_utilization']:.3f}, "
