@@ -139,8 +139,12 @@ def _run_logged(argv, *, cwd, log, env=None, tool_logs=()):
         with_error = [path for path in written
                       if any(line.startswith("ERROR") for line in
                              path.read_text(errors="replace").splitlines())]
-        shown = (with_error or ([Path(log)] if Path(log).stat().st_size else written)
-                 or [Path(log)])[0]
+        if with_error:
+            shown = with_error[0]
+        elif Path(log).stat().st_size or not written:
+            shown = Path(log)
+        else:
+            shown = written[0]
         lines = shown.read_text(errors="replace").splitlines()
         tail = lines[-15:]
         # Yosys may go on printing after its error (a failed ``select -assert-*`` lists the
