@@ -208,6 +208,10 @@ class Link(wiring.Component):
         rsp_len = Signal(max(len(core.output_len), 8))
         rsp_kind = Signal(_Kind)
         nak_code = Signal(8)
+        # A PING's status or READ_COUNTERS' counters, taken when the request is answered: the
+        # response is one snapshot (a frame still draining after an abort moves the counters),
+        # and a byte on offer does not change while the UART is busy.
+        rsp_word = Signal(len(core.counters.as_value()))
         tx_idx = Signal(len(rsp_len))
         armed = Signal()         # WAIT: the core was busy with the INFER's frame
         busy_q = Signal()        # core.busy a cycle ago
@@ -404,9 +408,11 @@ class Link(wiring.Component):
                     with m.Switch(cmd):
                         with m.Case(Command.PING):
                             respond(RESPONSE_FLAG | Command.PING, 5, _Kind.PING)
+                            m.d.sync += rsp_word.eq(Cat(core.config_id, self.image_loaded))
                         with m.Case(Command.READ_COUNTERS):
                             respond(RESPONSE_FLAG | Command.READ_COUNTERS, 4 * len(COUNTERS),
                                     _Kind.COUNTERS)
+                            m.d.sync += rsp_word.eq(core.counters.as_value())
                         with m.Case(Command.LOAD_IMAGE):
                             with m.If(phase != _Phase.DONE):
                                 # The payload ended inside the image's own header.
@@ -494,12 +500,8 @@ class Link(wiring.Component):
                 with m.Switch(rsp_kind):
                     with m.Case(_Kind.NAK):
                         m.d.comb += byte.eq(Cat(nak_code, cmd).word_select(tx_idx[0], 8))
-                    with m.Case(_Kind.PING):
-                        status = Cat(core.config_id, self.image_loaded, C(0, 31))
-                        m.d.comb += byte.eq(status.word_select(tx_idx[:3], 8))
-                    with m.Case(_Kind.COUNTERS):
-                        m.d.comb += byte.eq(
-                            core.counters.as_value().word_select(tx_idx[:4], 8))
+                    with m.Case(_Kind.PING, _Kind.COUNTERS):
+                        m.d.comb += byte.eq(rsp_word.word_select(tx_idx[:4], 8))
                 with m.If(rsp_kind == _Kind.RESULT):
                     m.d.comb += [tx.valid.eq(core.result.valid),
                                  tx.payload.eq(core.result.payload.data),

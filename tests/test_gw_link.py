@@ -312,6 +312,53 @@ def test_session(seed):
     bench.run(host)
 
 
+@pytest.mark.parametrize("seed", [21, 22])
+def test_counters_are_one_snapshot(seed):
+    """READ_COUNTERS answers with the counters of one cycle even when they move while the answer
+    goes out (a frame still draining after an abort moves them), and a response byte on offer
+    never changes while the host holds ``ready`` low (the rule tests/test_formal.py proves for
+    all time). The moving counters change every byte of every field each cycle, so a torn
+    answer cannot decode to one cycle's values."""
+    bench = Bench(seed, p_gap=0.0, p_ready=0.3)
+    dut, mask = bench.dut, 0xFFFF_FFFF
+    moving = []
+
+    def at(t):
+        return [(t * 0x0101_0101 + i) & mask for i in range(len(COUNTERS))]
+
+    async def counting(ctx):
+        t = 0
+        while True:
+            if moving:
+                for name, v in zip(COUNTERS, at(t)):
+                    ctx.set(getattr(dut.core.counters, name), v)
+            await ctx.tick()
+            t += 1
+
+    async def watch(ctx):
+        held = None
+        async for _, _, valid, ready, payload in ctx.tick().sample(dut.tx.valid, dut.tx.ready,
+                                                                   dut.tx.payload):
+            if held is not None:
+                assert valid and payload == held, f"byte on offer changed while stalled (seed {seed})"
+            held = payload if valid and not ready else None
+
+    async def host(ctx):
+        image, _ = _image(bench.rng, bench.model.config_id)
+        assert await bench.request(ctx, Command.LOAD_IMAGE, image)
+        moving.append(True)
+        for n in range(3):
+            await bench.send(ctx, encode_frame(cmd=Command.READ_COUNTERS, seq=n, payload=b""))
+            got = await bench.receive(ctx)
+            assert got.cmd == response_cmd(Command.READ_COUNTERS) and got.seq == n, f"seed {seed}"
+            values = list(struct.unpack("<4I", got.payload))
+            # (Field 0's low byte is the cycle's; the run is far shorter than 2**16 cycles.)
+            assert any(values == at(c) for c in range(values[0] & 0xFF, 1 << 16, 256)), \
+                f"torn counters {[hex(v) for v in values]} (seed {seed})"
+
+    bench.run(host, counting, watch)
+
+
 @pytest.mark.parametrize("seed, p_gap, p_ready", [(3, 0.2, 0.6), (4, 0.0, 1.0), (5, 0.5, 0.2),
                                                    (6, 0.05, 0.9)])
 def test_random_requests_and_corruption(seed, p_gap, p_ready):
