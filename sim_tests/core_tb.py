@@ -5,7 +5,8 @@ for case ``i``, ``words_i`` (``[n, 3]`` space, addr, data: the model image then 
 optional ``expect_i`` (int8 result bytes), ``cycles_i`` and ``macs_i`` (expected counters, -1 to
 skip) and ``name_i``. Every case is loaded, started and read back with random valid/ready
 back-pressure (``CORE_VALID_P``, ``CORE_READY_P``, seeded by ``CORE_SEED``); payload stability
-of the result stream is checked on every stalled cycle. Results (bytes, counters, wall time) go to
+of the result stream is checked on every stalled cycle, and the tile-tag FIFO (the sequencer's
+tags are an always-ready stream) is checked never to be written while full. Results (bytes, counters, wall time) go to
 the JSON file ``CORE_RESULTS``; any mismatch fails the test, naming the case and seed.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, RisingEdge, ClockCycles
+from cocotb.utils import get_sim_time
 
 COUNTER_NAMES = ("cycles", "busy", "stalls", "macs")
 
@@ -79,6 +81,22 @@ async def _run(dut, rng, ready_p, timeout):
     return out, counters, t_compute
 
 
+async def _watch_tag_fifo(dut, errors):
+    """Record every cycle on which the sequencer pushes a tile tag into a full FIFO (the tag
+    would be lost: its stream is always ready). Woken only while the FIFO is full."""
+    fifo = dut.tags
+    while True:
+        await FallingEdge(fifo.w_rdy)
+        while True:
+            await FallingEdge(dut.clk)
+            if int(fifo.w_rdy.value):
+                break
+            if int(fifo.w_en.value):
+                errors.append(f"a tile tag was pushed into the full tag FIFO at "
+                              f"{get_sim_time(unit='ns')} ns")
+                return              # (the first one says it; the results are wrong from here)
+
+
 @cocotb.test()
 async def run_cases(dut):
     seed = int(os.environ.get("CORE_SEED", "0"))
@@ -95,6 +113,7 @@ async def run_cases(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     results, failures = [], []
+    cocotb.start_soon(_watch_tag_fifo(dut, failures))
     for i in range(n_cases):
         name = str(z[f"name_{i}"])
         await _load(dut, z[f"words_{i}"], rng, valid_p)
