@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from amaranth import ClockDomain, Module, Signal, Value, Cat
+from amaranth import ClockDomain, Const, Module, Signal, Value, Cat
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -80,7 +80,8 @@ class TimingHarness(wiring.Component):
         for component in self._components:
             for _path, member, value in component.signature.flatten(component):
                 value = Value.cast(value)
-                if id(value) in linked:
+                # (A constant member, such as an always-ready stream's ready, is no port.)
+                if id(value) in linked or isinstance(value, Const):
                     continue
                 (inputs if member.flow == In else outputs).append(value)
         return inputs, outputs
