@@ -170,7 +170,7 @@ class Core(wiring.Component):
         in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
         m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size, depth=in_flight)
         # (seq.tag is always ready: in_flight tags fit, so w_rdy is high on every push; the
-        # cocotb testbench asserts it on every cycle of every run.)
+        # cocotb testbench checks it on every cycle the FIFO is full, in every run.)
         m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload)]
         tag = data.View(seq.tag_layout, tags.r_data)
         m.d.comb += tags.r_en.eq(arr.out_first)

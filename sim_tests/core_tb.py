@@ -6,8 +6,9 @@ optional ``expect_i`` (int8 result bytes), ``cycles_i`` and ``macs_i`` (expected
 skip) and ``name_i``. Every case is loaded, started and read back with random valid/ready
 back-pressure (``CORE_VALID_P``, ``CORE_READY_P``, seeded by ``CORE_SEED``); payload stability
 of the result stream is checked on every stalled cycle, and the tile-tag FIFO (the sequencer's
-tags are an always-ready stream) is checked never to be written while full. Results (bytes, counters, wall time) go to
-the JSON file ``CORE_RESULTS``; any mismatch fails the test, naming the case and seed.
+tags are an always-ready stream) is checked never to be written while full. Results (bytes,
+counters, wall time) go to the JSON file ``CORE_RESULTS``; any mismatch fails the test, naming
+the case and seed.
 """
 
 import json
@@ -82,8 +83,8 @@ async def _run(dut, rng, ready_p, timeout):
 
 
 async def _watch_tag_fifo(dut, errors):
-    """Record every cycle on which the sequencer pushes a tile tag into a full FIFO (the tag
-    would be lost: its stream is always ready). Woken only while the FIFO is full."""
+    """Record the first cycle on which the sequencer pushes a tile tag into a full FIFO (the
+    tag would be lost: its stream is always ready). Woken only while the FIFO is full."""
     fifo = dut.tags
     while True:
         await FallingEdge(fifo.w_rdy)
