@@ -25,10 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from amaranth import ClockDomain, Const, Module, Signal, Value, Cat
+from amaranth import ClockDomain, Module, Signal, Value, Cat
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from gateware.interfaces import signal_ports
 
 __all__ = ["TimingHarness", "COMPONENTS", "make_component", "summarize_path", "measure", "main"]
 
@@ -78,12 +80,9 @@ class TimingHarness(wiring.Component):
         linked = {id(v) for pair in self._links for v in pair}
         inputs, outputs = [], []
         for component in self._components:
-            for _path, member, value in component.signature.flatten(component):
-                value = Value.cast(value)
-                # (A constant member, such as an always-ready stream's ready, is no port.)
-                if id(value) in linked or isinstance(value, Const):
-                    continue
-                (inputs if member.flow == In else outputs).append(value)
+            for _path, flow, value in signal_ports(component):
+                if id(value) not in linked:
+                    (inputs if flow == In else outputs).append(value)
         return inputs, outputs
 
     def elaborate(self, platform):

@@ -30,6 +30,8 @@ from amaranth.hdl import Assert, Assume, Cover
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Flow
 
+from .interfaces import signal_ports
+
 __all__ = ["StreamPort", "stream_ports", "stream_harness", "internal_signal", "explain_trace",
            "ProofResult", "prove", "solver_missing", "formal_env"]
 
@@ -92,9 +94,8 @@ def stream_harness(component, *, cover: bool = True) -> Module:
     m = Module()
     m.submodules.dut = component
     abort = Const(0)
-    for path, member, value in component.signature.flatten(component):
-        value = Value.cast(value)
-        if member.flow == Flow.In and not isinstance(value, Const):
+    for path, flow, value in signal_ports(component):
+        if flow == Flow.In:
             m.d.comb += value.eq(AnySeq(len(value)))
             if path == ("abort",):
                 # An abort input (CoreSignature) withdraws what the streams offer, as a reset does.

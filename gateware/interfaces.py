@@ -1,11 +1,12 @@
 """Signatures shared by the engine core, the link layer and the board tops."""
 
+from amaranth import Const, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.memory_map import SPACE_BITS, ADDR_BITS, WORD_BITS, LEN_BITS, COUNTERS
 
-__all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream",
+__all__ = ["LoadWord", "ResultByte", "Counters", "CoreSignature", "ByteStream", "signal_ports",
            "MODEL_CHECK_LATENCY"]
 
 #: One word written into the engine's memories (see :class:`hw.memory_map.Space`).
@@ -79,3 +80,13 @@ class CoreSignature(wiring.Signature):
             "model_ok": Out(1),
             "config_id": Out(32),
         })
+
+
+def signal_ports(component):
+    """``(path, flow, value)`` of each member of ``component``'s signature that is a signal: a
+    constant member (such as an always-ready stream's ``ready``) is no port, cannot be driven
+    and is left out. ``value`` is cast to a :class:`~amaranth.hdl.Value`."""
+    for path, member, value in component.signature.flatten(component):
+        value = Value.cast(value)
+        if not isinstance(value, Const):
+            yield path, member.flow, value

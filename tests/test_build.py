@@ -295,9 +295,9 @@ def test_block_rams_need_no_collision_bypass(name, tmp_path):
     RAM's slow output, which sat on the critical path unnoticed while the memories were read
     through Amaranth's synchronous ports: ``gateware.pipeline.registered_read``)."""
     import subprocess
-    from amaranth import Const, Value
     from amaranth.back import rtlil
     from gateware.act_buffer import ActBuffer
+    from gateware.interfaces import signal_ports
     from gateware.output_path import OutputPath
     from gateware.sequencer import Sequencer
     from gateware.weight_streamer import WeightStreamer
@@ -306,9 +306,7 @@ def test_block_rams_need_no_collision_bypass(name, tmp_path):
            "weight_streamer": lambda: WeightStreamer(rows=8, depth=4096),
            "output_path": lambda: OutputPath(cols=4, param_depth=512, side_bits=8),
            "sequencer": lambda: Sequencer(config=cfg, act_addr_bits=13)}[name]()
-    # (Constant members, such as the sequencer's always-ready tag stream's ready, are no ports.)
-    ports = [Value.cast(v) for _, _, v in dut.signature.flatten(dut)]
-    ports = [v for v in ports if not isinstance(v, Const)]
+    ports = [value for _, _, value in signal_ports(dut)]
     (tmp_path / "dut.il").write_text(rtlil.convert(dut, ports=ports))
     run = subprocess.run([gb.find_tool("YOSYS"), "-p",
                           "read_rtlil dut.il; synth_ecp5 -run begin:map_ram; "
