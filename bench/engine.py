@@ -11,7 +11,8 @@ of its layers), ``in_target`` (the utilization target >= 0.90 applies: at least 
 tiles' cycles alone, no per-layer overhead), which separates shape quantization from engine
 overhead, and ``row_bound``: the best any mapping on the engine allows, its row groups being
 filled by whole rotation classes (``hw.layout.row_bound``). ``--speed`` also measures simulated
-cycles per second on Verilator and Icarus.
+cycles per second on Verilator and Icarus, on the default engine (``ArrayConfig()``) and on the
+benchmarked one.
 ``--batch B`` runs every case (and its dense baseline) as one run of B frames
 (``hw.layout.build_layout(batch=B)``: small maps fill the columns with several frames' pixels);
 counters, utilization and speedup are then the batch's, ``cycles_per_frame`` its cycles / B.
@@ -171,16 +172,18 @@ def _bounds(plans, config) -> dict:
             "mapping": plans[0].mapping if len(plans) == 1 else "per layer"}
 
 
-def sim_speed(sim: str, *, config=BENCH_CONFIG) -> dict:
+def sim_speed(sim: str, *, config=None) -> dict:
     """Simulated engine cycles per second of ``sim`` on one wide layer (compute phase only):
-    64 -> 64 channels on a 16 x 16 map, PSD2_P8, some 47,000 cycles on the 8x8 engine (a
-    14 x 14 layer of 4,700 cycles took Verilator 0.06 s, too short to time)."""
+    64 -> 64 channels on a 16 x 16 map, PSD2_P8, some 47,000 cycles on an 8x8 engine (a
+    14 x 14 layer of 4,700 cycles took Verilator 0.06 s, too short to time). ``config``: the
+    engine, default the default one (``ArrayConfig()``), whose memories hold the layer."""
+    config = ArrayConfig() if config is None else config
     from bench.layers import random_layer_model
     from bench.rtl import Case, run_rtl
     q = random_layer_model(seed=1, c_in=64, c_out=64, h=16, w=16, stride=1, variant="PSD2_P8")
     frame = np.random.default_rng(1).integers(-128, 128, q.input_shape).astype(np.int8)
     r = run_rtl(config, [Case("speed", q, frame)], sim=sim, strict=False)[0]
-    return {"sim": sim, "cycles": r["counters"]["cycles"], "compute_wall_s": round(r["compute_wall_s"], 3),
+    return {"sim": sim, "engine": repr(config), "cycles": r["counters"]["cycles"], "compute_wall_s": round(r["compute_wall_s"], 3),
             "cycles_per_s": round(r["counters"]["cycles"] / max(r["compute_wall_s"], 1e-9)),
             "bit_exact": r["bit_exact"]}
 
@@ -241,7 +244,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the results as a JSON list only")
     p.add_argument("--speed", action="store_true",
-                   help="also measure simulated cycles/s on Verilator and Icarus (to stderr)")
+                   help="also measure simulated cycles/s on Verilator and Icarus (to stderr), on "
+                        "the default engine and on the benchmarked one")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated variants (PS/PSD; default: %(default)s)")
     p.add_argument("--cases", default=None,
@@ -301,7 +305,8 @@ def main(argv=None) -> int:
             log(f"running {len(NETWORKS)} networks and their dense versions ...")
             rows += run_networks(seed=args.seed, config=config, batch=args.batch)
         if args.speed:
-            speeds = [sim_speed(sim, config=config) for sim in ("verilator", "icarus")]
+            speeds = [sim_speed(sim, config=c) for c in (ArrayConfig(), config)
+                      for sim in ("verilator", "icarus")]
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)

@@ -30,6 +30,7 @@ import numpy as np
 
 from hw import link
 from hw.layout import check_batch
+from hw.progress import progress_bar
 from hw.qmodel import QModel
 
 from .protocol import Client, ProtocolError
@@ -191,7 +192,8 @@ def run_frames(client: Client, qmodel: QModel, image: bytes, config_id: int, x: 
         Board clock and UART rate for the throughput figures (``baud`` defaults to the
         transport's).
     progress : bool
-        Show a tqdm progress bar on stderr.
+        Show progress on stderr (``hw.progress.progress_bar``: a tqdm bar on a terminal, a
+        line every 30 s in a log).
     """
     if not isinstance(client, Client):
         raise TypeError(f"client must be a host.protocol.Client, not {type(client).__name__}")
@@ -234,11 +236,10 @@ def run_frames(client: Client, qmodel: QModel, image: bytes, config_id: int, x: 
     counters = []
     bar = None
     if progress:
-        from tqdm import tqdm
         desc = f"{qmodel.name} on {client.transport.name}"
         if batch > 1:
             desc += f", {batch} frames a request"
-        bar = tqdm(total=n, desc=desc, unit="frame")
+        bar = progress_bar(total=n, desc=desc, unit="frame")
     mismatches = []
     try:
         for r in range(requests):

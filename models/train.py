@@ -28,6 +28,7 @@ from torch import nn
 from hw.costs import network_cost
 from hw.networks import DATASETS, DEFAULT_DATASET, NETWORKS
 from hw.patterns import MODES
+from hw.progress import progress_bar
 from hw.variants import VariantNameError, split_model_name
 
 from .counts import conv_nonzero, trainable_params
@@ -264,9 +265,8 @@ def _train(args: argparse.Namespace) -> dict:
         seen, loss_sum, correct = 0, 0.0, 0
         bar = None
         if main_proc and not args.no_progress:
-            from tqdm import tqdm
-            bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
-                       leave=False, file=sys.stderr)
+            bar = progress_bar(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}",
+                               unit="batch", leave=False, file=sys.stderr)
         for x, y in train_loader:
             x = prepare_batch(x, args.dataset, train=True, generator=aug_gen).to(device)
             y = y.to(device)

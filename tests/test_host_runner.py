@@ -87,6 +87,20 @@ def test_mismatch_is_detected(model, packed, data):
     assert result.mismatches == 1 and result.mismatch_frames == [5]
 
 
+def test_progress_in_a_log_is_whole_lines(model, packed, data, capsys):
+    """Progress to a stream that is not a terminal (a log): complete lines, no carriage
+    returns; the last one counts every frame and names the mismatch."""
+    x, y = data
+    board = board_for(model, packed, wrong_frame=2)
+    run_frames(Client(board, timeout=0.05), model, packed.image, packed.config.config_id, x, y,
+               progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"{model.name} on ") and "24/24 frame (100 %)" in last
+    assert last.endswith("mismatches=1")
+
+
 def test_faulty_link_still_exact(model, packed, data):
     x, y = data
     rng = np.random.default_rng(SEED)
