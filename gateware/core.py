@@ -40,12 +40,29 @@ from .pipeline import delayed
 # activation buffer's ``wr_stride2``: the one stride besides 1 that its 2C banks take.
 assert INTERLEAVE_FRAMES == 2, "ActBuffer writes at stride 1 or 2 only"
 
-__all__ = ["Core", "WRITEBACK_LATENCY"]
+__all__ = ["Core", "WRITEBACK_LATENCY", "TAG_LATENCY", "tag_fifo_depth"]
 
 #: Registers between the output side (pool stage) and the activation buffer's write request: the
 #: pool stage's output select, the write address's lane rotation and the write/load choice in
 #: one cycle were the ECP5's critical path (10.29 ns); one cycle more per layer drain.
 WRITEBACK_LATENCY = 1
+
+
+def TAG_LATENCY(rows: int, cols: int) -> int:
+    """Cycles from a tile tag's push (with the tile's last step, at the sequencer's outputs) to
+    its pop (the tile's first drained row, :attr:`SystolicArray.out_first`): the activation
+    read, then the array. Every cycle exactly, since nothing between them stalls
+    (``tests/test_formal.py::test_tile_tags_fit_their_fifo`` proves it on a 2 x 2 engine)."""
+    return READ_LATENCY + ARRAY_LATENCY(rows, cols)
+
+
+def tag_fifo_depth(rows: int, cols: int) -> int:
+    """Entries of the core's tile-tag FIFO. Tags are popped :func:`TAG_LATENCY` ``D`` cycles
+    after their push and pushed at least ``max(rows, 2)`` cycles apart (the sequencer holds a
+    tile's last step), so at most ``ceil(D / rows)`` wait when the next comes; two entries and two
+    cycles of margin on top."""
+    return -(-(TAG_LATENCY(rows, cols) + 2) // rows) + 2
+
 
 # The load word's register, then the sequencer's header and check registers: within the
 # interface's promise.
@@ -167,10 +184,11 @@ class Core(wiring.Component):
                                                  act.rd3_data[j]))
 
         # Tags of the tiles in flight (tiles issue at least R cycles apart).
-        in_flight = -(-(READ_LATENCY + ARRAY_LATENCY(R, C) + 2) // R) + 2
-        m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size, depth=in_flight)
-        # (seq.tag is always ready: in_flight tags fit, so w_rdy is high on every push; the
-        # cocotb testbench checks it on every cycle the FIFO is full, in every run.)
+        m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size,
+                                                    depth=tag_fifo_depth(R, C))
+        # (seq.tag is always ready: the tags in flight fit, so w_rdy is high on every push:
+        # proved for all time on a 2 x 2 engine, and the cocotb testbench watches every cycle
+        # the FIFO is full, in every run.)
         m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload)]
         tag = data.View(seq.tag_layout, tags.r_data)
         m.d.comb += tags.r_en.eq(arr.out_first)

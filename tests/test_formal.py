@@ -158,6 +158,58 @@ def test_streams_obey_valid_ready(module, factory, tmp_path):
     assert result.passed, f"{module}: {result.status}\n{result.log}"
 
 
+def _tag_fifo_harness(core):
+    """``core`` under :func:`stream_harness` (free inputs, streams by the rules), with the
+    bookkeeping of its tile-tag FIFO stated for k-induction: a shadow shift register of the
+    pushes; every pop is the push exactly ``TAG_LATENCY`` cycles before; the FIFO's level is
+    the number of pushes in those cycles (none lost, none read twice); pushes come at least
+    ``max(rows, 2)`` cycles apart; and no push meets a full FIFO. Since the tag stream is
+    always ready, the last is what makes dropping ``ready`` safe."""
+    from gateware.core import TAG_LATENCY
+    top = Module()
+    top.submodules.h = frag = Fragment.get(stream_harness(core, cover=False), None)
+    # The FIFO's ports (the core's only FIFO): found by name, no port added for the proof.
+    push, room = internal_signal(frag, "w_en"), internal_signal(frag, "w_rdy")
+    pop, level = internal_signal(frag, "r_en"), internal_signal(frag, "level")
+    depth = TAG_LATENCY(core.config.rows, core.config.cols)
+    ago = [push]                                     # ago[i]: a push i cycles ago
+    for i in range(1, depth + 1):
+        reg = Signal(name=f"push_ago{i}")
+        top.d.sync += reg.eq(ago[-1])
+        ago.append(reg)
+    top.d.comb += [Assert(pop == ago[depth], "a pop is not the push TAG_LATENCY cycles before"),
+                   Assert(level == sum(ago[1:]), "the level is not the pushes in flight"),
+                   Assert(~(push & ~room), "a tag is pushed into a full FIFO")]
+    spacing = max(core.config.rows, 2)
+    with top.If(push):
+        top.d.comb += Assert(sum(ago[1:spacing]) == 0, "tags closer than max(rows, 2) cycles")
+    return top, depth
+
+
+@needs_solver
+def test_tile_tags_fit_their_fifo(tmp_path):
+    """The core's tile-tag FIFO never overflows, for all time (k-induction on a 2 x 2 engine,
+    k = TAG_LATENCY + 4 so that the shadow pushes are the trace's own), and with one entry
+    too few per pending tag the proof fails."""
+    from gateware.core import Core
+    top, latency = _tag_fifo_harness(Core(config=_small_config()))
+    result = prove(top, depth=latency + 4, work_dir=tmp_path / "fits", unbounded=True,
+                   timeout=600)
+    assert result.passed, f"{result.status}\n{result.log}"
+
+
+@needs_solver
+@pytest.mark.slow
+def test_tile_tag_proof_catches_a_small_fifo(tmp_path, monkeypatch):
+    # A FIFO of 3 entries: on the 2 x 2 engine up to 7 tags (one every 2 cycles for 13) wait.
+    import gateware.core
+    monkeypatch.setattr(gateware.core, "tag_fifo_depth", lambda rows, cols: 3)
+    top, latency = _tag_fifo_harness(gateware.core.Core(config=_small_config()))
+    result = prove(top, depth=latency + 4, work_dir=tmp_path / "small", unbounded=True,
+                   timeout=600)
+    assert not result.passed, result.log
+
+
 def _index_buffer_contract(m, ib, cls):
     """Drive ``ib``'s inputs freely under the sequencer's side of the contract: a constant window
     inside the table, tables written before the layer starts, no start in the first cycle (the
