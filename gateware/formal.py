@@ -5,7 +5,8 @@ free (``AnySeq``) and every ``amaranth.lib.stream`` interface is checked against
 rules: once ``valid`` is high and ``ready`` low, on the next cycle ``valid`` is still high and the
 payload unchanged. Streams the component drives get ``Assert``; streams it receives get the same
 rule as ``Assume`` (a well-behaved producer), so a proof covers any legal environment. A reset
-clears the history, so a stream may drop ``valid`` after one.
+clears the history, so a stream may drop ``valid`` after one. :func:`free_inputs` is the same
+wrapper without the rules, for properties that hold under any inputs at all.
 
 :func:`prove` runs SymbiYosys (``bmc``, or ``prove`` by k-induction, and optionally ``cover`` to
 show the assumptions still let beats through) and returns a :class:`ProofResult`;
@@ -32,7 +33,7 @@ from amaranth.lib.wiring import Flow
 
 from .interfaces import signal_ports
 
-__all__ = ["StreamPort", "stream_ports", "stream_harness", "internal_signal", "explain_trace",
+__all__ = ["StreamPort", "stream_ports", "free_inputs", "stream_harness", "internal_signal", "explain_trace",
            "ProofResult", "prove", "solver_missing", "formal_env"]
 
 
@@ -77,6 +78,19 @@ def stream_ports(component) -> list[StreamPort]:
     return found
 
 
+def free_inputs(component) -> Module:
+    """A module holding ``component`` (as submodule ``dut``) with every ``In`` port driven by
+    ``AnySeq``: any value in every cycle, no rules. A property proved on it holds in any
+    environment; synthesis drops the logic no assertion reads, so a proof about control signals
+    does not carry the datapath."""
+    m = Module()
+    m.submodules.dut = component
+    for path, flow, value in signal_ports(component):
+        if flow == Flow.In:
+            m.d.comb += value.eq(AnySeq(len(value)))
+    return m
+
+
 def stream_harness(component, *, cover: bool = True) -> Module:
     """A module holding ``component`` with free inputs and the valid/ready rules on its streams.
 
@@ -91,15 +105,10 @@ def stream_harness(component, *, cover: bool = True) -> Module:
     ports = stream_ports(component)
     if not ports:
         raise ValueError(f"{component!r} has no stream interfaces to prove")
-    m = Module()
-    m.submodules.dut = component
-    abort = Const(0)
-    for path, flow, value in signal_ports(component):
-        if flow == Flow.In:
-            m.d.comb += value.eq(AnySeq(len(value)))
-            if path == ("abort",):
-                # An abort input (CoreSignature) withdraws what the streams offer, as a reset does.
-                abort = value
+    m = free_inputs(component)
+    # An abort input (CoreSignature) withdraws what the streams offer, as a reset does.
+    abort = next((value for path, flow, value in signal_ports(component)
+                  if flow == Flow.In and path == ("abort",)), Const(0))
 
     for port in ports:
         name = port.path.replace(".", "_")
