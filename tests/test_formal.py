@@ -211,6 +211,40 @@ def test_tile_tag_proof_catches_a_small_fifo(tmp_path, monkeypatch):
     assert not result.passed, result.log
 
 
+def _tag_spacing_harness(seq):
+    """``seq`` with free inputs and one assertion: a tile tag is never pushed within
+    ``max(rows, 2) - 1`` cycles of the last (a shadow shift register of the pushes)."""
+    top = Module()
+    top.submodules.h = free_inputs(seq)
+    spacing = max(seq.config.rows, 2)
+    ago = [seq.tag.valid]
+    for i in range(1, spacing):
+        reg = Signal(name=f"push_ago{i}")
+        top.d.sync += reg.eq(ago[-1])
+        ago.append(reg)
+    with top.If(seq.tag.valid):
+        top.d.comb += Assert(sum(ago[1:]) == 0, "tags closer than max(rows, 2) cycles")
+    return top, spacing
+
+
+@needs_solver
+@pytest.mark.parametrize("groups", [2, 4])
+def test_tile_tags_are_spaced_at_full_size(groups, tmp_path):
+    """The one premise of the tag FIFO's size that depends on the rows: on the default 8 x 8
+    engine (two groups) and the four-group one, the sequencer pushes its tile tags at least
+    ``rows`` cycles apart, for all time (k = rows + 2). The rest of the FIFO proof (pop =
+    push + TAG_LATENCY, the level) is beyond the induction on an 8 x 8 core (25 cycles)."""
+    from hw.array import ArrayConfig
+    Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
+    config = ArrayConfig(groups=groups)
+    from gateware.act_buffer import flat_addr_bits
+    seq = Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
+                                                                bank_depth=config.bank_depth))
+    top, spacing = _tag_spacing_harness(seq)
+    result = prove(top, depth=spacing + 2, work_dir=tmp_path, unbounded=True)
+    assert result.passed, f"{result.status}\n{result.log}"
+
+
 def _index_buffer_contract(m, ib, cls):
     """Drive ``ib``'s inputs freely under the sequencer's side of the contract: a constant window
     inside the table, tables written before the layer starts, no start in the first cycle (the
