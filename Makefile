@@ -27,7 +27,8 @@ test: setup
 	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
 
 sweep: setup
-	$(PY) -m pytest -n $(JOBS) -q sim_tests tests/test_formal.py -m slow
+	$(PY) -m pytest -n $(JOBS) -q sim_tests -m slow
+	$(PY) -m pytest -q tests/test_formal.py -m slow
 
 bench: setup
 	$(PY) -m bench.engine
