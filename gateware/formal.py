@@ -33,8 +33,8 @@ from amaranth.lib.wiring import Flow
 
 from .interfaces import signal_ports
 
-__all__ = ["StreamPort", "stream_ports", "free_inputs", "stream_harness", "internal_signal", "explain_trace",
-           "ProofResult", "prove", "solver_missing", "formal_env"]
+__all__ = ["StreamPort", "stream_ports", "free_inputs", "stream_harness", "internal_signal",
+           "explain_trace", "ProofResult", "prove", "solver_missing", "formal_env"]
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,17 @@ def test_streams_obey_valid_ready(module, factory, tmp_path):
     assert result.passed, f"{module}: {result.status}\n{result.log}"
 
 
+def _history(m, signal, cycles):
+    """``[signal, signal 1 cycle ago, ..., signal `cycles` cycles ago]``: a shadow shift register
+    in ``m``."""
+    ago = [signal]
+    for i in range(1, cycles + 1):
+        reg = Signal(name=f"{signal.name}_ago{i}")
+        m.d.sync += reg.eq(ago[-1])
+        ago.append(reg)
+    return ago
+
+
 def _tag_fifo_harness(core):
     """``core`` with free inputs (:func:`free_inputs`: any value every cycle, the streams' rules
     not even assumed), with the bookkeeping of its tile-tag FIFO stated for k-induction: a
@@ -174,11 +185,7 @@ def _tag_fifo_harness(core):
     push, room = internal_signal(frag, "w_en"), internal_signal(frag, "w_rdy")
     pop, level = internal_signal(frag, "r_en"), internal_signal(frag, "level")
     depth = TAG_LATENCY(core.config.rows, core.config.cols)
-    ago = [push]                                     # ago[i]: a push i cycles ago
-    for i in range(1, depth + 1):
-        reg = Signal(name=f"push_ago{i}")
-        top.d.sync += reg.eq(ago[-1])
-        ago.append(reg)
+    ago = _history(top, push, depth)
     top.d.comb += [Assert(pop == ago[depth], "a pop is not the push TAG_LATENCY cycles before"),
                    Assert(level == sum(ago[1:]), "the level is not the pushes in flight"),
                    Assert(~(push & ~room), "a tag is pushed into a full FIFO")]
@@ -217,11 +224,7 @@ def _tag_spacing_harness(seq):
     top = Module()
     top.submodules.h = free_inputs(seq)
     spacing = max(seq.config.rows, 2)
-    ago = [seq.tag.valid]
-    for i in range(1, spacing):
-        reg = Signal(name=f"push_ago{i}")
-        top.d.sync += reg.eq(ago[-1])
-        ago.append(reg)
+    ago = _history(top, seq.tag.valid, spacing - 1)
     with top.If(seq.tag.valid):
         top.d.comb += Assert(sum(ago[1:]) == 0, "tags closer than max(rows, 2) cycles")
     return top, spacing
