@@ -170,29 +170,34 @@ def _history(m, signal, cycles):
     return ago
 
 
+def _assert_spaced(m, ago, spacing):
+    """Assert in ``m`` that the pulse whose history is ``ago`` (:func:`_history`) never comes
+    within ``spacing - 1`` cycles of the last."""
+    with m.If(ago[0]):
+        m.d.comb += Assert(sum(ago[1:spacing]) == 0, "tags closer than max(rows, 2) cycles")
+
+
 def _tag_fifo_harness(core):
     """``core`` with free inputs (:func:`free_inputs`: any value every cycle, the streams' rules
     not even assumed), with the bookkeeping of its tile-tag FIFO stated for k-induction: a
     shadow shift register of the pushes; every pop is the push exactly ``TAG_LATENCY`` cycles
-    before; the FIFO's level is
-    the number of pushes in those cycles (none lost, none read twice); pushes come at least
-    ``max(rows, 2)`` cycles apart; and no push meets a full FIFO. Since the tag stream is
-    always ready, the last is what makes dropping ``ready`` safe."""
+    before; the FIFO's level is the number of pushes in those cycles (none lost, none read
+    twice); pushes come at least ``max(rows, 2)`` cycles apart; and no push meets a full FIFO.
+    Since the tag stream is always ready, the last is what makes dropping ``ready`` safe.
+    Returns ``(module, TAG_LATENCY)``."""
     from gateware.core import TAG_LATENCY
     top = Module()
     top.submodules.h = frag = Fragment.get(free_inputs(core), None)
     # The FIFO's ports (the core's only FIFO): found by name, no port added for the proof.
     push, room = internal_signal(frag, "w_en"), internal_signal(frag, "w_rdy")
     pop, level = internal_signal(frag, "r_en"), internal_signal(frag, "level")
-    depth = TAG_LATENCY(core.config.rows, core.config.cols)
-    ago = _history(top, push, depth)
-    top.d.comb += [Assert(pop == ago[depth], "a pop is not the push TAG_LATENCY cycles before"),
+    latency = TAG_LATENCY(core.config.rows, core.config.cols)
+    ago = _history(top, push, latency)
+    top.d.comb += [Assert(pop == ago[latency], "a pop is not the push TAG_LATENCY cycles before"),
                    Assert(level == sum(ago[1:]), "the level is not the pushes in flight"),
                    Assert(~(push & ~room), "a tag is pushed into a full FIFO")]
-    spacing = max(core.config.rows, 2)
-    with top.If(push):
-        top.d.comb += Assert(sum(ago[1:spacing]) == 0, "tags closer than max(rows, 2) cycles")
-    return top, depth
+    _assert_spaced(top, ago, max(core.config.rows, 2))
+    return top, latency
 
 
 @needs_solver
@@ -224,9 +229,7 @@ def _tag_spacing_harness(seq):
     top = Module()
     top.submodules.h = free_inputs(seq)
     spacing = max(seq.config.rows, 2)
-    ago = _history(top, seq.tag.valid, spacing - 1)
-    with top.If(seq.tag.valid):
-        top.d.comb += Assert(sum(ago[1:]) == 0, "tags closer than max(rows, 2) cycles")
+    _assert_spaced(top, _history(top, seq.tag.valid, spacing - 1), spacing)
     return top, spacing
 
 
