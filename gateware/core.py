@@ -40,7 +40,8 @@ from .pipeline import delayed
 # activation buffer's ``wr_stride2``: the one stride besides 1 that its 2C banks take.
 assert INTERLEAVE_FRAMES == 2, "ActBuffer writes at stride 1 or 2 only"
 
-__all__ = ["Core", "WRITEBACK_LATENCY", "TAG_LATENCY", "tag_fifo_depth"]
+__all__ = ["Core", "WRITEBACK_LATENCY", "TAG_LATENCY", "TAG_FIFO_SPARE", "tag_fifo_need",
+           "tag_fifo_depth"]
 
 #: Registers between the output side (pool stage) and the activation buffer's write request: the
 #: pool stage's output select, the write address's lane rotation and the write/load choice in
@@ -52,16 +53,32 @@ def TAG_LATENCY(rows: int, cols: int) -> int:
     """Cycles from a tile tag's push (with the tile's last step, at the sequencer's outputs) to
     its pop (the tile's first drained row, :attr:`SystolicArray.out_first`): the activation
     read, then the array. Every cycle exactly, since nothing between them stalls
-    (``tests/test_formal.py::test_tile_tags_fit_their_fifo`` proves it on a 2 x 2 engine)."""
+    (``tests/test_formal.py`` proves it on the whole 2 x 2 engine, and at 8 x 8 by parts)."""
     return READ_LATENCY + ARRAY_LATENCY(rows, cols)
 
 
+#: Entries the core's tile-tag FIFO keeps beyond what the tags in flight need: the need is proved
+#: for all time only at the engine sizes ``tests/test_formal.py`` affords (the whole 2 x 2 core;
+#: by parts up to 8 x 8, 16 x 4 and 4 x 16); larger engines rest on the same code and on the
+#: cocotb watch, and two entries of LUT RAM are cheap insurance.
+TAG_FIFO_SPARE = 2
+
+
+def tag_fifo_need(rows: int, cols: int) -> int:
+    """Entries the tile tags in flight need. Tags are popped :func:`TAG_LATENCY` ``D`` cycles
+    after their push and pushed at least ``s = max(rows, 2)`` cycles apart (the sequencer holds
+    a tile's last step), so at a push the ``floor(D / s)`` pushes of the ``D`` cycles before it
+    still wait (the oldest leaves only in the push's own cycle, which a ``SyncFIFOBuffered``'s
+    ``w_rdy`` does not count): ``floor(D / s) + 1``.
+    ``tests/test_formal.py::test_tag_fifo_depth_suffices`` proves that many suffice and one fewer
+    does not."""
+    return TAG_LATENCY(rows, cols) // max(rows, 2) + 1
+
+
 def tag_fifo_depth(rows: int, cols: int) -> int:
-    """Entries of the core's tile-tag FIFO. Tags are popped :func:`TAG_LATENCY` ``D`` cycles
-    after their push and pushed at least ``max(rows, 2)`` cycles apart (the sequencer holds a
-    tile's last step), so at most ``ceil(D / rows)`` wait when the next comes; two entries and two
-    cycles of margin on top."""
-    return -(-(TAG_LATENCY(rows, cols) + 2) // rows) + 2
+    """Entries of the core's tile-tag FIFO: :func:`tag_fifo_need` plus :data:`TAG_FIFO_SPARE`
+    (6 at 8 x 8, where 4 suffice)."""
+    return tag_fifo_need(rows, cols) + TAG_FIFO_SPARE
 
 
 # The load word's register, then the sequencer's header and check registers: within the
@@ -187,8 +204,8 @@ class Core(wiring.Component):
         m.submodules.tags = tags = SyncFIFOBuffered(width=seq.tag_layout.size,
                                                     depth=tag_fifo_depth(R, C))
         # (seq.tag is always ready: the tags in flight fit, so w_rdy is high on every push:
-        # proved for all time on a 2 x 2 engine, and the cocotb testbench watches every cycle
-        # the FIFO is full, in every run.)
+        # proved for all time on the whole 2 x 2 engine and by parts at 8 x 8, and the cocotb
+        # testbench watches every cycle the FIFO is full, in every run.)
         m.d.comb += [tags.w_en.eq(seq.tag.valid), tags.w_data.eq(seq.tag.payload)]
         tag = data.View(seq.tag_layout, tags.r_data)
         m.d.comb += tags.r_en.eq(arr.out_first)

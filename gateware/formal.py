@@ -6,7 +6,9 @@ rules: once ``valid`` is high and ``ready`` low, on the next cycle ``valid`` is 
 payload unchanged. Streams the component drives get ``Assert``; streams it receives get the same
 rule as ``Assume`` (a well-behaved producer), so a proof covers any legal environment. A reset
 clears the history, so a stream may drop ``valid`` after one. :func:`free_inputs` is the same
-wrapper without the rules, for properties that hold under any inputs at all.
+wrapper without the rules, for properties that hold under any inputs at all, and
+:func:`free_outputs` its converse: a stand-in for a part inside a larger design whose outputs are
+free, so that a proof of the design's own wiring holds whatever that part does.
 
 :func:`prove` runs SymbiYosys (``bmc``, or ``prove`` by k-induction, and optionally ``cover`` to
 show the assumptions still let beats through) and returns a :class:`ProofResult`;
@@ -33,8 +35,9 @@ from amaranth.lib.wiring import Flow
 
 from .interfaces import signal_ports
 
-__all__ = ["StreamPort", "stream_ports", "free_inputs", "stream_harness", "internal_signal",
-           "explain_trace", "ProofResult", "prove", "solver_missing", "formal_env"]
+__all__ = ["StreamPort", "stream_ports", "free_inputs", "free_outputs", "stream_harness",
+           "internal_signal", "explain_trace", "ProofResult", "prove", "solver_missing",
+           "formal_env"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,23 @@ def free_inputs(component) -> Module:
         if flow == Flow.In:
             m.d.comb += value.eq(AnySeq(len(value)))
     return m
+
+
+def free_outputs(cls):
+    """A subclass of the component class ``cls``, built with the same parameters (so with the
+    same signature and properties), whose every ``Out`` port is driven by ``AnySeq`` and which
+    has no logic of its own. Put in place of ``cls`` where a design builds one (a test's
+    ``monkeypatch``), it makes a proof about the design's wiring hold for any behaviour of the
+    part, and keeps the part's logic out of the solver (a part proved on its own, composed)."""
+    class Free(cls):
+        def elaborate(self, platform):
+            m = Module()
+            for path, flow, value in signal_ports(self):
+                if flow == Flow.Out:
+                    m.d.comb += value.eq(AnySeq(len(value)))
+            return m
+    Free.__name__ = Free.__qualname__ = f"Free{cls.__name__}"
+    return Free
 
 
 def stream_harness(component, *, cover: bool = True) -> Module:

@@ -16,8 +16,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gateware.interfaces import CoreSignature
-from gateware.formal import (free_inputs, internal_signal, prove, solver_missing, stream_harness,
-                             stream_ports)
+from gateware.formal import (free_inputs, free_outputs, internal_signal, prove, solver_missing,
+                             stream_harness, stream_ports)
 
 pytestmark = pytest.mark.formal
 
@@ -223,32 +223,180 @@ def test_tile_tag_proof_catches_a_small_fifo(tmp_path, monkeypatch):
     assert not result.passed, result.log
 
 
+# The tag FIFO at full size, by parts. The whole-core proof above stops at 2 x 2 (at 4 x 4 it ran
+# past 25 minutes), so the same facts are proved at full size one part at a time, each with the
+# rest free, and they compose:
+#   the sequencer pushes a tag exactly with a tile's last step, at least max(R, 2) cycles apart;
+#   the core's wiring: the FIFO's push is the tag, its pop the array's out_first, and the
+#   array's last step is the sequencer's READ_LATENCY cycles late (sequencer and array free);
+#   the array: out_first exactly ARRAY_LATENCY cycles after a last step;
+# so every pop is its push TAG_LATENCY cycles late, and a FIFO of tag_fifo_depth entries with
+# pushes so spaced and popped so late never fills.
+
+def _full_size_config(groups):
+    from hw.array import ArrayConfig
+    return ArrayConfig(groups=groups)
+
+
 def _tag_spacing_harness(seq):
-    """``seq`` with free inputs and one assertion: a tile tag is never pushed within
-    ``max(rows, 2) - 1`` cycles of the last (a shadow shift register of the pushes)."""
+    """``seq`` with free inputs: a tile tag is never pushed within ``max(rows, 2) - 1`` cycles of
+    the last (a shadow shift register of the pushes), and it is pushed exactly when the step
+    outputs carry a tile's last step."""
     top = Module()
     top.submodules.h = free_inputs(seq)
     spacing = max(seq.config.rows, 2)
     _assert_spaced(top, _history(top, seq.tag.valid, spacing - 1), spacing)
+    top.d.comb += Assert(seq.tag.valid == (seq.step_valid & seq.step_last),
+                         "a tag is not pushed with its tile's last step")
     return top, spacing
 
 
 @needs_solver
 @pytest.mark.parametrize("groups", [2, 4])
 def test_tile_tags_are_spaced_at_full_size(groups, tmp_path):
-    """The one premise of the tag FIFO's size that depends on the rows: on the default 8 x 8
-    engine (two groups) and the four-group one, the sequencer pushes its tile tags at least
-    ``rows`` cycles apart, for all time (k = rows + 2). The rest of the FIFO proof (pop =
-    push + TAG_LATENCY, the level) is beyond the induction on an 8 x 8 core (25 cycles)."""
-    from hw.array import ArrayConfig
+    """On the default 8 x 8 engine (two groups) and the four-group one, the sequencer pushes its
+    tile tags at least ``rows`` cycles apart, each with its tile's last step, for all time
+    (k = rows + 2)."""
     Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
-    config = ArrayConfig(groups=groups)
     from gateware.act_buffer import flat_addr_bits
+    config = _full_size_config(groups)
     seq = Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
                                                                 bank_depth=config.bank_depth))
     top, spacing = _tag_spacing_harness(seq)
     result = prove(top, depth=spacing + 2, work_dir=tmp_path, unbounded=True)
     assert result.passed, f"{result.status}\n{result.log}"
+
+
+@pytest.fixture
+def free_core_parts(monkeypatch):
+    """The core's sequencer and systolic array replaced by :func:`free_outputs` stand-ins; the
+    dict it returns names the ones a :class:`gateware.core.Core` then builds."""
+    import gateware.core
+    made = {}
+    for name in ("Sequencer", "SystolicArray"):
+        class Recorded(free_outputs(getattr(gateware.core, name))):
+            def __init__(self, *args, _name=name, **kwargs):
+                super().__init__(*args, **kwargs)
+                made[_name] = self
+        monkeypatch.setattr(gateware.core, name, Recorded)
+    return made
+
+
+def _core_wiring_harness(core, parts):
+    """``core`` (its sequencer and array the free stand-ins in ``parts``) with free inputs: the
+    tag FIFO pushes the sequencer's tag and pops with the array's ``out_first``, and the array's
+    last step is the sequencer's ``READ_LATENCY`` cycles late."""
+    from gateware.act_buffer import READ_LATENCY
+    top = Module()
+    top.submodules.h = frag = Fragment.get(free_inputs(core), None)
+    seq, arr = parts["Sequencer"], parts["SystolicArray"]
+    last = Signal()
+    top.d.comb += last.eq(seq.step_valid & seq.step_last)
+    ago = _history(top, last, READ_LATENCY)
+    top.d.comb += [
+        Assert(internal_signal(frag, "w_en") == seq.tag.valid, "the FIFO pushes not the tag"),
+        Assert(internal_signal(frag, "r_en") == arr.out_first, "the FIFO pops not at out_first"),
+        Assert((arr.valid & arr.last) == ago[READ_LATENCY],
+               "the array's last step is not the sequencer's, READ_LATENCY cycles late")]
+    return top, READ_LATENCY
+
+
+@needs_solver
+@pytest.mark.parametrize("groups", [2, 4])
+def test_core_wires_tags_to_the_array(groups, free_core_parts, tmp_path):
+    """The full-size core's wiring around its tag FIFO (:func:`_core_wiring_harness`) holds for
+    all time, whatever the sequencer and the array do."""
+    from gateware.core import Core
+    top, latency = _core_wiring_harness(Core(config=_full_size_config(groups)), free_core_parts)
+    result = prove(top, depth=latency + 2, work_dir=tmp_path, unbounded=True)
+    assert result.passed, f"{result.status}\n{result.log}"
+
+
+@needs_solver
+def test_core_wiring_proof_catches_a_short_delay(free_core_parts, monkeypatch, tmp_path):
+    # A core whose step control reaches the array one cycle early is refuted.
+    import gateware.core
+    monkeypatch.setattr(gateware.core, "READ_LATENCY", gateware.core.READ_LATENCY - 1)
+    top, latency = _core_wiring_harness(gateware.core.Core(config=_full_size_config(2)),
+                                        free_core_parts)
+    result = prove(top, depth=latency + 2, work_dir=tmp_path, unbounded=True)
+    assert not result.passed, result.log
+
+
+def _drain_harness(array, latency):
+    """``array`` with free inputs: :attr:`out_first` is high exactly ``latency`` cycles after a
+    valid last step."""
+    top = Module()
+    top.submodules.h = free_inputs(array)
+    last = Signal()
+    top.d.comb += last.eq(array.valid & array.last)
+    ago = _history(top, last, latency)
+    top.d.comb += Assert(array.out_first == ago[latency], "out_first is not the last step, late")
+    return top
+
+
+@needs_solver
+@pytest.mark.parametrize("rows,cols,groups", [(8, 8, 2), (8, 8, 4), (16, 4, 4), (4, 16, 4)])
+def test_array_drains_array_latency_after_the_last_step(rows, cols, groups, tmp_path):
+    """A tile's first drained row comes exactly ``ARRAY_LATENCY`` cycles after its last step,
+    for all time, whatever the inputs; one cycle off is refuted."""
+    from gateware.systolic_array import SystolicArray, ARRAY_LATENCY
+    latency = ARRAY_LATENCY(rows, cols)
+    good = prove(_drain_harness(SystolicArray(rows=rows, cols=cols, groups=groups), latency),
+                 depth=latency + 2, work_dir=tmp_path / "good", unbounded=True)
+    assert good.passed, f"{good.status}\n{good.log}"
+    bad = prove(_drain_harness(SystolicArray(rows=rows, cols=cols, groups=groups), latency - 1),
+                depth=latency + 2, work_dir=tmp_path / "bad", unbounded=True)
+    assert not bad.passed, bad.log
+
+
+def _tag_fifo_model(rows, cols, depth):
+    """The core's tag FIFO (a ``SyncFIFOBuffered`` of ``depth`` entries) on its own: pushes free
+    but at least ``max(rows, 2)`` cycles apart (assumed: the sequencer's proof), each popped
+    exactly ``TAG_LATENCY`` cycles later (the other two proofs). Asserted: no push meets a full
+    FIFO, no pop an empty one, and the level is the pushes in flight. Returns ``(module,
+    TAG_LATENCY)``."""
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from gateware.core import TAG_LATENCY
+    latency, spacing = TAG_LATENCY(rows, cols), max(rows, 2)
+    m = Module()
+    m.submodules.fifo = fifo = SyncFIFOBuffered(width=1, depth=depth)
+    push = Signal()
+    m.d.comb += push.eq(AnySeq(1))
+    ago = _history(m, push, latency)
+    with m.If(push):
+        m.d.comb += Assume(sum(ago[1:spacing]) == 0)
+    m.d.comb += [fifo.w_en.eq(push), fifo.w_data.eq(AnySeq(1)), fifo.r_en.eq(ago[latency]),
+                 Assert(~(push & ~fifo.w_rdy), "a tag is pushed into a full FIFO"),
+                 Assert(~(fifo.r_en & ~fifo.r_rdy), "a tag is popped from an empty FIFO"),
+                 Assert(fifo.level == sum(ago[1:]), "the level is not the pushes in flight")]
+    return m, latency
+
+
+#: Engine shapes of the tag FIFO proof: the default, the auto shapes of 64 MACs and the 2 x 2
+#: of the whole-core proof (each a second or two; the FIFO model's induction needs k past
+#: TAG_LATENCY, which grows with rows + cols).
+_TAG_FIFO_SHAPES = [(8, 8), (16, 4), (4, 16), (2, 2), (1, 2)]
+
+
+@needs_solver
+@pytest.mark.parametrize("rows,cols", _TAG_FIFO_SHAPES)
+def test_tag_fifo_depth_suffices(rows, cols, tmp_path):
+    """``tag_fifo_depth`` entries take every tag, for all time; and the need is exactly
+    ``floor(TAG_LATENCY / max(rows, 2)) + 1`` (worked by hand: at a push, the pushes of the
+    ``TAG_LATENCY`` cycles before it are still in the FIFO, the oldest popped only in the
+    push's own cycle, which a ``SyncFIFOBuffered``'s ``w_rdy`` does not count): that many
+    pass, one fewer is refuted. (8 x 8: 25 // 8 + 1 = 4.)"""
+    from gateware.core import TAG_LATENCY, tag_fifo_depth, tag_fifo_need
+    need = TAG_LATENCY(rows, cols) // max(rows, 2) + 1
+    assert tag_fifo_need(rows, cols) == need
+    assert tag_fifo_depth(rows, cols) >= need
+    for depth, passes in ((tag_fifo_depth(rows, cols), True), (need, True), (need - 1, False)):
+        if depth < 1:
+            continue
+        top, latency = _tag_fifo_model(rows, cols, depth)
+        result = prove(top, depth=latency + 4, work_dir=tmp_path / f"d{depth}", unbounded=True)
+        assert result.passed == passes, f"depth {depth}: {result.status}\n{result.log}"
 
 
 def _index_buffer_contract(m, ib, cls):
