@@ -105,6 +105,16 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.epochs < 1 or args.frames < 1:
         p.error("--epochs and --frames must be positive integers")
+    from hw.networks import parse_model
+    from hw.variants import VariantNameError
+    try:
+        network, variant = parse_model(args.model)
+    except (VariantNameError, ValueError) as e:
+        p.error(f"--model {args.model}: {e}")
+    if not (variant.is_periodic or variant.is_dense):
+        p.error(f"--model {args.model}: the engine runs periodic (PS, PSD) or dense variants, not "
+                f"{variant.name}")
+    args.dataset = network.dataset
     return args
 
 
@@ -113,7 +123,7 @@ def main(argv=None) -> int:
     t_start = time.monotonic()
     times = {}
 
-    t = _stage(f"1/5 train {args.model} on Fashion-MNIST ({args.epochs} epochs, cached)")
+    t = _stage(f"1/5 train {args.model} on {args.dataset} ({args.epochs} epochs, cached)")
     from models.prepare import prepare
     run_dir = Path(args.runs) / args.model
     q_path = prepare(args.model, epochs=args.epochs, out=str(run_dir), threads=args.threads)

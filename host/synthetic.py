@@ -52,7 +52,7 @@ def random_qmodel(name: str = "DigitsNet_PSD2_P8", *, seed: int = 0, mode: str =
             mask = table.mask(l.c_out, l.c_in)
             weight = np.where(mask, rng.integers(-127, 128, size=mask.shape), 0).astype(np.int8)
             common = dict(name=l.name, kind="conv", c_in=l.c_in, c_out=l.c_out, k=l.k,
-                          stride=l.stride, h_in=l.h_in, w_in=l.w_in, relu=not last, pool=False,
+                          stride=l.stride, h_in=l.h_in, w_in=l.w_in, relu=not last, pool=l.pool,
                           variant=variant.name if sparse else "pSC9",
                           period_table=[list(s) for s in table.supports] if sparse else None)
         else:

@@ -2,7 +2,9 @@
 
 Each network is a flat list of its weight layers (:class:`Conv` and :class:`Linear`) with
 their input sizes, in forward order, named by the PyTorch module path that models/ uses.
-Topology (residual adds, pooling) is not needed for counting and lives in models/.
+A 2x2 max-pool right after a conv's ReLU is part of that conv (:attr:`Conv.pool`: the engine
+fuses it into the layer's output path); other topology (residual adds, VGG's and ResNet's
+pooling) is not needed for counting and lives in models/.
 
 Which convs are sparsified (METHOD.md): every 3x3 conv with ``groups == 1`` except the first
 conv on the image; 1x1 convs, depthwise convs and FC layers stay dense.
@@ -39,6 +41,9 @@ class Conv:
         Output size: ``(h_in + 2 * (k // 2) - k) // stride + 1``.
     sparse : bool
         Whether the layer's kernels follow the variant's pattern (set by :class:`Network`).
+    pool : bool
+        A 2x2 max-pool (stride 2, floor) follows the layer's ReLU, so the next layer's input is
+        ``h_out // 2`` x ``w_out // 2`` (the sequential networks only; no weights, not counted).
     """
 
     name: str
@@ -52,6 +57,7 @@ class Conv:
     bias: bool = False
     bn: bool = True
     sparse: bool = False
+    pool: bool = False
 
     @property
     def h_out(self) -> int:
@@ -173,6 +179,18 @@ def _fashionnet(ds):
     return layers
 
 
+def _fashionpoolnet(ds):
+    """FashionNet's widths with stride-1 convs, each followed by a 2x2 max-pool (the engine's
+    pooled layers) where FashionNet strides: 28 -> 14 -> 7 -> 3, then the FC."""
+    c_img, hw, classes = DATASETS[ds]
+    layers, c = [], c_img
+    for i, c_out in enumerate((16, 32, 64), start=1):
+        layers.append(Conv(f"conv{i}", c, c_out, 3, 1, hw, hw, pool=True))
+        c, hw = c_out, hw // 2
+    layers.append(Linear("fc", c * hw * hw, classes))
+    return layers
+
+
 def _digitsnet(ds):
     """Tiny net for the 8x8 digits set: the fastest whole network for RTL simulation."""
     c_img, hw, classes = DATASETS[ds]
@@ -191,11 +209,13 @@ NETWORKS = {
     "MobileNetV2": _mobilenetv2,
     "MobileNetV2_0.75": lambda ds: _mobilenetv2(ds, 0.75),
     "FashionNet": _fashionnet,
+    "FashionPoolNet": _fashionpoolnet,
     "DigitsNet": _digitsnet,
 }
 
 #: The dataset each small network is made for (others default to CIFAR-10).
-DEFAULT_DATASET = {"FashionNet": "fashion_mnist", "DigitsNet": "digits"}
+DEFAULT_DATASET = {"FashionNet": "fashion_mnist", "FashionPoolNet": "fashion_mnist",
+                   "DigitsNet": "digits"}
 
 
 def build_network(net: str, dataset: str | None = None) -> Network:

@@ -12,8 +12,10 @@ Steps (ARCHITECTURE.md, "Numbers"):
 5. Requantization ``(M, s) = hw.quant.choose_multiplier_shift(s_in * s_w[c] / s_out)``; ReLU on
    every conv, none on the final FC (its int8 outputs are the class scores).
 
-Sequential networks (FashionNet, DigitsNet) map one conv (+ BN + ReLU) or FC to one
-:class:`hw.qmodel.QLayer`. Residual and pooled networks are refused for now.
+Sequential networks (FashionNet, FashionPoolNet, DigitsNet) map one conv (+ BN + ReLU, + its
+2x2 max-pool) or FC to one :class:`hw.qmodel.QLayer`; a pooled layer's output scale is that of
+its pooled map (requantization is monotonic, so pooling before or after it is the same).
+Residual networks and global pooling are refused for now.
 """
 
 from __future__ import annotations
@@ -58,18 +60,21 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
 
 
 def _folded_layers(model: nn.Module) -> list:
-    """``[(name, kind, weight float64, bias float64, conv module or None)]`` of a sequential net."""
+    """``[(name, kind, weight float64, bias float64, conv module or None, pool)]`` of a
+    sequential net."""
     if not isinstance(model, SequentialNet):
         raise UnsupportedModel(f"{type(model).__name__} is not a sequential conv + FC network: only "
-                               f"FashionNet and DigitsNet export to a QModel for now (residual adds, "
-                               f"pooling and depthwise convs are not in the exporter yet)")
+                               f"FashionNet, FashionPoolNet and DigitsNet export to a QModel for now "
+                               f"(residual adds, global pooling and depthwise convs are not in the "
+                               f"exporter yet)")
     out = []
-    for n in model.conv_names:
+    for n, pool in zip(model.conv_names, model.pooled):
         conv = getattr(model, n)
         w, b = fold_bn(conv, getattr(model, f"{n}_bn"))
-        out.append((n, "conv", w, b, conv))
+        out.append((n, "conv", w, b, conv, pool))
     fc = getattr(model, model.fc_name)
-    out.append((model.fc_name, "fc", fc.weight.detach().double(), fc.bias.detach().double(), None))
+    out.append((model.fc_name, "fc", fc.weight.detach().double(), fc.bias.detach().double(), None,
+                False))
     return out
 
 
@@ -77,9 +82,11 @@ def _float_forward(layers: list, x: torch.Tensor) -> list:
     """Outputs of each folded layer (float64), as the QModel chains them."""
     outs = []
     x = x.double()
-    for name, kind, w, b, conv in layers:
+    for name, kind, w, b, conv, pool in layers:
         if kind == "conv":
             x = F.relu(F.conv2d(x, w, b, stride=conv.stride, padding=conv.padding))
+            if pool:
+                x = F.max_pool2d(x, 2)
         else:
             x = F.linear(x.flatten(1), w, b)
         outs.append(x)
@@ -151,7 +158,7 @@ def quantize_model(model: nn.Module, calib_batches, *, percentile: float = 100.0
     c, h, w_ = batches[0].shape[1:]
     in_scale = scales["input"]
     qlayers = []
-    for i, (name, kind, wf, bf, conv) in enumerate(layers):
+    for i, (name, kind, wf, bf, conv, pool) in enumerate(layers):
         out_scale = scales[name]
         wq, s_w = _int_weights(wf)
         if isinstance(conv, PSConv2d):
@@ -172,7 +179,7 @@ def quantize_model(model: nn.Module, calib_batches, *, percentile: float = 100.0
                     raise AssertionError(f"Layer {name!r}: the model's mask differs from hw's period table")
                 table = [[int(tap) for tap in s] for s in t.supports]
             q = QLayer(name=name, kind="conv", c_in=g.c_in, c_out=g.c_out, k=g.k, stride=g.stride,
-                       h_in=g.h_in, w_in=g.w_in, relu=True, pool=False, weight=wq,
+                       h_in=g.h_in, w_in=g.w_in, relu=True, pool=pool, weight=wq,
                        bias=bias.astype(np.int32), multiplier=np.asarray(mult, dtype=np.int64),
                        shift=np.asarray(shift, dtype=np.int64),
                        variant=variant.name if isinstance(conv, PSConv2d) else "pSC9",

@@ -58,15 +58,19 @@ class _Factory:
 
 
 class SequentialNet(nn.Module):
-    """conv + BN + ReLU stacks (stride-2 convs downsample), then flatten (C, H, W) into one FC.
+    """conv + BN + ReLU stacks (stride-2 convs or 2x2 max-pools downsample), then flatten
+    (C, H, W) into one FC.
 
-    The FashionNet / DigitsNet topology: each conv is one hardware layer. BN modules are named
+    The FashionNet / FashionPoolNet / DigitsNet topology: each conv, with its pool
+    (``hw.networks.Conv.pool``), is one hardware layer. BN modules are named
     ``<conv name>_bn``.
 
     Members
     -------
     conv_names : tuple of str
         The conv layers in forward order.
+    pooled : tuple of bool
+        Per conv: a 2x2 max-pool follows its ReLU.
     fc_name : str
         The FC layer.
     """
@@ -78,6 +82,7 @@ class SequentialNet(nn.Module):
         if len(fcs) != 1 or network.layers[-1] is not fcs[0]:
             raise ValueError(f"{network.name}: a sequential net needs exactly one FC layer, last")
         self._conv_names = tuple(l.name for l in convs)
+        self._pooled = tuple(l.pool for l in convs)
         self._fc_name = fcs[0].name
         for l in convs:
             self.add_module(l.name, factory.conv(l.name))
@@ -89,12 +94,18 @@ class SequentialNet(nn.Module):
         return self._conv_names
 
     @property
+    def pooled(self) -> tuple:
+        return self._pooled
+
+    @property
     def fc_name(self) -> str:
         return self._fc_name
 
     def forward(self, x):
-        for n in self._conv_names:
+        for n, pool in zip(self._conv_names, self._pooled):
             x = F.relu(getattr(self, f"{n}_bn")(getattr(self, n)(x)))
+            if pool:
+                x = F.max_pool2d(x, 2)
         return getattr(self, self._fc_name)(torch.flatten(x, 1))
 
 
@@ -193,7 +204,8 @@ class MobileNetV2(nn.Module):
 
 
 _TOPOLOGY = {"VGG16": VGG16, "ResNet18": ResNet, "ResNet18_0.5": ResNet, "MobileNetV2": MobileNetV2,
-             "MobileNetV2_0.75": MobileNetV2, "FashionNet": SequentialNet, "DigitsNet": SequentialNet}
+             "MobileNetV2_0.75": MobileNetV2, "FashionNet": SequentialNet,
+             "FashionPoolNet": SequentialNet, "DigitsNet": SequentialNet}
 
 
 def build(name: str, dataset: str | None = None, *, seed: int = 0, mode: str = "random") -> nn.Module:

@@ -140,7 +140,7 @@ def _networks():
     from host.synthetic import random_qmodel
     nets = []
     for name, seed in (("DigitsNet_PSD2_P8", 1), ("DigitsNet", 2), ("FashionNet_PSD2_P8", 3),
-                       ("FashionNet_PS4_P4", 4)):
+                       ("FashionNet_PS4_P4", 4), ("FashionPoolNet_PSD2_P8", 5)):
         q = random_qmodel(name, seed=seed)
         frame = np.random.default_rng(seed).integers(-128, 128, q.input_shape).astype(np.int8)
         nets.append(Case(f"{name} random seed={seed}", q, frame, golden(q, frame)))
@@ -184,7 +184,7 @@ def test_auto_shape_verilator():
 
 @pytest.mark.icarus
 def test_networks_icarus():
-    nets = [c for c in _networks() if not c.name.startswith("FashionNet")]
+    nets = [c for c in _networks() if not c.name.startswith("Fashion")]
     _check(run_rtl(SIM_CONFIG, nets, sim="icarus", seed=10, valid_p=0.7, ready_p=0.7))
 
 

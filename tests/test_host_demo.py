@@ -13,6 +13,17 @@ def test_options():
     for bad in (["--batch", "0"], ["--frames", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+    assert parse_args(["--model", "FashionPoolNet_PS4_P4"]).dataset == "fashion_mnist"
+    assert parse_args(["--model", "DigitsNet"]).dataset == "digits"
+
+
+@pytest.mark.parametrize("model,says", [("LeNet_PSD2_P8", "Unknown network 'LeNet'"),
+                                        ("FashionNet_PSD2", "--model FashionNet_PSD2"),
+                                        ("FashionNet_pSC4", "periodic (PS, PSD) or dense variants, not pSC4")])
+def test_bad_model_is_refused_before_training(model, says, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--model", model])
+    assert says in capsys.readouterr().err
 
 
 def test_dense_baseline_runs_the_same_way():

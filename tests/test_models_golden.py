@@ -132,7 +132,7 @@ def test_requantize_equals_hw_quant(seed, relu):
 
 
 MODELS = ["DigitsNet", "DigitsNet_PSD2_P8", "DigitsNet_PSD1_P8", "FashionNet", "FashionNet_PSD2_P8",
-          "FashionNet_PSD1_P8"]
+          "FashionNet_PSD1_P8", "FashionPoolNet_PSD2_P8"]
 
 
 @pytest.mark.parametrize("name", MODELS)

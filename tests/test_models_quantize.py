@@ -38,7 +38,8 @@ def test_fold_bn_equals_conv_then_bn():
     assert torch.all(w[~model.conv2.mask] == 0)
 
 
-@pytest.mark.parametrize("name", ["DigitsNet", "DigitsNet_PSD2_P8", "FashionNet_PSD1_P8", "DigitsNet_PS2_P6"])
+@pytest.mark.parametrize("name", ["DigitsNet", "DigitsNet_PSD2_P8", "FashionNet_PSD1_P8", "DigitsNet_PS2_P6",
+                                  "FashionPoolNet_PSD2_P8"])
 def test_export_fields(name, tmp_path):
     seed = 5
     model = _model(name, seed)
@@ -52,6 +53,7 @@ def test_export_fields(name, tmp_path):
     # The input scale maps the largest calibration value to 127.
     assert qm.input_scale == pytest.approx(float(x.abs().max()) / 127)
     for ql, nl in zip(qm.layers, network.layers):
+        assert ql.pool == getattr(nl, "pool", False)
         assert ql.weight.dtype == np.int8 and ql.bias.dtype == np.int32
         assert np.abs(ql.weight.astype(int)).max() <= 127
         assert np.all((ql.multiplier >= 2**15) & (ql.multiplier < 2**16))
@@ -78,7 +80,7 @@ def test_export_fields(name, tmp_path):
         assert np.array_equal(a.weight, b.weight) and a.period_table == b.period_table
 
 
-@pytest.mark.parametrize("name", ["DigitsNet_PSD2_P8", "FashionNet"])
+@pytest.mark.parametrize("name", ["DigitsNet_PSD2_P8", "FashionNet", "FashionPoolNet_PSD2_P8"])
 def test_int8_layers_track_float(name):
     """Each dequantized layer output is within a few LSB of the float (folded) network."""
     seed = 2
@@ -89,8 +91,10 @@ def test_int8_layers_track_float(name):
     outs = run_model_int(qm, quantize_input(qm, x))
     acts, h = [], x
     with torch.no_grad():
-        for n in model.conv_names:
+        for n, pool in zip(model.conv_names, model.pooled):
             h = torch.relu(getattr(model, f"{n}_bn")(getattr(model, n)(h)))
+            if pool:
+                h = torch.nn.functional.max_pool2d(h, 2)
             acts.append(h)
         acts.append(model.fc(h.flatten(1))[:, :, None, None])
     for ql, q, f in zip(qm.layers, outs, acts):
@@ -102,7 +106,7 @@ def test_int8_layers_track_float(name):
 
 
 def test_residual_models_are_refused():
-    with pytest.raises(UnsupportedModel, match="only FashionNet and DigitsNet export"):
+    with pytest.raises(UnsupportedModel, match="only FashionNet, FashionPoolNet and DigitsNet export"):
         quantize_model(build("ResNet18_0.5").eval(), [torch.rand(2, 3, 32, 32)])
 
 

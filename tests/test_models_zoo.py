@@ -14,6 +14,7 @@ from models.psconv import PSConv2d
 
 CASES = [
     ("FashionNet", None), ("FashionNet_PSD2_P8", None), ("FashionNet_PSD1_P8", None),
+    ("FashionPoolNet_PS2_P6", None),
     ("DigitsNet_PS2_P6", None), ("DigitsNet_pSC4", None),
     ("VGG16_PSD2_P8", "cifar10"), ("ResNet18", "cifar10"), ("ResNet18_PSD1_P8", "cifar10"),
     ("ResNet18_0.5_PS4_P4", "tinyimagenet"), ("MobileNetV2_PSD4_P8", "cifar10"),
@@ -84,6 +85,22 @@ def test_fashionnet_topology_by_hand():
     assert [acts[n][1:] for n in ("conv1", "conv2", "conv3", "conv4")] == [
         (16, 28, 28), (32, 14, 14), (32, 7, 7), (64, 4, 4)]
     assert model.fc.in_features == 64 * 4 * 4
+
+
+def test_fashionpoolnet_pools_after_relu():
+    """conv(s1) 28 -> pool 14 -> conv(s1) -> pool 7 -> conv(s1) -> pool 3 (floor); the FC sees
+    the pooled (C, H, W) map; each pool is max_pool2d(relu(bn(conv)), 2)."""
+    torch.manual_seed(0)
+    model = build("FashionPoolNet_PSD2_P8").eval()
+    assert model.pooled == (True, True, True) and model.fc.in_features == 64 * 3 * 3
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        h = x
+        for n in ("conv1", "conv2", "conv3"):
+            h = torch.relu(getattr(model, f"{n}_bn")(getattr(model, n)(h)))
+            h = torch.nn.functional.max_pool2d(h, 2)
+        assert h.shape == (2, 64, 3, 3)
+        assert torch.equal(model(x), model.fc(h.flatten(1)))
 
 
 def test_resnet_residual_is_used():

@@ -60,3 +60,17 @@ def test_unknown_network_and_dataset():
 def test_conv_output_size():
     assert Conv("x", 3, 8, 3, 2, 7, 7).h_out == 4
     assert Conv("x", 3, 8, 1, 2, 8, 8).h_out == 4
+
+
+def test_fashionpoolnet_layers_by_hand():
+    """Stride-1 convs each pooled 2x2: 28 -> 14 -> 7 -> 3 (floor); FC on 64 * 3 * 3."""
+    net = build_network("FashionPoolNet")
+    assert net.dataset == "fashion_mnist"
+    convs, fc = net.layers[:-1], net.layers[-1]
+    assert [(l.c_in, l.c_out, l.stride, l.h_in, l.h_out, l.pool) for l in convs] == [
+        (1, 16, 1, 28, 28, True), (16, 32, 1, 14, 14, True), (32, 64, 1, 7, 7, True)]
+    assert (fc.in_features, fc.out_features) == (64 * 3 * 3, 10)
+    assert [l.sparse for l in convs] == [False, True, True]
+    # Pooling lives on the layer for the sequential nets only.
+    assert not any(l.pool for l in build_network("FashionNet").convs)
+
