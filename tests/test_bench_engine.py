@@ -105,3 +105,24 @@ def test_batch_bound_and_nnz():
     for bad in ("0", "x"):
         with pytest.raises(SystemExit):
             parse_args(["--batch", bad])
+
+
+def test_target_summary_counts_by_hand():
+    """Three layer rows and a network: two in the utilization target (one at 0.95, one at 0.86
+    capped by a row bound of 0.889), one outside it; speedups 0.99, 0.87 and 0.95 of ideal; the
+    network row is left out of both counts."""
+    from bench.engine import target_summary
+    row = lambda case, variant, util, sp, target, rb: dict(
+        case=case, variant=variant, utilization=util, speedup=sp, ideal_speedup=4.5,
+        in_target=target, row_bound=rb)
+    rows = [row("a", "PS4_P4", 0.95, 0.99 * 4.5, True, 1.0),
+            row("b", "PS2_P6", 0.86, 0.87 * 4.5, True, 0.889),
+            row("c", "PS1_P9", 0.50, 0.95 * 4.5, False, 0.889),
+            row("Net (network)", "PSD2_P8", 0.10, 0.10, True, 1.0)]
+    util, speed = target_summary(rows)
+    assert util == ("utilization >= 0.90 where a filter has >= 64 non-zeros: 1 of 2 rows: below, "
+                    "b PS2_P6 0.860 (row bound 0.889)")
+    assert speed == "speedup >= 0.90 x ideal: 2 of 3 layer rows: below, b PS2_P6 0.870 (row bound 0.889)"
+    rows[1].update(auto_shape="4x16", auto_utilization=0.97)
+    rows[0].update(auto_shape="8x8", auto_utilization=0.95)
+    assert target_summary(rows)[1] == "  on each layer's --array auto shape: 2 of 2 rows"
