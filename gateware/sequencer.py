@@ -420,8 +420,10 @@ class Sequencer(wiring.Component):
         # Output pixels 2 bytes apart (an interleaved batch of two): out_w and out_hw are already
         # byte pitches, so only the terms counted in pixels (the tile's column, a flat region's
         # pixels) double on their way into an address.
+        # (A pooled layer's out_w is its pooled width, w_out // 2, or interleaved twice that.)
         ostep2 = Signal()
-        m.d.sync += ostep2.eq((F["pool"] != 1) & (F["out_w"] == F["w_out"] * INTERLEAVE_FRAMES))
+        m.d.sync += ostep2.eq(F["out_w"] == Mux(F["pool"] == 1, F["w_out"] >> 1, F["w_out"])
+                              * INTERLEAVE_FRAMES)
         flat_n_at = Signal(_FIELD_BITS + 1)   # flat_n as an output address distance
         m.d.comb += flat_n_at.eq(Mux(ostep2, F["flat_n"] << 1, F["flat_n"]))
         m.d.comb += pool1.eq(pool & ~multi)
@@ -1041,7 +1043,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += [t_valid.eq(1), gap.eq(1), gap_short.eq(1 < span),
                                      t_fields.channel.eq(blk_ch + top_ch),
                                      t_out.eq(blk_out + top_off),
-                                     t_pix.eq(pix_row + Mux(pool, ox0 >> 1, Mux(ostep2, ox0 << 1, ox0))
+                                     t_pix.eq(pix_row + Mux(pool, Mux(ostep2, ox0, ox0 >> 1),
+                                                            Mux(ostep2, ox0 << 1, ox0))
                                               + top_row),
                                      t_fields.rows.eq(rows_act),
                                      t_fields.live.eq(live),

@@ -44,7 +44,10 @@ MAGIC = 0x41435350
 #: 6: padded rows (``hw.layout``): a stride-2 layer's mixed flat tiles with a port a group read
 #: the second output row ``s * (w_in - w_out)`` bytes on, and a flat or folded layer writes the
 #: next row's lanes ``out_w - w_out`` bytes on, which an engine of version 5 would not.
-VERSION = 6
+#: 7: ``out_w = 2 * (w_out // 2)`` on a pooled layer writes its pooled pixels 2 bytes apart (two
+#: frames interleaved for an FC after a pooled layer), which an engine of version 6 would write
+#: contiguously.
+VERSION = 7
 #: magic, version/n_sections, config_id, total words.
 HEADER_WORDS = 4
 #: Words a space can hold by default: its whole word-address range.

@@ -95,8 +95,9 @@ Batches
 like the rows of one map) unless an FC reads it or wrote it (then frame after frame,
 ``b * C * hw + c * hw``: an FC reads a frame's values as one vector). With ``B`` =
 :data:`hw.descriptors.INTERLEAVE_FRAMES` (2), a map an FC reads is instead *interleaved* where
-the layer before writes it unpooled: value ``v`` of frame ``b`` (``v = c * hw + y * w + x``) at
-``v * B + b``, the layer before writing its pixels 2 bytes apart (``out_w = 2 * w_out``), so that
+value ``v`` of frame ``b`` (``v = c * hw + y * w + x``) at ``v * B + b``, the layer before
+writing its pixels 2 bytes apart (``out_w = 2 * w_out``; pooled, since session 22, ``out_w =
+2 * (w_out // 2)``, its pooled pixels 2 bytes apart), so that
 the FC takes both frames in two columns, each weight read once for the batch; the FC's own
 output, a 1 x 1 map, is then tall (``f * B + b``). The ``hw_in`` and ``out_hw`` fields are
 channel pitches, ``out_w`` the output's row pitch. A layer runs its frames one by one (``frames = B`` passes,
@@ -509,9 +510,9 @@ def _map_kinds(plans, batch):
     :data:`INTERLEAVED` (value ``v`` of frame ``b`` at ``v * B + b``).
 
     An FC reads a frame's values as one vector: its input is interleaved (``B`` =
-    :data:`INTERLEAVE_FRAMES`, written by an unpooled layer, which can write its pixels ``B``
-    bytes apart), so that it takes the frames in its columns, and its output, a 1 x 1 map, is
-    then tall; else both are frame after frame. Every other map is tall."""
+    :data:`INTERLEAVE_FRAMES`: the layer before writes its pixels, pooled or not, ``B`` bytes
+    apart), so that it takes the frames in its columns, and its output, a 1 x 1 map, is then
+    tall; else both are frame after frame. Every other map is tall."""
     n = len(plans)
     fc = [p[0].kind == "fc" for p in plans]
     kinds = []
@@ -519,7 +520,7 @@ def _map_kinds(plans, batch):
         if batch == 1:
             kinds.append(FRAMES)
         elif j < n and fc[j]:
-            inter = batch == INTERLEAVE_FRAMES and j > 0 and not plans[j - 1][0].pool
+            inter = batch == INTERLEAVE_FRAMES and j > 0
             kinds.append(INTERLEAVED if inter else FRAMES)
         elif j > 0 and fc[j - 1]:
             kinds.append(TALL if kinds[j - 1] == INTERLEAVED else FRAMES)

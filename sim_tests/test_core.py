@@ -544,7 +544,7 @@ def batch_cases(config, n_random, seed0, *, big=True):
              batch_case("conv3 PSD2_P16 tall, a port a group", conv3_p16, config, 2, rng)] if big else []
     cases += [batch_case("chain conv/conv s2/conv+pool/fc/fc", chain, config, 2, rng),
              batch_case("chain conv s2 to 1 x 1/1x1 conv/fc", to_one, config, 2, rng),
-             # Depth-first prefixes: into a tall map, into an FC's frame-after-frame map, the
+             # Depth-first prefixes: into a tall map, into an FC's interleaved map, the
              # whole network (the result written frame by frame), and a network's first two.
              batch_case("chain, first 2 depth-first", chain, config, 2, rng, depth_first=2),
              batch_case("chain, first 3 depth-first", chain, config, 2, rng, depth_first=3),
@@ -562,8 +562,8 @@ def batch_cases(config, n_random, seed0, *, big=True):
 def test_batches(sim):
     """Batches of 2 and 3 frames on the four-group engine: layers tall (frame-local padding,
     flat tiles crossing frames) and frame by frame (each pass from its frame's bases, an FC's
-    input frame after frame after a pooled layer, else, in batches of two, interleaved by the
-    layer before, pixels 2 bytes apart, for an FC that takes both frames in its columns),
+    input frame after frame in batches of 3, in batches of two interleaved by the layer before,
+    pooled or not, pixels 2 bytes apart, for an FC that takes both frames in its columns),
     random back-pressure; bit-exact vs models.golden and
     hw.reference per frame, cycles and MACs vs hw.layout. Icarus runs the small fixed cases and
     4 random ones, Verilator all of them and 40."""

@@ -616,8 +616,9 @@ def test_batch_chain(batch, GM):
 #: Batches of two into an FC: the layer before it writes the two frames interleaved (its
 #: pixels 2 bytes apart: the tile's column and a flat region's offset doubled on their way into
 #: the tag's address, the write lanes 2 bytes apart), whatever its mapping; the FC takes both
-#: frames in two columns (split inputs: the partial sums added on columns 0 and 1), and a pooled
-#: layer before an FC keeps the frame-after-frame layout.
+#: frames in two columns (split inputs: the partial sums added on columns 0 and 1). Since
+#: session 22 a pooled layer does the same, its pooled pixels 2 bytes apart (``out_w = 2 *
+#: (w_out // 2)``; an odd conv width floors).
 @pytest.mark.parametrize("layer,shape,rows,cols,GM,want", [
     (dict(c_out=24, variant="PS2_P6"), (4, 8, 7), 8, 4, 4, "2 groups, flat in 2 regions, frame by frame"),
     (dict(c_out=16, variant="PSD2_P8"), (16, 6, 6), 8, 8, 4, "4 groups, 4 classes a tile, flat, frame by frame"),
@@ -625,6 +626,8 @@ def test_batch_chain(batch, GM):
     (dict(c_out=16, variant="pSC9"), (3, 5, 9), 8, 4, 1, "1 group, frame by frame"),
     (dict(c_out=12, stride=2, variant="PS2_P6"), (6, 9, 14), 8, 4, 4, "4 groups, frame by frame"),
     (dict(c_out=8, variant="PS4_P4", pool=True), (4, 6, 6), 8, 4, 4, "4 groups, frame by frame"),
+    (dict(c_out=6, variant="PSD2_P8", relu=False, pool=True), (3, 5, 7), 8, 4, 2, "2 groups, frame by frame"),
+    (dict(c_out=10, variant="pSC9", pool=True), (2, 4, 2), 8, 4, 2, "1 group, folded, frame by frame"),
 ])
 def test_batch_of_two_fc_in_columns(layer, shape, rows, cols, GM, want):
     c_in, h, w = shape
@@ -632,9 +635,9 @@ def test_batch_of_two_fc_in_columns(layer, shape, rows, cols, GM, want):
     cfg = ArrayConfig.for_model(q, rows=rows, cols=cols, groups=GM, batch=2)
     conv, fc = build_layout(q, cfg, batch=2).layers
     assert conv.mapping == want        # (the mapping the case is chosen to cover)
-    pooled = bool(layer.get("pool"))
-    assert (conv.fields["out_w"] == 2 * conv.fields["w_out"]) == (not pooled)
-    assert (fc.columns, fc.passes) == ((1, 2) if pooled else (2, 1)), fc.mapping
+    w_stored = conv.fields["w_out"] // 2 if layer.get("pool") else conv.fields["w_out"]
+    assert (conv.fields["out_w"], conv.fields["frame_out"]) == (2 * w_stored, 1)
+    assert (fc.columns, fc.passes) == (2, 1), fc.mapping
     check(q, cfg, seed=53, batch=2, ready_p=0.7, valid_p=0.8)
 
 

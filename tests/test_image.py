@@ -19,7 +19,7 @@ def _reference_image(sections, config_id):
         body += struct.pack("<I", int(space) | len(words) << 8)
         body += b"".join(struct.pack("<I", int(w)) for w in words)
     total = 4 + len(body) // 4 + 1
-    data = struct.pack("<4I", 0x41435350, 6 | len(sections) << 16, config_id, total) + body
+    data = struct.pack("<4I", 0x41435350, 7 | len(sections) << 16, config_id, total) + body
     return data + struct.pack("<I", zlib.crc32(data))
 
 

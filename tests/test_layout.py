@@ -439,6 +439,30 @@ def test_batch_of_two_fc_in_columns(groups):
     assert out.shape == (2, 5, 1, 1) and out[1, 3, 0, 0] == 3 * 2 + 1
 
 
+def test_batch_of_two_fc_in_columns_after_a_pooled_layer():
+    """A pooled layer before an FC (session 22) also writes the two frames interleaved: its
+    pooled map (5 x 7 conv output -> 2 x 3, the odd last row and column dropped) with pooled
+    pixels 2 bytes apart (``out_w = 2 * 3``, ``out_hw = 2 * 6``), so that the FC takes both
+    frames in its columns, reading value ``f * 6 + y * 3 + x`` of frame b where the conv wrote
+    pooled pixel (y, x) of filter f."""
+    q = random_chain_model([dict(c_out=4, pool=True), dict(c_out=5, kind="fc")], c_in=2, h=5, w=7,
+                           seed=3)
+    config = ArrayConfig.for_model(q, rows=4, cols=4, groups=2, batch=2)
+    conv, fc = (p.fields for p in build_layout(q, config, batch=2).layers)
+    ph, pw = 2, 3
+    assert (conv["pool"], conv["h_out"], conv["w_out"]) == (1, 5, 7)
+    assert (conv["out_w"], conv["out_hw"], conv["frame_out"]) == (2 * pw, 2 * ph * pw, 1)
+    lay = build_layout(q, config, batch=2)
+    assert lay.layers[1].columns == 2 and lay.layers[1].passes == 1
+    written = {conv["out_base"] + b * conv["frame_out"] + f * conv["out_hw"] + y * conv["out_w"] + 2 * x:
+               (b, f * ph * pw + y * pw + x)
+               for b in range(2) for f in range(4) for y in range(ph) for x in range(pw)}
+    G, K = fc["groups"], fc["c_in"]
+    read = {fc["in_base"] + g * (fc["w_in"] if G > 1 else 0) + c * fc["hw_in"] + b: (b, g * K + c)
+            for b in range(2) for g in range(G) for c in range(K)}
+    assert read == written
+
+
 def test_batch_of_two_fc_in_columns_after_a_depth_first_prefix():
     """With the layer before the FC the last of a depth-first prefix, each of its per-frame runs
     writes its frame interleaved (from the map's base + b, pixels 2 bytes apart): each byte is
