@@ -986,9 +986,12 @@ def build_layout(qmodel, config, *, batch: int = 1, depth_first: int | None = No
             requant += [int(m) | int(s) << 16 for m, s in zip(np.asarray(l.multiplier), np.asarray(l.shift))]
             entries += _weight_entries(l, image, in_shape, per, steps, mix=mix, gs=gs, G=G, rows=R)
         table_base, weight_base, param_base = layer_at[i]
+        # (Split inputs walk the G chunks as rows one apart: a 1x1 conv's stride on a 1 x 1 map
+        # changes nothing, so it runs as stride 1 there.)
         fields = dict(c_in=c_in, h_in=h_in, w_in=w_in,
                       hw_in=in_pitch, c_out=l.c_out, h_out=h_conv, w_out=w_conv,
-                      out_w=run.out_w, out_hw=run.out_pitch, k=l.k, stride=l.stride, relu=int(bool(l.relu)),
+                      out_w=run.out_w, out_hw=run.out_pitch, k=l.k, stride=1 if split else l.stride,
+                      relu=int(bool(l.relu)),
                       pool=int(bool(l.pool)), period=P, q=l.c_out // P, rem=l.c_out % P,
                       table_base=table_base, weight_base=weight_base, param_base=param_base,
                       in_base=run.in_base, out_base=run.out_base, groups=G, fold=fold,

@@ -708,6 +708,20 @@ def test_split_inputs(K, F, rows, cols, GM, G):
 
 
 @pytest.mark.parametrize("batch", [1, 2])
+def test_split_inputs_of_a_strided_1x1_conv(batch):
+    """A 1x1 conv of stride 2 on a 1 x 1 map is an FC whose inputs may split, and its stride
+    changes nothing there: the descriptor says stride 1, because the sequencer walks the chunks
+    as rows ``stride`` apart (with stride 2, group 1 read the row past the map: ``make sweep
+    SWEEP_SEED=23``'s layer seed 2310118 in session 22). Both, one frame and a batch of two."""
+    q = random_layer_model(seed=2310118, c_in=12, c_out=12, h=1, w=1, k=1, stride=2,
+                           variant="pSC9")
+    cfg = ArrayConfig.for_model(q, rows=8, cols=8, groups=4, batch=batch)
+    plan = build_layout(q, cfg, batch=batch).layers[0]
+    assert (plan.fields["mix"], plan.fields["stride"]) == (2, 1), plan.mapping
+    check(q, cfg, seed=23, batch=batch, ready_p=0.7, valid_p=0.8)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
 def test_split_chain(batch):
     q = random_chain_model([dict(c_out=16, stride=2, variant="PSD2_P8"), dict(c_out=9, kind="fc"),
                             dict(c_out=6, kind="fc")], c_in=3, h=8, w=8, seed=52)
