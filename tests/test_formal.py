@@ -373,22 +373,23 @@ def _tag_fifo_model(rows, cols, depth):
     return m, latency
 
 
-#: Engine shapes of the tag FIFO proof: the default, the auto shapes of 64 MACs and the 2 x 2
-#: of the whole-core proof (each a second or two; the FIFO model's induction needs k past
-#: TAG_LATENCY, which grows with rows + cols).
-_TAG_FIFO_SHAPES = [(8, 8), (16, 4), (4, 16), (2, 2), (1, 2)]
+#: Engine shapes of the tag FIFO proof, each with its need worked by hand: TAG_LATENCY = 5 (the
+#: activation read) + rows + cols + 4 (the array) cycles ``D``, tags at least ``s = max(rows, 2)``
+#: apart, so ``floor(D / s) + 1`` entries: 8 x 8: 25 // 8 + 1 = 4; 16 x 4: 29 // 16 + 1 = 2;
+#: 4 x 16: 29 // 4 + 1 = 8; 2 x 2: 13 // 2 + 1 = 7; 1 x 2: 12 // 2 + 1 = 7. The default, the
+#: auto shapes of 64 MACs and the 2 x 2 of the whole-core proof (a second or two each; the FIFO
+#: model's induction needs k past TAG_LATENCY, which grows with rows + cols).
+_TAG_FIFO_SHAPES = [(8, 8, 4), (16, 4, 2), (4, 16, 8), (2, 2, 7), (1, 2, 7)]
 
 
 @needs_solver
-@pytest.mark.parametrize("rows,cols", _TAG_FIFO_SHAPES)
-def test_tag_fifo_depth_suffices(rows, cols, tmp_path):
-    """``tag_fifo_depth`` entries take every tag, for all time; and the need is exactly
-    ``floor(TAG_LATENCY / max(rows, 2)) + 1`` (worked by hand: at a push, the pushes of the
-    ``TAG_LATENCY`` cycles before it are still in the FIFO, the oldest popped only in the
-    push's own cycle, which a ``SyncFIFOBuffered``'s ``w_rdy`` does not count): that many
-    pass, one fewer is refuted. (8 x 8: 25 // 8 + 1 = 4.)"""
-    from gateware.core import TAG_LATENCY, tag_fifo_depth, tag_fifo_need
-    need = TAG_LATENCY(rows, cols) // max(rows, 2) + 1
+@pytest.mark.parametrize("rows,cols,need", _TAG_FIFO_SHAPES)
+def test_tag_fifo_depth_suffices(rows, cols, need, tmp_path):
+    """``tag_fifo_depth`` entries take every tag, for all time; and the need is exactly the
+    hand-worked one (at a push, the pushes of the ``TAG_LATENCY`` cycles before it are still in
+    the FIFO, the oldest popped only in the push's own cycle, which a ``SyncFIFOBuffered``'s
+    ``w_rdy`` does not count): that many pass, one fewer is refuted."""
+    from gateware.core import tag_fifo_depth, tag_fifo_need
     assert tag_fifo_need(rows, cols) == need
     assert tag_fifo_depth(rows, cols) >= need
     for depth, passes in ((tag_fifo_depth(rows, cols), True), (need, True), (need - 1, False)):
