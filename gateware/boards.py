@@ -16,11 +16,13 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from amaranth_boards.arty_a7 import ArtyA7_35Platform as _ArtyA7_35, ArtyA7_100Platform as _ArtyA7_100
 from amaranth_boards.ulx3s import ULX3S_85F_Platform as _ULX3S_85F
 
+from . import ecp5_outreg
 from .uart import MIN_DIVISOR
 
 __all__ = [
@@ -71,8 +73,39 @@ class ArtyA7_100Platform(_ArtyProgramMixin, _ArtyA7_100):
     speed = "1"
 
 
+#: The open flow's step between Yosys and nextpnr: block RAMs take their landing registers
+#: (:mod:`gateware.ecp5_outreg`, copied into the tree so that ``build_top.sh`` runs anywhere).
+_ECP5_OUTREG_COMMAND = r"""
+    {{invoke_tool("python3")}}
+        ecp5_outreg.py
+        --report ecp5_outreg.json
+        {{name}}.json
+"""
+
+
 class ULX3S_85FPlatform(_ULX3S_85F):
-    """Radiona ULX3S with an LFE5U-85F (amaranth-boards' platform, unchanged part)."""
+    """Radiona ULX3S with an LFE5U-85F (amaranth-boards' platform, unchanged part).
+
+    The open-flow script gains one step after Yosys, :mod:`gateware.ecp5_outreg` (run by
+    ``$PYTHON3``, default ``python3``): each DP16KD read port takes the flip-flop after it into its
+    own output register, which moves the block RAM's 5.83 ns clock-to-out off the fabric."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_file("ecp5_outreg.py", Path(ecp5_outreg.__file__).read_text())
+
+    @property
+    def required_tools(self):
+        tools = super().required_tools
+        return [*tools, "python3"] if self.toolchain == "Trellis" else tools
+
+    @property
+    def command_templates(self):
+        commands = super().command_templates
+        if self.toolchain != "Trellis":
+            return commands
+        yosys, *rest = commands
+        return [yosys, _ECP5_OUTREG_COMMAND, *rest]
 
 
 @dataclass(frozen=True)

