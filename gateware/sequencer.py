@@ -343,8 +343,9 @@ class Sequencer(wiring.Component):
         layer = Signal(range(cfg.max_layers + 1))
         pbits = cfg.p_max.bit_length()
         # Field i is read at di = i, registered out of the block RAM (its clock-to-out is slow on
-        # ECP5) and loaded into F at di = i + 2.
-        desc_q = Signal(32)
+        # ECP5) and loaded into F at di = i + 2. Reset-less, so that on the ECP5 the register
+        # becomes the block RAM's own output register (``gateware.ecp5_outreg``).
+        desc_q = Signal(32, reset_less=True)
         m.d.sync += desc_q.eq(desc_data)
         rd_start = max(LAYER_FIELDS.index("period"), LAYER_FIELDS.index("out_hw")) + 3
         assert rd_start + pbits - 1 <= len(LAYER_FIELDS) + 1, "row_dec needs more descriptor cycles"

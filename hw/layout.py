@@ -110,8 +110,9 @@ into the next, the input rows checked frame-locally (``h_in``, ``h_out`` are a f
 Pooling
 -------
 A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the same tiles as
-without (the conv output ``h_out x w_out``, odd last rows / columns included) and stores the
-pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
+without on the conv rows the pool reads (its descriptor's ``h_out`` is even: an odd last conv
+row, which the pool drops, is not computed; an odd last column is, since at stride 1 the engine
+needs ``w_in = w_out``) and stores the pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
 its write-back (``gateware.output_path.PoolStage``), which adds :data:`hw.cycles.POOL_CYCLES`
 to the layer's drain and nothing else. With ``G`` row groups a tile holds output rows
 ``oy .. oy + G - 1`` (``oy`` a multiple of ``G``, so even): the pooling pairs
@@ -461,6 +462,9 @@ def _plan_shapes(qmodel, rows, cols):
         h_conv = (in_shape[1] + 2 * (l.k // 2) - l.k) // l.stride + 1
         w_conv = (in_shape[2] + 2 * (l.k // 2) - l.k) // l.stride + 1
         o = (l.c_out, h_conv // 2, w_conv // 2) if l.pool else (l.c_out, h_conv, w_conv)
+        if l.pool:
+            # The pool drops an odd last conv row, so the engine does not compute it.
+            h_conv -= h_conv % 2
         out.append((l, image, in_shape, (h_conv, w_conv), o))
         shape = o
     return out

@@ -124,24 +124,29 @@ def test_macs_match_method_formula():
 
 
 def test_pool_layout_and_cycles():
-    """A pooled layer: conv sizes in h_out/w_out, the stored (pooled, floored) map in out_w/out_hw,
-    the next layer reads the pooled map, and the layer costs POOL_CYCLES more (no extra tiles)."""
+    """A pooled layer: the conv rows the pool reads in h_out (an odd last row, which the pool
+    drops, is not computed) and the conv width in w_out, the stored (pooled, floored) map in
+    out_w/out_hw, the next layer reads the pooled map, and pooling costs POOL_CYCLES (no extra
+    tiles)."""
     from hw.cycles import POOL_CYCLES
     q = random_chain_model([dict(c_out=6, pool=True), dict(c_out=4, stride=2, pool=True),
                             dict(c_out=3, kind="fc")], c_in=2, h=9, w=11, seed=2)
     cfg = ArrayConfig.for_model(q, rows=4, cols=4)
     lay = build_layout(q, cfg)
     f0, f1 = lay.layers[0].fields, lay.layers[1].fields
-    assert (f0["pool"], f0["h_out"], f0["w_out"], f0["out_w"], f0["out_hw"]) == (1, 9, 11, 5, 20)
+    assert (f0["pool"], f0["h_out"], f0["w_out"], f0["out_w"], f0["out_hw"]) == (1, 8, 11, 5, 20)
     assert (f1["c_in"], f1["h_in"], f1["w_in"]) == (6, 4, 5)
     assert (f1["h_out"], f1["w_out"], f1["out_w"], f1["out_hw"]) == (2, 3, 1, 1)
     assert lay.layers[2].fields["c_in"] == 4
     assert lay.output_shape == (3, 1, 1)
-    q2 = random_chain_model([dict(c_out=6), dict(c_out=4, stride=2), dict(c_out=3, kind="fc")],
-                            c_in=2, h=9, w=11, seed=2)
-    plain = build_layout(q2, ArrayConfig.for_model(q2, rows=4, cols=4)).layers[0]
-    assert lay.layers[0].cycles == plain.cycles + POOL_CYCLES
-    assert lay.layers[0].macs == plain.macs
+    def plain(h):
+        q2 = random_chain_model([dict(c_out=6), dict(c_out=4, stride=2), dict(c_out=3, kind="fc")],
+                                c_in=2, h=h, w=11, seed=2)
+        return build_layout(q2, ArrayConfig.for_model(q2, rows=4, cols=4)).layers[0]
+    # Two row groups take conv rows in pairs: 8 rows, 11 columns in tiles of 4 -> 4 x 3 tiles
+    # (the 9th row would have added 3).
+    assert (f0["groups"], f0["flat"], lay.layers[0].tiles) == (2, 0, 4 * 3)
+    assert lay.layers[0].macs == plain(8).macs == plain(9).macs * 8 // 9
     assert layer_cycles((9,), (3,), 2, rows=4, cols=4, pool=True) == \
         layer_cycles((9,), (3,), 2, rows=4, cols=4) + POOL_CYCLES
     assert drain_cycles(4, 4, pool=True) == drain_cycles(4, 4) + POOL_CYCLES
@@ -192,7 +197,10 @@ def test_four_groups_cycle_model_and_pool():
     # (A model's first layer loads its descriptor while the engine idles, before the start.)
     assert p.cycles == layer_cycles(p.steps, p.class_filters, 6, rows=8, cols=4,
                                     group_rows=2) - DESC_CYCLES
-    assert pp.cycles == p.cycles + POOL_CYCLES and pp.macs == p.macs
+    # The pool drops conv row 6, which is not computed: rows 0-5 still take 2 x 3 tiles of four
+    # groups, and 6 of the 7 rows' MACs.
+    assert pp.cycles == p.cycles + POOL_CYCLES and pp.tiles == p.tiles
+    assert pp.macs == p.macs * 6 // 7 and pp.fields["h_out"] == 6
     assert (pp.fields["out_w"], pp.fields["out_hw"]) == (4, 12)
 
 
@@ -441,7 +449,8 @@ def test_batch_of_two_fc_in_columns(groups):
 
 def test_batch_of_two_fc_in_columns_after_a_pooled_layer():
     """A pooled layer before an FC (session 22) also writes the two frames interleaved: its
-    pooled map (5 x 7 conv output -> 2 x 3, the odd last row and column dropped) with pooled
+    pooled map (5 x 7 conv output -> 2 x 3, the odd last row and column dropped: the row is not
+    computed, ``h_out = 4``) with pooled
     pixels 2 bytes apart (``out_w = 2 * 3``, ``out_hw = 2 * 6``), so that the FC takes both
     frames in its columns, reading value ``f * 6 + y * 3 + x`` of frame b where the conv wrote
     pooled pixel (y, x) of filter f."""
@@ -450,7 +459,7 @@ def test_batch_of_two_fc_in_columns_after_a_pooled_layer():
     config = ArrayConfig.for_model(q, rows=4, cols=4, groups=2, batch=2)
     conv, fc = (p.fields for p in build_layout(q, config, batch=2).layers)
     ph, pw = 2, 3
-    assert (conv["pool"], conv["h_out"], conv["w_out"]) == (1, 5, 7)
+    assert (conv["pool"], conv["h_out"], conv["w_out"]) == (1, 4, 7)
     assert (conv["out_w"], conv["out_hw"], conv["frame_out"]) == (2 * pw, 2 * ph * pw, 1)
     lay = build_layout(q, config, batch=2)
     assert lay.layers[1].columns == 2 and lay.layers[1].passes == 1
