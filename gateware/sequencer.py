@@ -453,6 +453,31 @@ class Sequencer(wiring.Component):
         port_offw = [Signal(S, name=f"port_offw{k}") for k in range(1, max(2, GM))]
         port_now = [Signal(S, name=f"port_now{k}") for k in range(1, max(2, GM))]
         port_g = [Signal(2, name=f"port_g{k}") for k in range(1, max(2, GM))]
+        # Port k's offset terms, registered in SETUP from the descriptor so that SETUP2 sets the
+        # offsets with multiplexers only (its adds, behind the state decode, were the ULX3S
+        # critical path in session 23). Pair tiles: the second output row is s input rows down,
+        # its column 0 s * w_out bytes left of where row oy's would be (b_off). Port k of group
+        # dyo reads dyo rows of s * w_in lower (plain_off) or, mixed, dyo channel planes lower in
+        # the same rows (mix_off; flat with two groups: ports 2 and 3 are group 1's).
+        b_off = Signal(S, name="b_off")
+        port_dyo = [Signal(range(4), name=f"dy{k}") for k in range(1, max(2, GM))]
+        plain_off_q = [Signal(S, name=f"plain_off{k}") for k in range(1, max(2, GM))]
+        mix_off = [Signal(S, name=f"mix_off{k}") for k in range(1, max(2, GM))]
+        for k, dyo in enumerate(port_dyo, start=1):
+            dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
+            m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], 0)))
+
+        def off_terms(s_w_in, s_w_out):
+            """The terms from ``s * w_in`` and ``s * w_out`` (the values SETUP gives ``w_step``
+            and that ``sw_out`` holds)."""
+            hw_in = F["hw_in"]
+            terms = [b_off.eq(s_w_in - s_w_out)]
+            for dyo, p_off, x_off in zip(port_dyo, plain_off_q, mix_off):
+                terms += [p_off.eq(Mux(dyo == 3, _cmul(s_w_in, 3), Mux(dyo == 2, s_w_in << 1,
+                                                                       Mux(dyo == 1, s_w_in, 0)))),
+                          x_off.eq(-Mux(dyo == 3, _cmul(hw_in, 3), Mux(dyo == 2, hw_in << 1,
+                                                                       Mux(dyo == 1, hw_in, 0))))]
+            return terms
         m.d.sync += [w.eq(o + F["mix_wrap"]) for w, o in zip(port_offw, port_off)]
         c_first = Signal()                # c == 0
         c_second = Signal()               # c <= 1
@@ -914,6 +939,8 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
+                m.d.sync += off_terms(Mux(stride2, F["w_in"] << 1, F["w_in"]),
+                                      Mux(stride2, F["w_out"] << 1, F["w_out"]))
                 m.d.sync += [q_zero.eq(F["q"] == 0),
                     w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
                     x_step.eq(Mux(stride2, 2 * C, C)),
@@ -929,7 +956,7 @@ class Sequencer(wiring.Component):
             with m.State("SETUP2"):
                 P_ = F["period"]
                 m.d.sync += layer_outputs
-                m.d.sync += jump.eq(Mux(one, (w_step - sw_out) >> (2 * C).bit_length() - 1, 0))
+                m.d.sync += jump.eq(Mux(one, b_off >> (2 * C).bit_length() - 1, 0))
                 m.d.sync += [blk_inc.eq(Mux(g4, _cmul(row_dec, q4),
                                             Mux(g2, _cmul(row_dec, R // 2), _cmul(row_dec, R)))),
                              # (Mixed: the top row is group G-1's, of class r + G - 1.)
@@ -949,23 +976,12 @@ class Sequencer(wiring.Component):
                                                  Mux(ptwo, F["out_w"] << 1, F["out_w"])))),
                              top_row.eq(Mux(flat, Mux(pg2, flat_n_at, 0), Mux(pool, Mux(g4, F["out_w"], 0),
                                             Mux(pg4, _cmul(F["out_w"], 3), Mux(pg2, F["out_w"], 0)))))]
-                # Pair tiles: the second output row is s input rows down, its column 0 s * w_out
-                # bytes left of where row oy's would be; flat region 1 is flat_h output rows down.
-                b_off = w_step - sw_out
                 region_dy = Mux(stride2, F["flat_h"] << 1, F["flat_h"])
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
-                    dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
-                    dyo = Signal(range(4), name=f"dy{k}")
-                    m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], 0)))
-                    plain_off = Mux(dyo == 3, _cmul(w_step, 3), Mux(dyo == 2, w_step << 1,
-                                                                    Mux(dyo == 1, w_step, 0)))
+                    dyo = port_dyo[k - 1]
                     plain_dy = Mux(stride2, dyo << 1, dyo)
-                    # Mixed: group dyo reads dyo channel planes lower, in the same rows (flat with
-                    # two groups: ports 2 and 3 are group 1's, one plane lower).
                     hw_in = F["hw_in"]
-                    mix_off = -Mux(dyo == 3, _cmul(hw_in, 3), Mux(dyo == 2, hw_in << 1,
-                                                                  Mux(dyo == 1, hw_in, 0)))
-                    plain_off = Mux(mix, mix_off, plain_off)
+                    plain_off = Mux(mix, mix_off[k - 1], plain_off_q[k - 1])
                     plain_dy = Mux(mix, 0, plain_dy)
                     region_off = Mux(mix, -hw_in, F["flat_in"])
                     region_dy_k = Mux(mix, 0, region_dy)
