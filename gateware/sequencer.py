@@ -976,6 +976,7 @@ class Sequencer(wiring.Component):
                                                  Mux(ptwo, F["out_w"] << 1, F["out_w"])))),
                              top_row.eq(Mux(flat, Mux(pg2, flat_n_at, 0), Mux(pool, Mux(g4, F["out_w"], 0),
                                             Mux(pg4, _cmul(F["out_w"], 3), Mux(pg2, F["out_w"], 0)))))]
+                # Flat region 1 is flat_h output rows down.
                 region_dy = Mux(stride2, F["flat_h"] << 1, F["flat_h"])
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
                     dyo = port_dyo[k - 1]
