@@ -78,36 +78,39 @@ def _top_module(netlist: dict) -> dict:
     return tops[0]
 
 
-def _why_not(ram: dict, side: str, ffs: list, sinks: dict, cells: dict, used: list) -> str | None:
-    """Why port ``side`` of ``ram`` cannot take its data bits' flip-flops, or None if it can."""
+def _landing_registers(ram: dict, side: str, used: list, sinks: dict, cells: dict) -> tuple:
+    """``(None, [(data pin, flip-flop name), ...])`` when port ``side`` of ``ram`` can take its
+    data bits' flip-flops, else ``(why not, [])``."""
+    ffs = []
     if _param(ram, f"REGMODE_{side}", "NOREG") != "NOREG":
-        return f"REGMODE_{side} is already {_param(ram, f'REGMODE_{side}')}"
+        return f"REGMODE_{side} is already {_param(ram, f'REGMODE_{side}')}", []
     conn = ram["connections"]
     if conn.get(f"RST{side}") != ["0"]:
-        return f"RST{side} is not tied low (the reset would move to the output register)"
+        return f"RST{side} is not tied low (the reset would move to the output register)", []
     if conn.get(f"OCE{side}") != ["1"]:
-        return f"OCE{side} is not tied high"
+        return f"OCE{side} is not tied high", []
     if _param(ram, f"CLK{side}MUX", f"CLK{side}") != f"CLK{side}":
-        return f"the port's clock is inverted (CLK{side}MUX)"
+        return f"the port's clock is inverted (CLK{side}MUX)", []
     for port, bit in used:
         s = sinks[bit]
         if len(s) != 1:
-            return f"{port} drives {len(s)} loads"
+            return f"{port} drives {len(s)} loads", []
         name, pin = s[0]
         ff = cells.get(name)
         if ff is None or ff["type"] != FF_CELL or pin != "DI":
-            return f"{port} drives {pin} of a {ff['type'] if ff else 'module port'}, not a flip-flop"
+            what = ff["type"] if ff else "module port"
+            return f"{port} drives {pin} of a {what}, not a flip-flop", []
         fc = ff["connections"]
         if fc.get("CLK") != conn.get(f"CLK{side}") or _param(ff, "CLKMUX", "CLK") != "CLK":
-            return f"{port}'s flip-flop has another clock"
+            return f"{port}'s flip-flop has another clock", []
         if not (_param(ff, "CEMUX", "1") == "1" or fc.get("CE") == ["1"]):
-            return f"{port}'s flip-flop has a clock enable"
+            return f"{port}'s flip-flop has a clock enable", []
         if not (_param(ff, "LSRMUX", "LSR") == "0" or fc.get("LSR", ["0"]) == ["0"]):
-            return f"{port}'s flip-flop has a set/reset"
+            return f"{port}'s flip-flop has a set/reset", []
         if _param(ff, "REGSET", "RESET") != "RESET":
-            return f"{port}'s flip-flop powers up to 1"
+            return f"{port}'s flip-flop powers up to 1", []
         ffs.append((port, name))
-    return None
+    return None, ffs
 
 
 def absorb_output_registers(netlist: dict) -> OutregReport:
@@ -134,13 +137,12 @@ def absorb_output_registers(netlist: dict) -> OutregReport:
             continue
         for side in "AB":
             used = [(pin, bits[0]) for pin, bits in sorted(ram["connections"].items())
-                    if re.fullmatch(f"DO{side}[0-9]+", pin) and bits and not isinstance(bits[0], str)
-                    and sinks.get(bits[0])]
+                    if re.fullmatch(f"DO{side}[0-9]+", pin) and bits
+                    and not isinstance(bits[0], str) and sinks.get(bits[0])]
             if not used:
                 continue
             report.ports += 1
-            ffs = []
-            why = _why_not(ram, side, ffs, sinks, cells, used)
+            why, ffs = _landing_registers(ram, side, used, sinks, cells)
             if why is not None:
                 report.kept[f"{name} {side}"] = why
                 continue
