@@ -424,8 +424,8 @@ def ecp5_fmax(verilog_text: str, *, top: str, work_dir, board: str = "ulx3s_85f"
     pass and part options as the board build) with every clock constrained to ``target_mhz``
     (default: the board's clock) and the IOs placed freely, and returns
     :func:`ecp5_report_timing` of nextpnr's report plus ``utilization``,
-    ``bram_output_registers`` and ``seconds``. For timing one component in a harness (``bench.fmax``);
-    the board build times the whole engine behind its PLL.
+    ``bram_output_registers`` and ``seconds``. For timing one component in a harness
+    (``bench.fmax``); the board build times the whole engine behind its PLL.
     """
     spec = get_board(board)
     if spec.family != "ecp5":

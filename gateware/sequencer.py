@@ -359,6 +359,9 @@ class Sequencer(wiring.Component):
         m.d.sync += pad_w.eq(Mux(F["k"] >> 1 != 0, F["w_in"], 0))
         stride2 = Signal()
         m.d.sync += stride2.eq(F["stride"] == 2)
+        # s * w_in (``w_step``'s value) and s * w_out (``sw_out``'s).
+        s_w_in = Mux(stride2, F["w_in"] << 1, F["w_in"])
+        s_w_out = Mux(stride2, F["w_out"] << 1, F["w_out"])
         # Input address terms: a guarded walk keeps each of its accumulators inside +-2**AB
         # (the guard's window), so with TERM_MARGIN_BITS more every sum stays exact until the
         # guard has seen it.
@@ -467,17 +470,13 @@ class Sequencer(wiring.Component):
             dyg = {G: (k * G // GM if GM > 1 and k * G % GM == 0 else 0) for G in (2, 4)}
             m.d.comb += dyo.eq(Mux(g4, dyg[4], Mux(g2, dyg[2], 0)))
 
-        def off_terms(s_w_in, s_w_out):
-            """The terms from ``s * w_in`` and ``s * w_out`` (the values SETUP gives ``w_step``
-            and that ``sw_out`` holds)."""
-            hw_in = F["hw_in"]
-            terms = [b_off.eq(s_w_in - s_w_out)]
-            for dyo, p_off, x_off in zip(port_dyo, plain_off_q, mix_off):
-                terms += [p_off.eq(Mux(dyo == 3, _cmul(s_w_in, 3), Mux(dyo == 2, s_w_in << 1,
+        hw_in = F["hw_in"]
+        off_terms = [b_off.eq(s_w_in - s_w_out)]
+        for dyo, p_off, x_off in zip(port_dyo, plain_off_q, mix_off):
+            off_terms += [p_off.eq(Mux(dyo == 3, _cmul(s_w_in, 3), Mux(dyo == 2, s_w_in << 1,
                                                                        Mux(dyo == 1, s_w_in, 0)))),
                           x_off.eq(-Mux(dyo == 3, _cmul(hw_in, 3), Mux(dyo == 2, hw_in << 1,
                                                                        Mux(dyo == 1, hw_in, 0))))]
-            return terms
         m.d.sync += [w.eq(o + F["mix_wrap"]) for w, o in zip(port_offw, port_off)]
         c_first = Signal()                # c == 0
         c_second = Signal()               # c <= 1
@@ -633,7 +632,7 @@ class Sequencer(wiring.Component):
         # A pair tile's second output row: column j's input x is a_xk + s * (j - w_out) there
         # (the port's address is s * w_out lower), so its bounds are shifted by s * w_out.
         sw_out = Signal(S)
-        m.d.sync += sw_out.eq(Mux(stride2, F["w_out"] << 1, F["w_out"]))
+        m.d.sync += sw_out.eq(s_w_out)
         xb_oks = []
         for j in range(C):
             xb_lo, xb_hi = Signal(S, name=f"xb_lo{j}"), Signal(S, name=f"xb_hi{j}")
@@ -939,10 +938,9 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("SETUP"):
                 m.d.comb += ib.start.eq(1)
-                m.d.sync += off_terms(Mux(stride2, F["w_in"] << 1, F["w_in"]),
-                                      Mux(stride2, F["w_out"] << 1, F["w_out"]))
+                m.d.sync += off_terms
                 m.d.sync += [q_zero.eq(F["q"] == 0),
-                    w_step.eq(Mux(stride2, F["w_in"] << 1, F["w_in"])),
+                    w_step.eq(s_w_in),
                     x_step.eq(Mux(stride2, 2 * C, C)),
                     r.eq(0), cls_done.eq(F["period"][:len(r)] == 0),
                     cls_extra.eq(F["rem"][:len(r)] != 0),
@@ -981,7 +979,6 @@ class Sequencer(wiring.Component):
                 for k, (off, dyr) in enumerate(zip(port_off, port_dy), start=1):
                     dyo = port_dyo[k - 1]
                     plain_dy = Mux(stride2, dyo << 1, dyo)
-                    hw_in = F["hw_in"]
                     plain_off = Mux(mix, mix_off[k - 1], plain_off_q[k - 1])
                     plain_dy = Mux(mix, 0, plain_dy)
                     region_off = Mux(mix, -hw_in, F["flat_in"])

@@ -112,8 +112,8 @@ Pooling
 A layer with ``pool`` (2x2 max-pool, stride 2, after requantization) runs the same tiles as
 without on the conv rows the pool reads (its descriptor's ``h_out`` is even: an odd last conv
 row, which the pool drops, is not computed; an odd last column is, since at stride 1 the engine
-needs ``w_in = w_out``) and stores the pooled map (``out_w = w_out // 2``, ``out_hw = (h_out // 2) * out_w``); the engine pairs rows in
-its write-back (``gateware.output_path.PoolStage``), which adds :data:`hw.cycles.POOL_CYCLES`
+needs ``w_in = w_out``) and stores the pooled map (``out_w = w_out // 2``,
+``out_hw = (h_out // 2) * out_w``); the engine pairs rows in its write-back (``gateware.output_path.PoolStage``), which adds :data:`hw.cycles.POOL_CYCLES`
 to the layer's drain and nothing else. With ``G`` row groups a tile holds output rows
 ``oy .. oy + G - 1`` (``oy`` a multiple of ``G``, so even): the pooling pairs
 ``(oy + 2i, oy + 2i + 1)`` lie inside one tile for ``G = 2`` and ``G = 4`` alike.
@@ -437,7 +437,8 @@ def _check_variant(layer):
 
 
 def _plan_shapes(qmodel, rows, cols):
-    """Per layer: (qlayer, csrp, in_shape, conv out (h, w), stored out shape)."""
+    """Per layer: (qlayer, csrp, in_shape, conv out (h, w) the engine computes, stored out
+    shape). A pooled layer's h is even: the odd last conv row the pool drops is left out."""
     from .reference import validate_layer
     if not qmodel.layers:
         raise ValueError(f"Model {qmodel.name!r} has no layers")
