@@ -576,15 +576,28 @@ class Sequencer(wiring.Component):
                     kx.eq(Mux(k3, tap - Mux(tap >= 6, 6, Mux(tap >= 3, 3, 0)), 0))]
 
         more_taps = Signal()              # rem != 0, registered with rem
-
-        def load_rem(v):
-            return [rem.eq(v), more_taps.eq(v != 0)]
+        # The tile's last step (ch_last & ~more_taps), registered with them: it gates the tile
+        # end's updates of the whole loop state (through an AND of the two, the ULX3S critical
+        # path on one seed at 968225d, 93.9 MHz).
         is_last = Signal()
+
+        def load_rem(v, last_ch=None):
+            """Load the channel's remaining taps ``v`` (and ``ch_last``, unless None)."""
+            stmts = [rem.eq(v), more_taps.eq(v != 0),
+                     is_last.eq((ch_last if last_ch is None else last_ch) & (v == 0))]
+            return stmts if last_ch is None else stmts + [ch_last.eq(last_ch)]
         hold = Signal()
-        m.d.comb += [is_last.eq(ch_last & ~more_taps),
-                     hold.eq(is_last & gap_short)]
+        m.d.comb += hold.eq(is_last & gap_short)
         one_ch = Signal()
         m.d.sync += one_ch.eq(F["c_in"] <= 1)
+        # c + 1 is the last channel (c + 2 >= c_in), registered with c: ``is_last``'s next value
+        # without the wide compare (c -> is_last was the sequencer's critical path alone).
+        two_ch = Signal()
+        m.d.sync += two_ch.eq(F["c_in"] <= 2)
+        next_ch_last = Signal()
+
+        def first_channel():
+            return [c.eq(0), next_ch_last.eq(two_ch)]
         rem_tap, rem_rest = split_lowest_tap(m, rem, "walk")   # the next tap of this channel
 
         # Issue snapshot (A): the step, its partial address sums and, for a tile's last step,
@@ -705,11 +718,22 @@ class Sequencer(wiring.Component):
                      cols_act.eq(Mux(_exceeds(cols_left, C, cb, equal=True), C, cols_left))]
 
         # What a tile's end does next, registered from the loop state (which changes only at tile
-        # ends, at least two cycles apart, and in PREP, which sets them for the new values).
+        # ends, at least two cycles apart, and in PREP, which sets them for the new values). The
+        # choice is one-hot (``end_*``), so each loop register's enable is the tile end and one
+        # flag, not a chain of them (the ULX3S critical path at 968225d on one seed).
         next_pair = Signal()              # pooled, one row per tile: the pair's second row next
-        more_cols = Signal()              # another tile along the row
-        more_rows = Signal()              # another tile row (or pair) of this block
-        more_blocks = Signal()            # another block of filters of this class
+        end_col = Signal()                # not a pair: another tile along the row
+        end_row = Signal()                # nor that: another tile row (or pair) of this block
+        end_blk = Signal()                # nor that: another block of filters of this class
+        end_cls = Signal()                # nor that: the class's last tile
+        end_line = Signal()               # end_row | end_blk | end_cls: back to column 0
+        end_map = Signal()                # end_blk | end_cls: back to the map's first row
+
+        def tile_end_flags(pair2, cols, rows, blocks):
+            line = ~pair2 & ~cols
+            return [next_pair.eq(pair2), end_col.eq(~pair2 & cols), end_line.eq(line),
+                    end_row.eq(line & rows), end_map.eq(line & ~rows),
+                    end_blk.eq(line & ~rows & blocks), end_cls.eq(line & ~rows & ~blocks)]
         # The next tile row's steps: plain, G rows (pix_step, y_step, rw_step); flat, one row when
         # the next tile starts inside the next output row (wrap_x: then at ox + C - w_out), else
         # two (it starts where row oy + 2 does).
@@ -761,10 +785,11 @@ class Sequencer(wiring.Component):
                     nx_cross.eq(tall & Mux(cross, row1 & h_out2, fr == Mux(wrap1, 2, 3)))]
         wrap_now = Signal()
         m.d.comb += wrap_now.eq(w_wide | (cols_left[:cb] > dx_small))
-        m.d.sync += [next_pair.eq(pool1 & ~dy & b_row),
-                     more_cols.eq(_exceeds(cols_left, C, cb)),
-                     more_rows.eq(Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3))),
-                     more_blocks.eq(_exceeds(rows_left, gs, gb)),
+        more_blocks = Signal()            # another block of filters of this class
+        m.d.comb += more_blocks.eq(_exceeds(rows_left, gs, gb))
+        m.d.sync += [*tile_end_flags(pool1 & ~dy & b_row, _exceeds(cols_left, C, cb),
+                                     Mux(flat, _exceeds(flat_left, C, cb), _exceeds(oy_left, tr, 3)),
+                                     more_blocks),
                      *next_row_steps(wrap_now), *frame_steps(fr_left, row_y0, wrap_now)]
 
         # Issue stage registers (S1), from the snapshot.
@@ -1022,15 +1047,16 @@ class Sequencer(wiring.Component):
                     m.next = "PREP"
                 abort_frame()
             with m.State("PREP"):
-                m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest), *load_rem(ib.rest),
-                             *goto_tap(ib.first_tap), c.eq(0), ch_last.eq(one_ch),
+                m.d.sync += [first_tap.eq(ib.first_tap), first_rem.eq(ib.rest),
+                             *load_rem(ib.rest, one_ch), *goto_tap(ib.first_tap), *first_channel(),
                              chan.eq(F["in_base"]), waddr.eq(blk_base), first.eq(1),
                              oy_left.eq(F["h_out"]), flat_left.eq(F["flat_n"]),
                              pix_row.eq(0), row_y0.eq(-pad), row_w.eq(-pad_w),
-                             next_pair.eq(pool1 & _exceeds(F["h_out"], 1, 3)),
-                             more_cols.eq(_exceeds(F["w_out"], C, cb)),
-                             more_rows.eq(Mux(flat, _exceeds(F["flat_n"], C, cb),
-                                              _exceeds(F["h_out"], tr, 3))),
+                             *tile_end_flags(pool1 & _exceeds(F["h_out"], 1, 3),
+                                             _exceeds(F["w_out"], C, cb),
+                                             Mux(flat, _exceeds(F["flat_n"], C, cb),
+                                                 _exceeds(F["h_out"], tr, 3)),
+                                             more_blocks),
                              *next_row_steps(wrap_first),
                              fr_left.eq(F["h_out"]), *ports_at_row(0),
                              *frame_steps(F["h_out"], -pad, wrap_first),
@@ -1050,8 +1076,9 @@ class Sequencer(wiring.Component):
                     with m.If(more_taps):
                         m.d.sync += [*load_rem(rem_rest), *goto_tap(rem_tap)]
                     with m.Elif(~ch_last):
-                        m.d.sync += [*load_rem(ib.next_rest), *goto_tap(ib.next_first_tap),
-                                     c.eq(c + 1), ch_last.eq(c + 2 >= F["c_in"]),
+                        m.d.sync += [*load_rem(ib.next_rest, next_ch_last),
+                                     *goto_tap(ib.next_first_tap), c.eq(c + 1),
+                                     next_ch_last.eq(c + 3 >= F["c_in"]),
                                      chan.eq(chan + F["hw_in"]), *ports_at_next_channel()]
                     with m.If(is_last):
                         # Tile done: push its tag, restart the tap walk, move to the next tile.
@@ -1072,50 +1099,51 @@ class Sequencer(wiring.Component):
                                          Mux(flat, flat_cols,
                                              Mux(fold & b_row, (1 << C) - 1, low_cols))))]
                         m.d.comb += ib.restart.eq(1)
-                        m.d.sync += [c.eq(0), ch_last.eq(one_ch), chan.eq(F["in_base"]),
-                                     *load_rem(first_rem), *goto_tap(first_tap), first.eq(1),
+                        m.d.sync += [*first_channel(), chan.eq(F["in_base"]),
+                                     *load_rem(first_rem, one_ch), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base), *ports_at_first_channel()]
+                        # (Flat Ifs on the one-hot end_* flags; an Elif chain would put the
+                        # flags in series in front of every loop register's enable.)
                         with m.If(next_pair):
                             # Pooled, one row per tile: the pair's second row, same columns.
                             m.d.sync += [dy.eq(1), oy_left.eq(oy_left - 1),
                                          row_y0.eq(row_y0 + s_rows),
                                          row_w.eq(row_w + w_step)]
                         with m.Else():
-                            m.d.sync += dy.eq(0)
-                            m.d.sync += flat_left.eq(flat_left - C)
-                            with m.If(more_cols):
-                                m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
-                                             cols_left.eq(cols_left - C)]
-                                with m.If(dy):      # back to the pair's first row
-                                    m.d.sync += [oy_left.eq(oy_left + 1),
-                                                 row_y0.eq(row_y0 - s_rows),
-                                                 row_w.eq(row_w - w_step)]
-                            with m.Else():
-                                m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
-                                with m.If(more_rows):
-                                    m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + adv_pix),
-                                                 row_y0.eq(nx_y0), fr_left.eq(nx_fr),
-                                                 *ports_at_row(nx_cross),
-                                                 row_w.eq(row_w + adv_w)]
-                                    with m.If(wrap_x):
-                                        # Flat: the next C pixels start inside the next row.
-                                        m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
-                                                     cols_left.eq(cols_left - flat_dx)]
-                                with m.Else():
-                                    m.d.sync += [oy_left.eq(F["h_out"]), fr_left.eq(F["h_out"]),
-                                                 *ports_at_row(0),
-                                                 flat_left.eq(F["flat_n"]), pix_row.eq(0), row_y0.eq(-pad),
-                                                 row_w.eq(-pad_w),
-                                                 blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
-                                    with m.If(more_blocks):
-                                        m.d.sync += [rows_left.eq(rows_left - gs),
-                                                     blk_ch.eq(blk_ch + blk_chs),
-                                                     blk_out.eq(blk_out + blk_inc)]
-                                    with m.Else():
-                                        m.d.comb += ib.next_class.eq(1)
-                                        m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
-                                                     cls_out.eq(cls_out + F["out_hw"])]
-                                        m.next = "CLASS"
+                            m.d.sync += [dy.eq(0), flat_left.eq(flat_left - C)]
+                        with m.If(end_col):
+                            m.d.sync += [ox0.eq(ox0 + C), x_base.eq(x_base + x_step),
+                                         cols_left.eq(cols_left - C)]
+                            with m.If(dy):          # back to the pair's first row
+                                m.d.sync += [oy_left.eq(oy_left + 1),
+                                             row_y0.eq(row_y0 - s_rows),
+                                             row_w.eq(row_w - w_step)]
+                        with m.If(end_line):
+                            m.d.sync += [ox0.eq(0), x_base.eq(-pad), cols_left.eq(F["w_out"])]
+                        with m.If(end_row):
+                            m.d.sync += [oy_left.eq(oy_left - tr), pix_row.eq(pix_row + adv_pix),
+                                         row_y0.eq(nx_y0), fr_left.eq(nx_fr),
+                                         *ports_at_row(nx_cross),
+                                         row_w.eq(row_w + adv_w)]
+                            with m.If(wrap_x):
+                                # Flat: the next C pixels start inside the next row.
+                                m.d.sync += [ox0.eq(ox0 + flat_dx), x_base.eq(x_base + flat_dxs),
+                                             cols_left.eq(cols_left - flat_dx)]
+                        with m.If(end_map):
+                            m.d.sync += [oy_left.eq(F["h_out"]), fr_left.eq(F["h_out"]),
+                                         *ports_at_row(0),
+                                         flat_left.eq(F["flat_n"]), pix_row.eq(0), row_y0.eq(-pad),
+                                         row_w.eq(-pad_w),
+                                         blk_base.eq(waddr + 1), waddr.eq(waddr + 1)]
+                        with m.If(end_blk):
+                            m.d.sync += [rows_left.eq(rows_left - gs),
+                                         blk_ch.eq(blk_ch + blk_chs),
+                                         blk_out.eq(blk_out + blk_inc)]
+                        with m.If(end_cls):
+                            m.d.comb += ib.next_class.eq(1)
+                            m.d.sync += [*next_class_flags(), cls_ch.eq(cls_ch + 1),
+                                         cls_out.eq(cls_out + F["out_hw"])]
+                            m.next = "CLASS"
                 abort_frame()
             with m.State("DRAIN"):
                 # The next layer's descriptor loads while the tiles drain (the outputs the rest
