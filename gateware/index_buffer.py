@@ -61,7 +61,9 @@ class IndexBuffer(wiring.Component):
     next_class : In(1)
         The class slot moves to the next class (``r + 1``; a restart may follow the next cycle).
     restart : In(1)
-        The walk restarts at the class slot ``r`` (outputs valid the next cycle).
+        The walk restarts at the class slot ``r`` (outputs valid the next cycle; it may repeat,
+        and never comes with ``next_class``: ``tests/test_formal.py`` proves the sequencer
+        keeps to that).
     advance : In(1)
         Step to the next slot (``(slot + 1) mod period``) next cycle.
     slot : Out

@@ -1066,6 +1066,14 @@ class Sequencer(wiring.Component):
                 abort_frame()
             with m.State("RUN"):
                 m.d.comb += in_run.eq(1)
+                # The index buffer restarts the walk at the tile's last step, in every cycle it
+                # holds there too: it reloads the same class slots, and its outputs are read
+                # only by a channel step, which the last step is not. So the restart does not
+                # wait for the issue decision (``hold``: the ULX3S critical path on one seed).
+                # Not at a class's last tile: the class moves on then, and CLASS restarts the
+                # walk (the index buffer's contract: never a restart with a class move).
+                with m.If(is_last & ~end_cls):
+                    m.d.comb += ib.restart.eq(1)
                 with m.If(~hold):
                     m.d.sync += issue_snapshot
                     m.d.sync += [first.eq(0), waddr.eq(waddr + 1),
@@ -1098,7 +1106,6 @@ class Sequencer(wiring.Component):
                                          pool, Mux(fold & ~b_row, 0, pool_cols),
                                          Mux(flat, flat_cols,
                                              Mux(fold & b_row, (1 << C) - 1, low_cols))))]
-                        m.d.comb += ib.restart.eq(1)
                         m.d.sync += [*first_channel(), chan.eq(F["in_base"]),
                                      *load_rem(first_rem, one_ch), *goto_tap(first_tap), first.eq(1),
                                      waddr.eq(blk_base), *ports_at_first_channel()]

@@ -267,6 +267,25 @@ def test_tile_tags_are_spaced_at_full_size(groups, tmp_path):
     assert result.passed, f"{result.status}\n{result.log}"
 
 
+@needs_solver
+@pytest.mark.parametrize("groups", [2, 4])
+def test_sequencer_keeps_the_index_buffer_contract(groups, tmp_path):
+    """The index buffer's proof (``test_index_buffer_stays_in_its_period``) assumes that a
+    restart never comes with a class move; on the 8 x 8 engine the sequencer, its inputs free,
+    never drives both at once, for all time."""
+    Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
+    from gateware.act_buffer import flat_addr_bits
+    config = _full_size_config(groups)
+    seq = Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
+                                                                bank_depth=config.bank_depth))
+    top = Module()
+    top.submodules.h = frag = Fragment.get(free_inputs(seq), None)
+    restart, next_class = internal_signal(frag, "restart"), internal_signal(frag, "next_class")
+    top.d.comb += Assert(~(restart & next_class), "a restart with a class move")
+    result = prove(top, depth=2, work_dir=tmp_path, unbounded=True)
+    assert result.passed, f"{result.status}\n{result.log}"
+
+
 @pytest.fixture
 def free_core_parts(monkeypatch):
     """The core's sequencer and systolic array replaced by :func:`free_outputs` stand-ins; the
