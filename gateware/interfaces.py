@@ -20,7 +20,7 @@ Counters = data.StructLayout({name: 32 for name in COUNTERS})
 
 #: Cycles after the last accepted load word by which a core's ``model_ok`` reflects it (at most:
 #: the link layer reads the flag when a LOAD_IMAGE commits, at least 5 cycles after that word).
-MODEL_CHECK_LATENCY = 4
+MODEL_CHECK_LATENCY = 5
 
 #: A byte stream (UART side of the link layer).
 ByteStream = stream.Signature(8)
