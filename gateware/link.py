@@ -220,7 +220,10 @@ class Link(wiring.Component):
         rx_take = rx.valid & rx.ready
         tx_take = tx.valid & tx.ready
         stall = core.load.valid & ~core.load.ready
-        timed_out = ~rx.valid & (idle == self._timeout)
+        # idle == timeout, registered with idle: the counter's wide compare sat in front of the
+        # receive decisions (a ULX3S critical path on one seed at 904388a, 98.5 MHz).
+        idle_full = Signal()
+        timed_out = ~rx.valid & idle_full
 
         m.d.sync += self.nak.eq(0)
         # Pulses to the core, from registers: each fans out to many of its registers.
@@ -286,10 +289,10 @@ class Link(wiring.Component):
         # Mid-frame idle counter: counts only while the host sends nothing, not while we stall.
         mid_frame = Signal()
         with m.If(mid_frame & ~rx.valid):
-            with m.If(idle != self._timeout):
-                m.d.sync += idle.eq(idle + 1)
+            with m.If(~idle_full):
+                m.d.sync += [idle.eq(idle + 1), idle_full.eq(idle + 1 == self._timeout)]
         with m.Else():
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), idle_full.eq(0)]
 
         with m.FSM(name="link"):
             with m.State("HUNT"):
