@@ -582,7 +582,8 @@ class Sequencer(wiring.Component):
         is_last = Signal()
 
         def load_rem(v, last_ch=None):
-            """Load the channel's remaining taps ``v`` (and ``ch_last``, unless None)."""
+            """Load the channel's remaining taps ``v`` and ``ch_last`` (kept when None), and
+            ``is_last`` from the two."""
             stmts = [rem.eq(v), more_taps.eq(v != 0),
                      is_last.eq((ch_last if last_ch is None else last_ch) & (v == 0))]
             return stmts if last_ch is None else stmts + [ch_last.eq(last_ch)]

@@ -238,6 +238,15 @@ def _full_size_config(groups):
     return ArrayConfig(groups=groups)
 
 
+def _full_size_sequencer(groups):
+    """The sequencer of the default 8 x 8 engine with ``groups`` row groups."""
+    Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
+    from gateware.act_buffer import flat_addr_bits
+    config = _full_size_config(groups)
+    return Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
+                                                                 bank_depth=config.bank_depth))
+
+
 def _tag_spacing_harness(seq):
     """``seq`` with free inputs: a tile tag is never pushed within ``max(rows, 2) - 1`` cycles of
     the last (a shadow shift register of the pushes), and it is pushed exactly when the step
@@ -257,12 +266,7 @@ def test_tile_tags_are_spaced_at_full_size(groups, tmp_path):
     """On the default 8 x 8 engine (two groups) and the four-group one, the sequencer pushes its
     tile tags at least ``rows`` cycles apart, each with its tile's last step, for all time
     (k = rows + 2)."""
-    Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
-    from gateware.act_buffer import flat_addr_bits
-    config = _full_size_config(groups)
-    seq = Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
-                                                                bank_depth=config.bank_depth))
-    top, spacing = _tag_spacing_harness(seq)
+    top, spacing = _tag_spacing_harness(_full_size_sequencer(groups))
     result = prove(top, depth=spacing + 2, work_dir=tmp_path, unbounded=True)
     assert result.passed, f"{result.status}\n{result.log}"
 
@@ -273,13 +277,8 @@ def test_sequencer_keeps_the_index_buffer_contract(groups, tmp_path):
     """The index buffer's proof (``test_index_buffer_stays_in_its_period``) assumes that a
     restart never comes with a class move; on the 8 x 8 engine the sequencer, its inputs free,
     never drives both at once, for all time."""
-    Sequencer = _component("gateware.sequencer", lambda mod: mod.Sequencer)
-    from gateware.act_buffer import flat_addr_bits
-    config = _full_size_config(groups)
-    seq = Sequencer(config=config, act_addr_bits=flat_addr_bits(cols=config.cols,
-                                                                bank_depth=config.bank_depth))
     top = Module()
-    top.submodules.h = frag = Fragment.get(free_inputs(seq), None)
+    top.submodules.h = frag = Fragment.get(free_inputs(_full_size_sequencer(groups)), None)
     restart, next_class = internal_signal(frag, "restart"), internal_signal(frag, "next_class")
     top.d.comb += Assert(~(restart & next_class), "a restart with a class move")
     result = prove(top, depth=2, work_dir=tmp_path, unbounded=True)
